@@ -1,0 +1,222 @@
+#include "app/OrderpayApp.h"
+
+#include "app/Config.h"
+#include "broker/EmbeddedBroker.h"
+#include "domain/Clock.h"
+#include "domain/Errors.h"
+#include "http/Auth.h"
+#include "http/HttpServer.h"
+#include "logging/Log.h"
+#include "logging/Logging.h"
+#include "store/Committer.h"
+#include "store/Database.h"
+#include "store/OrderStore.h"
+#include "work/ConsumerTask.h"
+#include "work/OrderProcessor.h"
+
+#include <Poco/Net/IPAddress.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/TaskManager.h>
+#include <Poco/Util/HelpFormatter.h>
+#include <Poco/Util/Option.h>
+
+#include <iostream>
+
+#ifndef ORDERPAY_VERSION
+#define ORDERPAY_VERSION "unknown"
+#endif
+
+namespace orderpay {
+
+using Poco::Util::Option;
+
+OrderpayApp::OrderpayApp()
+{
+    // The daemon reads its own configuration; Poco's default loading of
+    // <program>.properties next to the binary would be a surprise.
+    setUnixOptions(true);
+}
+
+void OrderpayApp::defineOptions(Poco::Util::OptionSet& options)
+{
+    // ServerApplication's own options (--daemon, --pidfile) are left out
+    // on purpose: systemd supervises orderpayd in the foreground.
+    options.addOption(Option("config", "c", "configuration file (default /etc/orderpay/orderpay.properties)")
+                          .required(false)
+                          .repeatable(false)
+                          .argument("FILE"));
+    options.addOption(Option("define", "D", "override one configuration key")
+                          .required(false)
+                          .repeatable(true)
+                          .argument("key=value"));
+    options.addOption(
+        Option("check-config", "", "validate the configuration, print what is wrong, exit 0 or 1").required(false));
+    options.addOption(Option("version", "v", "print the version and exit").required(false));
+    options.addOption(Option("help", "h", "print this help and exit").required(false));
+}
+
+void OrderpayApp::handleOption(const std::string& name, const std::string& value)
+{
+    if (name == "config") {
+        configFile_ = value;
+        configGiven_ = true;
+    } else if (name == "define") {
+        const auto eq = value.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            usageError_ = "-D expects key=value, got '" + value + "'";
+        } else {
+            overrides_[value.substr(0, eq)] = value.substr(eq + 1);
+        }
+    } else if (name == "check-config") {
+        checkOnly_ = true;
+    } else if (name == "version") {
+        versionRequested_ = true;
+        stopOptionsProcessing();
+    } else if (name == "help") {
+        helpRequested_ = true;
+        stopOptionsProcessing();
+    }
+}
+
+int OrderpayApp::main(const std::vector<std::string>& args)
+{
+    if (helpRequested_) {
+        Poco::Util::HelpFormatter help(options());
+        help.setCommand(commandName());
+        help.setUsage("[--config=FILE] [-D key=value]... [--check-config] [--version] [--help]");
+        help.setHeader("orderpayd: order and payment processing daemon. Runs in the foreground.");
+        help.setFooter("Configuration reference: /etc/orderpay/orderpay.properties; API: /usr/share/doc/orderpay.");
+        help.format(std::cout);
+        return EXIT_OK;
+    }
+    if (versionRequested_) {
+        std::cout << "orderpayd " << ORDERPAY_VERSION << std::endl;
+        return EXIT_OK;
+    }
+    if (!usageError_.empty() || !args.empty()) {
+        std::cerr << "orderpayd: " << (usageError_.empty() ? "unexpected argument '" + args.front() + "'" : usageError_)
+                  << " (see --help)" << std::endl;
+        return EXIT_USAGE;
+    }
+    if (checkOnly_) return checkConfig();
+
+    Settings settings;
+    try {
+        settings = Config::load(configFile_, configGiven_, overrides_);
+    } catch (const ConfigError& e) {
+        std::cerr << "orderpayd: the configuration is not valid:\n" << e.what();
+        return EXIT_CONFIG;
+    }
+    setupLogging(settings.logging);
+    try {
+        return serve(settings);
+    } catch (const std::exception& e) {
+        logLine(logger(), Poco::Message::PRIO_FATAL, std::string("cannot start: ") + e.what());
+        return EXIT_SOFTWARE;
+    }
+}
+
+int OrderpayApp::checkConfig()
+{
+    try {
+        const Settings s = Config::load(configFile_, configGiven_, overrides_);
+        if (!s.http.authTokenFile.empty()) http::Auth auth(s.http.authTokenFile);
+        std::cout << configFile_ << ": ok" << std::endl;
+        return 0;
+    } catch (const ConfigError& e) {
+        std::cout << e.what();
+        return 1;
+    } catch (const std::exception& e) {
+        std::cout << configFile_ << ": http.auth.token_file: " << e.what() << std::endl;
+        return 1;
+    }
+}
+
+int OrderpayApp::serve(const Settings& settings)
+{
+    Poco::Logger& log = Poco::Logger::get("orderpay");
+
+    // Refuse an open door before opening anything.
+    const bool loopback = Poco::Net::SocketAddress(settings.http.host, settings.http.port).host().isLoopback();
+    if (!loopback && settings.http.authTokenFile.empty() && !settings.http.allowUnauthenticated) {
+        logLine(log, Poco::Message::PRIO_FATAL,
+                "refusing to listen on " + settings.http.host +
+                    " without authentication: set http.auth.token_file, or http.allow_unauthenticated = true "
+                    "if something else guards this address");
+        return EXIT_CONFIG;
+    }
+    if (settings.broker.kind != "embedded" || settings.store.kind != "sqlite") {
+        logLine(log, Poco::Message::PRIO_FATAL,
+                "broker.kind=" + settings.broker.kind + " with store.kind=" + settings.store.kind +
+                    " is not available in this version; use broker.kind=embedded and store.kind=sqlite");
+        return EXIT_CONFIG;
+    }
+    http::Auth auth(settings.http.authTokenFile);
+
+    // Start-up order: store, broker, workers, HTTP. Shutdown is the reverse.
+    Database db(settings.store);
+    Committer committer(db, settings.store.groupCommit, settings.store.maxBatch);
+    OrderStore store(db, committer);
+    EmbeddedBroker broker(db, committer, settings.work);
+    store.setMessageListener([&broker](const std::string& queue) { broker.notifyPublished(queue); });
+    broker.start();
+
+    OrderProcessor orders(store, settings.work.processingTime);
+    PaymentProcessor payments(store);
+    Poco::TaskManager tasks;
+    for (int i = 0; i < settings.work.orderWorkers; ++i) {
+        tasks.start(new ConsumerTask("orders-" + std::to_string(i + 1), broker, kOrdersQueue, orders,
+                                     settings.work.maxAttempts));
+    }
+    for (int i = 0; i < settings.work.paymentWorkers; ++i) {
+        tasks.start(new ConsumerTask("payments-" + std::to_string(i + 1), broker, kPaymentsQueue, payments,
+                                     settings.work.maxAttempts));
+    }
+
+    http::Service service{store, broker, committer, settings, auth};
+    http::HttpServer server(service, settings.http);
+    server.start();
+    logLine(log, Poco::Message::PRIO_NOTICE,
+            "orderpayd " ORDERPAY_VERSION " listening on " + settings.http.host + ":" + std::to_string(server.port()) +
+                ", database " + db.path() + ", broker " + broker.name() + ", " +
+                std::to_string(settings.work.orderWorkers) + " order and " +
+                std::to_string(settings.work.paymentWorkers) + " payment workers" +
+                (auth.enabled() ? ", bearer auth on" : ""));
+
+    // Expired idempotency keys are swept while waiting for the stop signal.
+    std::thread sweeper;
+    std::mutex sweepMutex;
+    std::condition_variable sweepWake;
+    bool stopping = false;
+    sweeper = std::thread([&] {
+        std::unique_lock lock(sweepMutex);
+        while (!sweepWake.wait_for(lock, std::chrono::minutes(1), [&] { return stopping; })) {
+            lock.unlock();
+            try {
+                store.purgeIdempotencyKeys(clock::nowMillis() - settings.http.idempotencyTtl.count());
+            } catch (const std::exception& e) {
+                logLine(log, Poco::Message::PRIO_WARNING, std::string("idempotency key sweep failed: ") + e.what());
+            }
+            lock.lock();
+        }
+    });
+
+    waitForTerminationRequest();
+    logLine(log, Poco::Message::PRIO_NOTICE, "stopping: no new requests; in-flight work finishes or goes back to the queue");
+
+    {
+        std::lock_guard lock(sweepMutex);
+        stopping = true;
+    }
+    sweepWake.notify_all();
+    sweeper.join();
+    server.stop();
+    tasks.cancelAll();
+    broker.stop();
+    tasks.joinAll();
+    committer.stop();
+    logLine(log, Poco::Message::PRIO_NOTICE, "stopped");
+    return EXIT_OK;
+}
+
+}  // namespace orderpay

@@ -1,0 +1,37 @@
+#pragma once
+
+#include "app/Settings.h"
+
+#include <Poco/Util/ServerApplication.h>
+
+#include <map>
+#include <string>
+
+namespace orderpay {
+
+/// orderpayd: the command line, then the daemon's life: open the store,
+/// start the broker, the workers and the HTTP server, wait for SIGTERM or
+/// SIGINT, and stop everything in the reverse order.
+class OrderpayApp : public Poco::Util::ServerApplication {
+public:
+    OrderpayApp();
+
+protected:
+    void defineOptions(Poco::Util::OptionSet& options) override;
+    void handleOption(const std::string& name, const std::string& value) override;
+    int main(const std::vector<std::string>& args) override;
+
+private:
+    int checkConfig();
+    int serve(const Settings& settings);
+
+    std::string configFile_ = "/etc/orderpay/orderpay.properties";
+    bool configGiven_ = false;
+    std::map<std::string, std::string> overrides_;
+    bool checkOnly_ = false;
+    bool helpRequested_ = false;
+    bool versionRequested_ = false;
+    std::string usageError_;
+};
+
+}  // namespace orderpay

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace orderpay {
+
+/// Every setting orderpayd has, typed and validated. Only Config reads
+/// configuration keys; everything else receives these structs.
+struct HttpSettings {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 1212;
+    int maxThreads = 16;
+    int maxQueued = 256;
+    std::size_t maxBodyBytes = 64 * 1024;
+    std::string authTokenFile;  // empty: auth off
+    bool allowUnauthenticated = false;
+    std::chrono::milliseconds idempotencyTtl = std::chrono::hours(24);
+    std::chrono::milliseconds readTimeout = std::chrono::seconds(10);
+};
+
+struct BrokerSettings {
+    std::string kind = "embedded";  // embedded | rabbitmq
+    std::string rabbitmqUri = "amqp://guest:guest@127.0.0.1:5672/";
+    int rabbitmqPrefetch = 10;
+    std::string rabbitmqQueueType = "classic";  // classic | quorum
+};
+
+struct StoreSettings {
+    std::string kind = "sqlite";  // sqlite | postgresql
+    std::string sqlitePath = "/var/lib/orderpay/orderpay.db";
+    std::string sqliteSynchronous = "full";  // full | normal
+    bool groupCommit = true;
+    int maxBatch = 256;
+};
+
+struct WorkSettings {
+    std::string defaultCurrency = "EUR";
+    int orderWorkers = 1;
+    std::chrono::milliseconds processingTime{6000};
+    int paymentWorkers = 1;
+    int maxAttempts = 5;
+    std::chrono::milliseconds retryBackoff{1000};
+};
+
+struct LoggingSettings {
+    std::string level = "information";
+    std::string target = "auto";  // auto | journal | console
+};
+
+struct Settings {
+    HttpSettings http;
+    BrokerSettings broker;
+    StoreSettings store;
+    WorkSettings work;
+    LoggingSettings logging;
+};
+
+}  // namespace orderpay

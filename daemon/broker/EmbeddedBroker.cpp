@@ -1,0 +1,175 @@
+#include "broker/EmbeddedBroker.h"
+
+#include "domain/Clock.h"
+#include "metrics/Metrics.h"
+
+#include <Poco/Data/Statement.h>
+
+#include <algorithm>
+
+using namespace Poco::Data::Keywords;
+using Poco::Data::Session;
+using Poco::Data::Statement;
+
+namespace orderpay {
+
+EmbeddedBroker::EmbeddedBroker(Database& db, Committer& committer, const WorkSettings& work)
+    : db_(db),
+      committer_(committer),
+      backoffBase_(work.retryBackoff),
+      leaseTime_(std::max<std::chrono::milliseconds>(std::chrono::minutes(1), work.processingTime * 4))
+{
+}
+
+std::chrono::milliseconds EmbeddedBroker::backoff(std::chrono::milliseconds base, int attempt)
+{
+    const auto cap = std::chrono::milliseconds(std::chrono::minutes(5));
+    if (base.count() == 0) return base;
+    auto delay = base;
+    for (int i = 1; i < attempt && delay < cap; ++i) delay *= 2;
+    return std::min(delay, cap);
+}
+
+void EmbeddedBroker::start()
+{
+    // Leases of a previous run: that process is gone, so the messages are
+    // due now. Their attempt counts stay, so a message that crashes the
+    // daemon every time still reaches the dead letters.
+    committer_.write([](Session& s) {
+        const Poco::Int64 at = clock::nowMillis();
+        s << "UPDATE messages SET state = 'ready', due_at = ? WHERE state = 'leased'", useRef(at), now;
+    });
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+}
+
+void EmbeddedBroker::stop()
+{
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+}
+
+void EmbeddedBroker::notifyPublished(const std::string&)
+{
+    {
+        std::lock_guard lock(mutex_);
+        ++generation_;
+    }
+    wake_.notify_all();
+}
+
+bool EmbeddedBroker::anythingDue(const std::string& queue)
+{
+    Session s = db_.reader();
+    const Poco::Int64 at = clock::nowMillis();
+    Poco::Int64 n = 0;
+    s << "SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ?)",
+        useRef(queue), useRef(at), into(n), now;
+    return n != 0;
+}
+
+std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
+{
+    // A cheap read first, so idle consumers do not write (and sync) at all.
+    if (!anythingDue(queue)) return std::nullopt;
+    std::optional<Delivery> delivery;
+    committer_.write([&](Session& s) {
+        delivery.reset();
+        const Poco::Int64 at = clock::nowMillis();
+        Poco::Int64 id = 0, attempts = 0, lease = 0;
+        std::string body;
+        Statement pick(s);
+        pick << "SELECT id, body, attempts, lease FROM messages "
+                "WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ? ORDER BY due_at, id LIMIT 1",
+            useRef(queue), useRef(at), into(id), into(body), into(attempts), into(lease);
+        if (pick.execute() == 0) return;
+        const Poco::Int64 until = at + leaseTime_.count();
+        s << "UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? "
+             "WHERE id = ?",
+            useRef(until), useRef(id), now;
+        delivery = Delivery{queue, body, id, lease + 1, static_cast<int>(attempts + 1)};
+    });
+    if (delivery && delivery->redelivered()) Metrics::instance().redeliveries.fetch_add(1);
+    return delivery;
+}
+
+std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chrono::milliseconds timeout)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        std::uint64_t seen = 0;
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) return std::nullopt;
+            seen = generation_;
+        }
+        if (auto d = tryLease(queue)) return d;
+        std::unique_lock lock(mutex_);
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return std::nullopt;
+        // Woken by a publish; otherwise look again shortly for messages whose
+        // backoff or lease ran out.
+        const auto wait = std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(200));
+        wake_.wait_for(lock, wait, [&] { return stopping_ || generation_ != seen; });
+    }
+}
+
+void EmbeddedBroker::ack(const Delivery& d)
+{
+    committer_.write([&](Session& s) {
+        s << "DELETE FROM messages WHERE id = ? AND lease = ?", useRef(d.messageId), useRef(d.lease), now;
+    });
+}
+
+void EmbeddedBroker::retry(const Delivery& d, const std::string& reason)
+{
+    committer_.write([&](Session& s) {
+        const Poco::Int64 due = clock::nowMillis() + backoff(backoffBase_, d.attempt).count();
+        s << "UPDATE messages SET state = 'ready', due_at = ?, last_error = ? WHERE id = ? AND lease = ?", useRef(due),
+            useRef(reason), useRef(d.messageId), useRef(d.lease), now;
+    });
+}
+
+void EmbeddedBroker::deadLetter(const Delivery& d, const std::string& reason)
+{
+    committer_.write([&](Session& s) {
+        s << "UPDATE messages SET state = 'dead', last_error = ? WHERE id = ? AND lease = ?", useRef(reason),
+            useRef(d.messageId), useRef(d.lease), now;
+    });
+    Metrics::instance().deadLetters.fetch_add(1);
+}
+
+void EmbeddedBroker::release(const Delivery& d)
+{
+    committer_.write([&](Session& s) {
+        const Poco::Int64 at = clock::nowMillis();
+        s << "UPDATE messages SET state = 'ready', due_at = ?, attempts = MAX(attempts - 1, 0) "
+             "WHERE id = ? AND lease = ?",
+            useRef(at), useRef(d.messageId), useRef(d.lease), now;
+    });
+    notifyPublished(d.queue);
+}
+
+std::map<std::string, QueueDepth> EmbeddedBroker::depths()
+{
+    Session s = db_.reader();
+    std::vector<std::string> queues, states;
+    std::vector<Poco::Int64> counts, oldest;
+    s << "SELECT queue, state, COUNT(*), MIN(created_at) FROM messages GROUP BY queue, state", into(queues),
+        into(states), into(counts), into(oldest), now;
+    std::map<std::string, QueueDepth> result{{"orders", {}}, {"payments", {}}};
+    const std::int64_t at = clock::nowMillis();
+    for (std::size_t i = 0; i < queues.size(); ++i) {
+        QueueDepth& q = result[queues[i]];
+        if (states[i] == "ready") q.ready = counts[i];
+        else if (states[i] == "leased") q.inFlight = counts[i];
+        else if (states[i] == "dead") q.dead = counts[i];
+        if (states[i] != "dead") q.oldestAgeMs = std::max(q.oldestAgeMs, at - oldest[i]);
+    }
+    return result;
+}
+
+}  // namespace orderpay

@@ -1,0 +1,61 @@
+#pragma once
+
+#include "app/Settings.h"
+#include "broker/Broker.h"
+#include "store/Committer.h"
+#include "store/Database.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+namespace orderpay {
+
+/// A durable queue in the daemon's own SQLite database: the `messages`
+/// table the store writes with each order and payment. A consumer leases a
+/// message (the lease and the attempt count are committed before the
+/// message is handed out, so a delivery cut short by a crash still
+/// counts); ack deletes it; retry makes it due again after an exponential
+/// backoff; dead letters stay in the table with their reason.
+///
+/// One daemon per database: at start, leases held by a previous run of the
+/// daemon (which crashed) are given back.
+class EmbeddedBroker : public Broker {
+public:
+    EmbeddedBroker(Database& db, Committer& committer, const WorkSettings& work);
+
+    void start() override;
+    void stop() override;
+    std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout) override;
+    void ack(const Delivery& d) override;
+    void retry(const Delivery& d, const std::string& reason) override;
+    void deadLetter(const Delivery& d, const std::string& reason) override;
+    void release(const Delivery& d) override;
+    void notifyPublished(const std::string& queue) override;
+    bool connected() const override { return true; }
+    std::string name() const override { return "embedded"; }
+    std::map<std::string, QueueDepth> depths() override;
+
+    /// Delay before delivery `attempt + 1`: base * 2^(attempt-1), capped at 5 minutes.
+    static std::chrono::milliseconds backoff(std::chrono::milliseconds base, int attempt);
+
+    /// How long a lease lasts before the message is due again even without
+    /// an ack (a wedged consumer). Settable for tests.
+    void setLeaseTime(std::chrono::milliseconds t) { leaseTime_ = t; }
+
+private:
+    std::optional<Delivery> tryLease(const std::string& queue);
+    bool anythingDue(const std::string& queue);
+
+    Database& db_;
+    Committer& committer_;
+    std::chrono::milliseconds backoffBase_;
+    std::chrono::milliseconds leaseTime_;
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::uint64_t generation_ = 0;
+    bool stopping_ = false;
+};
+
+}  // namespace orderpay

@@ -1,0 +1,77 @@
+#include "http/Auth.h"
+
+#include <Poco/SHA2Engine.h>
+#include <Poco/String.h>
+
+#include <fstream>
+#include <stdexcept>
+#include <sys/stat.h>
+
+namespace orderpay::http {
+
+Auth::Auth(std::string tokenFile) : tokenFile_(std::move(tokenFile))
+{
+    if (enabled()) tokens_ = load(tokenFile_);
+}
+
+Auth::Digest Auth::digest(const std::string& token)
+{
+    Poco::SHA2Engine engine(Poco::SHA2Engine::SHA_256);
+    engine.update(token);
+    const auto& d = engine.digest();
+    Digest out{};
+    std::copy(d.begin(), d.end(), out.begin());
+    return out;
+}
+
+std::vector<Auth::Digest> Auth::load(const std::string& file)
+{
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+        throw std::runtime_error("http.auth.token_file " + file + " cannot be read");
+    }
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        throw std::runtime_error("http.auth.token_file " + file +
+                                 " is accessible to other users; make it readable by the daemon only (chmod 600)");
+    }
+    std::ifstream in(file);
+    if (!in) throw std::runtime_error("http.auth.token_file " + file + " cannot be opened");
+    std::vector<Digest> tokens;
+    std::string line;
+    while (std::getline(in, line)) {
+        const std::string token = Poco::trim(line);
+        if (token.empty() || token[0] == '#') continue;
+        tokens.push_back(digest(token));
+    }
+    if (tokens.empty()) throw std::runtime_error("http.auth.token_file " + file + " holds no token");
+    return tokens;
+}
+
+void Auth::reload()
+{
+    if (!enabled()) return;
+    auto fresh = load(tokenFile_);
+    std::lock_guard lock(mutex_);
+    tokens_ = std::move(fresh);
+}
+
+bool Auth::allows(const Poco::Net::HTTPServerRequest& request) const
+{
+    if (!enabled()) return true;
+    const std::string header = request.get("Authorization", "");
+    static const std::string kScheme = "Bearer ";
+    if (header.size() <= kScheme.size() || Poco::icompare(header.substr(0, kScheme.size()), kScheme) != 0) {
+        return false;
+    }
+    const Digest given = digest(Poco::trim(header.substr(kScheme.size())));
+    std::lock_guard lock(mutex_);
+    unsigned char anyMatch = 0;
+    for (const auto& t : tokens_) {
+        unsigned char diff = 0;
+        for (std::size_t i = 0; i < t.size(); ++i) diff |= static_cast<unsigned char>(t[i] ^ given[i]);
+        anyMatch |= static_cast<unsigned char>(diff == 0);
+    }
+    return anyMatch != 0;
+}
+
+}  // namespace orderpay::http

@@ -1,0 +1,161 @@
+#include "http/Json.h"
+
+#include "domain/Validation.h"
+#include "http/Problem.h"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/JSONException.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/String.h>
+
+#include <sstream>
+
+namespace orderpay::http {
+namespace {
+
+/// Poco's parser says what is wrong but not where. The first bad byte is
+/// found by parsing prefixes: a prefix that ends before the error only
+/// runs out of text, one that includes it fails the same way as the whole.
+bool failsBeforeEnd(const std::string& text)
+{
+    try {
+        Poco::JSON::Parser parser;
+        parser.parse(text);
+        return false;
+    } catch (const Poco::Exception& e) {
+        const std::string m = e.message();
+        return m.find("unexpected end of text") == std::string::npos &&
+               m.find("unterminated string") == std::string::npos;
+    }
+}
+
+std::size_t errorOffset(const std::string& body)
+{
+    std::size_t lo = 0, hi = body.size();  // failsBeforeEnd(body.substr(0, hi)) holds
+    while (lo + 1 < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (failsBeforeEnd(body.substr(0, mid))) hi = mid;
+        else lo = mid;
+    }
+    return hi == 0 ? 0 : hi - 1;
+}
+
+}  // namespace
+
+std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes)
+{
+    const std::string contentType = request.getContentType();
+    const std::string mediaType = Poco::toLower(Poco::trim(contentType.substr(0, contentType.find(';'))));
+    if (mediaType != "application/json") throw ProblemException(Problem::unsupportedMediaType(contentType));
+
+    if (request.hasContentLength() && request.getContentLength64() > static_cast<Poco::Int64>(maxBytes)) {
+        throw ProblemException(Problem::payloadTooLarge(maxBytes));
+    }
+    // Read at most one byte past the limit, whatever the client claims.
+    std::string body;
+    body.resize(maxBytes + 1);
+    std::istream& in = request.stream();
+    in.read(body.data(), static_cast<std::streamsize>(body.size()));
+    body.resize(static_cast<std::size_t>(in.gcount()));
+    if (body.size() > maxBytes) throw ProblemException(Problem::payloadTooLarge(maxBytes));
+    if (request.hasContentLength() && static_cast<Poco::Int64>(body.size()) < request.getContentLength64()) {
+        throw ProblemException(Problem::badRequest("the body ended after " + std::to_string(body.size()) +
+                                                   " of the " + std::to_string(request.getContentLength64()) +
+                                                   " bytes announced by Content-Length"));
+    }
+    return body;
+}
+
+Poco::Dynamic::Var parseJson(const std::string& body)
+{
+    if (const auto bad = utf8ErrorOffset(body); bad != std::string_view::npos) {
+        throw ProblemException(
+            Problem::malformedJson("the body is not valid UTF-8 (at byte offset " + std::to_string(bad) + ")"));
+    }
+    try {
+        Poco::JSON::Parser parser;
+        parser.setDepth(32);  // orders nest three deep; deeper is an attack or a bug
+        return parser.parse(body);
+    } catch (const Poco::SyntaxException& e) {
+        // Poco refuses numbers it cannot hold in 64 bits or a double.
+        throw ProblemException(Problem::validation(
+            {{"", "a number near byte offset " + std::to_string(errorOffset(body)) +
+                      " is out of range: amounts and quantities are 64-bit integers"}}));
+    } catch (const Poco::Exception& e) {
+        const std::string what = body.empty() ? std::string("the body is empty") : e.message();
+        throw ProblemException(Problem::malformedJson(what + " at byte offset " + std::to_string(errorOffset(body))));
+    }
+}
+
+Poco::JSON::Object::Ptr renderPayment(const Payment& p)
+{
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    o->set("id", p.id);
+    o->set("order_id", p.orderId);
+    o->set("status", std::string(toString(p.status)));
+    o->set("reason", p.reason ? Poco::Dynamic::Var(*p.reason) : Poco::Dynamic::Var());
+    o->set("amount", p.amount);
+    o->set("currency", p.currency);
+    o->set("method", p.method);
+    o->set("reference", p.reference);
+    o->set("created_at", p.createdAt);
+    o->set("updated_at", p.updatedAt);
+    return o;
+}
+
+Poco::JSON::Object::Ptr renderOrder(const Order& order, bool withDetails)
+{
+    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    o->set("id", order.id);
+    o->set("status", std::string(toString(order.status)));
+    o->set("reason", order.reason ? Poco::Dynamic::Var(*order.reason) : Poco::Dynamic::Var());
+    o->set("customer", order.customer);
+    o->set("currency", order.currency);
+    Poco::JSON::Array::Ptr items = new Poco::JSON::Array;
+    for (const auto& item : order.items) {
+        Poco::JSON::Object::Ptr i = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+        i->set("sku", item.sku);
+        i->set("quantity", item.quantity);
+        i->set("unit_amount", item.unitAmount);
+        items->add(i);
+    }
+    o->set("items", items);
+    o->set("total_amount", order.totalAmount);
+    Poco::JSON::Object::Ptr metadata = new Poco::JSON::Object;
+    for (const auto& [k, v] : order.metadata) metadata->set(k, v);
+    o->set("metadata", metadata);
+    o->set("created_at", order.createdAt);
+    o->set("updated_at", order.updatedAt);
+    if (withDetails) {
+        Poco::JSON::Array::Ptr payments = new Poco::JSON::Array;
+        for (const auto& p : order.payments) payments->add(renderPayment(p));
+        o->set("payments", payments);
+        Poco::JSON::Array::Ptr events = new Poco::JSON::Array;
+        for (const auto& e : order.events) {
+            Poco::JSON::Object::Ptr ev = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+            ev->set("at", e.at);
+            ev->set("type", e.type);
+            for (const auto& [k, v] : e.fields) ev->set(k, v);
+            events->add(ev);
+        }
+        o->set("events", events);
+    }
+    return o;
+}
+
+std::string toText(const Poco::JSON::Object::Ptr& object)
+{
+    std::ostringstream out;
+    object->stringify(out);
+    return out.str();
+}
+
+void sendJson(Poco::Net::HTTPServerResponse& response, int status, const std::string& body)
+{
+    response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+    response.setContentType("application/json");
+    response.setContentLength(static_cast<std::streamsize>(body.size()));
+    response.send() << body;
+}
+
+}  // namespace orderpay::http

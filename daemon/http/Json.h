@@ -1,0 +1,26 @@
+#pragma once
+
+#include "domain/Order.h"
+
+#include <Poco/Dynamic/Var.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+
+#include <string>
+
+namespace orderpay::http {
+
+/// Reads a request body as SPEC.md demands: application/json only (415),
+/// never more than `maxBytes` read (413), UTF-8 (400), valid JSON with the
+/// byte offset of the first error (400). Throws ProblemException.
+std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes);
+Poco::Dynamic::Var parseJson(const std::string& body);
+
+Poco::JSON::Object::Ptr renderOrder(const Order& order, bool withDetails);
+Poco::JSON::Object::Ptr renderPayment(const Payment& payment);
+std::string toText(const Poco::JSON::Object::Ptr& object);
+
+void sendJson(Poco::Net::HTTPServerResponse& response, int status, const std::string& body);
+
+}  // namespace orderpay::http

@@ -1,0 +1,134 @@
+#include "http/OrdersHandler.h"
+
+#include "domain/Clock.h"
+#include "domain/Ids.h"
+#include "domain/Validation.h"
+#include "http/Idempotency.h"
+#include "http/Json.h"
+#include "http/Problem.h"
+#include "logging/Log.h"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/NumberParser.h>
+#include <Poco/URI.h>
+
+namespace orderpay::http {
+
+OrdersHandler::OrdersHandler(Service& service, std::string route, Action action, std::string id)
+    : ApiHandler(service, std::move(route), true), action_(action), id_(std::move(id))
+{
+}
+
+void OrdersHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
+{
+    switch (action_) {
+    case Action::List: return list(request, response);
+    case Action::Create: return create(request, response);
+    case Action::Get: return get(response);
+    case Action::Cancel: return cancel(request, response);
+    }
+}
+
+void OrdersHandler::create(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
+{
+    const std::string body = readBody(request, service_.settings.http.maxBodyBytes);
+    const auto validated = validateOrder(parseJson(body), service_.settings.work.defaultCurrency);
+    if (!validated.value) throw ProblemException(Problem::validation(validated.errors));
+    auto idem = idempotencyFor(request, body, service_.settings.http.idempotencyTtl);
+
+    const NewOrder& in = *validated.value;
+    Order order;
+    order.id = ids::newOrderId();
+    order.status = OrderStatus::Queued;
+    order.customer = in.customer;
+    order.currency = in.currency;
+    order.items = in.items;
+    order.totalAmount = in.totalAmount;
+    order.metadata = in.metadata;
+    order.createdAt = order.updatedAt = clock::nowRfc3339();
+    order.events.push_back({order.createdAt, "status", {{"status", "queued"}}});
+
+    const StoredAnswer answer{202, "/orders/" + order.id, toText(renderOrder(order, true))};
+    if (idem) idem->answer = answer;
+    if (auto replay = service_.store.createOrder(order, idem)) return sendAnswer(response, *replay, true);
+
+    static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
+    logLine(log, Poco::Message::PRIO_INFORMATION,
+            "order " + order.id + " accepted: " + std::to_string(order.items.size()) + " items, " +
+                std::to_string(order.totalAmount) + " " + order.currency,
+            {{"ORDER_ID", order.id}});
+    sendAnswer(response, answer, false);
+}
+
+void OrdersHandler::get(Poco::Net::HTTPServerResponse& response)
+{
+    auto order = ids::isValid(id_, "ord_") ? service_.store.getOrder(id_) : std::nullopt;
+    if (!order) throw ProblemException(Problem::notFound("order " + id_ + " does not exist"));
+    sendJson(response, 200, toText(renderOrder(*order, true)));
+}
+
+void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse& response)
+{
+    if (!ids::isValid(id_, "ord_")) throw ProblemException(Problem::notFound("order " + id_ + " does not exist"));
+    const Order order = service_.store.cancelOrder(id_);
+    static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
+    logLine(log, Poco::Message::PRIO_NOTICE, "order " + id_ + " cancelled", {{"ORDER_ID", id_}});
+    sendJson(response, 200, toText(renderOrder(order, true)));
+}
+
+void OrdersHandler::list(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
+{
+    Poco::URI::QueryParameters params;
+    try {
+        params = Poco::URI(request.getURI()).getQueryParameters();
+    } catch (const Poco::Exception& e) {
+        throw ProblemException(Problem::badRequest("the query string cannot be decoded: " + e.message()));
+    }
+    std::optional<OrderStatus> status;
+    int limit = 50;
+    std::string after;
+    std::vector<FieldError> errors;
+    for (const auto& [name, value] : params) {
+        if (name == "status") {
+            if (value.empty()) continue;
+            status = parseOrderStatus(value);
+            if (!status) {
+                errors.push_back({"status", "must be one of queued, processing, awaiting_payment, paid, failed, "
+                                            "cancelled"});
+            }
+        } else if (name == "limit") {
+            int n = 0;
+            if (!Poco::NumberParser::tryParse(value, n) || n < 1 || n > 200) {
+                errors.push_back({"limit", "must be an integer from 1 to 200"});
+            } else {
+                limit = n;
+            }
+        } else if (name == "after") {
+            if (value.empty()) continue;
+            if (!ids::isValid(value, "ord_")) errors.push_back({"after", "must be an order id"});
+            else after = value;
+        }
+    }
+    if (!errors.empty()) throw ProblemException(Problem::validation(std::move(errors)));
+
+    // One more than asked tells whether there is a next page.
+    auto orders = service_.store.listOrders(status, limit + 1, after);
+    const bool more = static_cast<int>(orders.size()) > limit;
+    if (more) orders.resize(static_cast<std::size_t>(limit));
+
+    Poco::JSON::Object::Ptr result = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    Poco::JSON::Array::Ptr array = new Poco::JSON::Array;
+    for (const auto& o : orders) array->add(renderOrder(o, false));
+    result->set("orders", array);
+    if (more) {
+        std::string next = "/orders?limit=" + std::to_string(limit);
+        if (status) next += "&status=" + std::string(toString(*status));
+        next += "&after=" + orders.back().id;
+        result->set("next", next);
+    } else {
+        result->set("next", Poco::Dynamic::Var());
+    }
+    sendJson(response, 200, toText(result));
+}
+
+}  // namespace orderpay::http

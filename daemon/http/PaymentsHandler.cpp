@@ -1,0 +1,60 @@
+#include "http/PaymentsHandler.h"
+
+#include "domain/Clock.h"
+#include "domain/Errors.h"
+#include "domain/Ids.h"
+#include "domain/Validation.h"
+#include "http/Idempotency.h"
+#include "http/Json.h"
+#include "http/Problem.h"
+#include "logging/Log.h"
+
+namespace orderpay::http {
+
+PaymentsHandler::PaymentsHandler(Service& service, std::string route, Action action, std::string id)
+    : ApiHandler(service, std::move(route), true), action_(action), id_(std::move(id))
+{
+}
+
+void PaymentsHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
+{
+    if (action_ == Action::Get) {
+        auto payment = ids::isValid(id_, "pay_") ? service_.store.getPayment(id_) : std::nullopt;
+        if (!payment) throw ProblemException(Problem::notFound("payment " + id_ + " does not exist"));
+        return sendJson(response, 200, toText(renderPayment(*payment)));
+    }
+
+    const std::string body = readBody(request, service_.settings.http.maxBodyBytes);
+    const auto validated = validatePayment(parseJson(body));
+    if (!validated.value) throw ProblemException(Problem::validation(validated.errors));
+    auto idem = idempotencyFor(request, body, service_.settings.http.idempotencyTtl);
+
+    const NewPayment& in = *validated.value;
+    Payment payment;
+    payment.id = ids::newPaymentId();
+    payment.orderId = in.orderId;
+    payment.status = PaymentStatus::Queued;
+    payment.amount = in.amount;
+    payment.currency = in.currency;
+    payment.method = in.method;
+    payment.reference = in.reference;
+    payment.createdAt = payment.updatedAt = clock::nowRfc3339();
+
+    const StoredAnswer answer{202, "/payments/" + payment.id, toText(renderPayment(payment))};
+    if (idem) idem->answer = answer;
+    // An id of the wrong shape cannot name an order; the store would say
+    // the same, this just saves the write.
+    if (!ids::isValid(payment.orderId, "ord_") && !idem) {
+        throw NotFound("order " + payment.orderId + " does not exist");
+    }
+    if (auto replay = service_.store.createPayment(payment, idem)) return sendAnswer(response, *replay, true);
+
+    static Poco::Logger& log = Poco::Logger::get("orderpay.payments");
+    logLine(log, Poco::Message::PRIO_INFORMATION,
+            "payment " + payment.id + " accepted for order " + payment.orderId + ": " +
+                std::to_string(payment.amount) + " " + payment.currency + " by " + payment.method,
+            {{"ORDER_ID", payment.orderId}, {"PAYMENT_ID", payment.id}});
+    sendAnswer(response, answer, false);
+}
+
+}  // namespace orderpay::http

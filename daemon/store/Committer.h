@@ -1,0 +1,68 @@
+#pragma once
+
+#include "store/Database.h"
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace orderpay {
+
+/// The single writer. Callers hand it a unit of work and wait until that
+/// work has committed (and, with synchronous=FULL, is synced to disk).
+/// Work submitted concurrently is batched into one transaction and one
+/// sync (group commit); each unit runs inside its own SAVEPOINT, so one
+/// unit's failure (a 409, a 404) rolls back only that unit.
+///
+/// Writers never contend for SQLite's lock inside one process, which
+/// keeps SQLITE_BUSY out of the request path.
+class Committer {
+public:
+    using Work = std::function<void(Poco::Data::Session&)>;
+
+    struct Stats {
+        std::uint64_t transactions = 0;
+        std::uint64_t units = 0;
+        std::uint64_t failedCommits = 0;
+    };
+
+    Committer(Database& db, bool groupCommit, int maxBatch);
+    ~Committer();
+    Committer(const Committer&) = delete;
+    Committer& operator=(const Committer&) = delete;
+
+    /// Runs `work` in a write transaction and returns once it committed.
+    /// Rethrows what `work` threw; throws StoreUnavailable if the commit
+    /// itself failed (nothing of `work` is then stored).
+    void write(Work work);
+
+    void stop();
+    Stats stats() const;
+
+private:
+    struct Unit {
+        Work work;
+        std::exception_ptr error;
+        bool done = false;
+    };
+
+    void run();
+    void runBatch(std::deque<Unit*>& batch);
+
+    Database& db_;
+    const bool groupCommit_;
+    const std::size_t maxBatch_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable pending_;
+    std::condition_variable finished_;
+    std::deque<Unit*> queue_;
+    bool stopping_ = false;
+    Stats stats_;
+    std::thread thread_;
+};
+
+}  // namespace orderpay

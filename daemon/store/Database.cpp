@@ -1,0 +1,186 @@
+#include "store/Database.h"
+
+#include "domain/Errors.h"
+
+#include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/SQLite/SQLiteException.h>
+#include <Poco/File.h>
+#include <Poco/Path.h>
+
+#include <vector>
+
+using namespace Poco::Data::Keywords;
+
+namespace orderpay {
+namespace {
+
+// Each entry moves the schema from version i to i + 1. Never edit a
+// released entry: append a new one.
+const std::vector<std::vector<std::string>> kMigrations = {
+    {
+        // Money columns are INT64 so every layer reads them as 64-bit.
+        R"(CREATE TABLE orders (
+             id TEXT PRIMARY KEY,
+             status TEXT NOT NULL,
+             reason TEXT,
+             customer TEXT NOT NULL,
+             currency TEXT NOT NULL,
+             total_amount INT64 NOT NULL,
+             items TEXT NOT NULL,
+             metadata TEXT NOT NULL,
+             created_at TEXT NOT NULL,
+             updated_at TEXT NOT NULL) WITHOUT ROWID)",
+        "CREATE INDEX orders_by_status ON orders(status, id)",
+        R"(CREATE TABLE payments (
+             id TEXT PRIMARY KEY,
+             order_id TEXT NOT NULL REFERENCES orders(id),
+             status TEXT NOT NULL,
+             reason TEXT,
+             amount INT64 NOT NULL,
+             currency TEXT NOT NULL,
+             method TEXT NOT NULL,
+             reference TEXT NOT NULL,
+             dispatched INT64 NOT NULL DEFAULT 0,
+             created_at TEXT NOT NULL,
+             updated_at TEXT NOT NULL) WITHOUT ROWID)",
+        "CREATE INDEX payments_by_order ON payments(order_id, id)",
+        "CREATE INDEX payments_by_reference ON payments(reference, status)",
+        R"(CREATE TABLE order_events (
+             order_id TEXT NOT NULL,
+             seq INT64 NOT NULL,
+             at TEXT NOT NULL,
+             type TEXT NOT NULL,
+             status TEXT,
+             reason TEXT,
+             step TEXT,
+             payment_id TEXT,
+             PRIMARY KEY (order_id, seq)) WITHOUT ROWID)",
+        // The ledger that makes a processing step's effect happen once.
+        R"(CREATE TABLE order_steps (
+             order_id TEXT NOT NULL,
+             step TEXT NOT NULL,
+             completed_at TEXT NOT NULL,
+             PRIMARY KEY (order_id, step)) WITHOUT ROWID)",
+        R"(CREATE TABLE stock_reservations (
+             order_id TEXT NOT NULL,
+             line INT64 NOT NULL,
+             sku TEXT NOT NULL,
+             quantity INT64 NOT NULL,
+             PRIMARY KEY (order_id, line)) WITHOUT ROWID)",
+        R"(CREATE TABLE invoices (
+             order_id TEXT PRIMARY KEY,
+             amount INT64 NOT NULL,
+             currency TEXT NOT NULL,
+             issued_at TEXT NOT NULL) WITHOUT ROWID)",
+        // The queue (embedded broker) and outbox (RabbitMQ): a message is
+        // written in the same transaction as the state it announces.
+        R"(CREATE TABLE messages (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             queue TEXT NOT NULL,
+             body TEXT NOT NULL,
+             state TEXT NOT NULL DEFAULT 'ready',
+             attempts INT64 NOT NULL DEFAULT 0,
+             lease INT64 NOT NULL DEFAULT 0,
+             due_at INT64 NOT NULL,
+             last_error TEXT,
+             created_at INT64 NOT NULL))",
+        "CREATE INDEX messages_due ON messages(queue, state, due_at)",
+        R"(CREATE TABLE idempotency_keys (
+             key TEXT PRIMARY KEY,
+             request_hash TEXT NOT NULL,
+             status INT64 NOT NULL,
+             location TEXT NOT NULL,
+             body TEXT NOT NULL,
+             created_at INT64 NOT NULL) WITHOUT ROWID)",
+        "CREATE INDEX idempotency_by_age ON idempotency_keys(created_at)",
+        // /health/ready writes here to prove the database takes writes.
+        "CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at INT64 NOT NULL)",
+    },
+};
+
+}  // namespace
+
+Database::Database(const StoreSettings& settings)
+    : path_(settings.sqlitePath), synchronous_(settings.sqliteSynchronous == "normal" ? "NORMAL" : "FULL")
+{
+    Poco::Data::SQLite::Connector::registerConnector();
+    const Poco::Path parent = Poco::Path(path_).parent();
+    if (!parent.toString().empty() && !Poco::File(parent).exists()) {
+        throw StoreUnavailable("the folder of store.sqlite.path (" + parent.toString() + ") does not exist");
+    }
+    writer_ = std::make_unique<Poco::Data::Session>("SQLite", path_);
+    configure(*writer_, true);
+    migrate();
+    readers_ = std::make_unique<Poco::Data::SessionPool>("SQLite", path_, 1, 64, 60);
+}
+
+Database::~Database()
+{
+    if (readers_) readers_->shutdown();
+    if (writer_) writer_->close();
+}
+
+Poco::Data::Session Database::reader()
+{
+    Poco::Data::Session session = readers_->get();
+    configure(session, false);
+    return session;
+}
+
+void Database::configure(Poco::Data::Session& session, bool writer)
+{
+    // Waits out another process's write lock instead of failing at once.
+    session << "PRAGMA busy_timeout = 5000", now;
+    if (writer) {
+        session << "PRAGMA journal_mode = WAL", now;
+        session << "PRAGMA synchronous = " + synchronous_, now;
+        session << "PRAGMA foreign_keys = ON", now;
+    }
+}
+
+void Database::migrate()
+{
+    Poco::Data::Session& s = *writer_;
+    int version = 0;
+    s << "PRAGMA user_version", into(version), now;
+    if (version > kSchemaVersion) {
+        throw PermanentError("the database " + path_ + " has schema version " + std::to_string(version) +
+                             ", newer than this orderpayd understands (" + std::to_string(kSchemaVersion) +
+                             "); was it downgraded?");
+    }
+    for (int v = version; v < kSchemaVersion; ++v) {
+        s << "BEGIN IMMEDIATE", now;
+        try {
+            for (const auto& sql : kMigrations[static_cast<std::size_t>(v)]) s << sql, now;
+            s << "PRAGMA user_version = " + std::to_string(v + 1), now;
+            s << "COMMIT", now;
+        } catch (...) {
+            s << "ROLLBACK", now;
+            throw;
+        }
+    }
+}
+
+bool Database::isEnvironmental(const std::exception& error)
+{
+    using namespace Poco::Data::SQLite;
+    return dynamic_cast<const DatabaseFullException*>(&error) || dynamic_cast<const ReadOnlyException*>(&error) ||
+           dynamic_cast<const IOErrorException*>(&error) || dynamic_cast<const DBLockedException*>(&error) ||
+           dynamic_cast<const TableLockedException*>(&error) || dynamic_cast<const CantOpenDBFileException*>(&error) ||
+           dynamic_cast<const DBAccessDeniedException*>(&error) || dynamic_cast<const NoMemoryException*>(&error) ||
+           dynamic_cast<const StoreUnavailable*>(&error);
+}
+
+void Database::rethrowClassified(const std::exception_ptr& error)
+{
+    try {
+        std::rethrow_exception(error);
+    } catch (const StoreUnavailable&) {
+        throw;
+    } catch (const Poco::Exception& e) {
+        if (isEnvironmental(e)) throw StoreUnavailable("the database cannot take writes: " + e.displayText());
+        throw;
+    }
+}
+
+}  // namespace orderpay

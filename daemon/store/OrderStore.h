@@ -1,0 +1,116 @@
+#pragma once
+
+#include "domain/Order.h"
+#include "store/Committer.h"
+#include "store/Database.h"
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace orderpay {
+
+inline constexpr const char* kOrdersQueue = "orders";
+inline constexpr const char* kPaymentsQueue = "payments";
+
+/// The answer a POST gave, kept under its Idempotency-Key for replay.
+struct StoredAnswer {
+    int status = 0;
+    std::string location;
+    std::string body;
+};
+
+struct IdempotencyRecord {
+    std::string key;
+    std::string requestHash;
+    StoredAnswer answer;
+    std::int64_t ttlMillis = 0;
+};
+
+/// How processing a payment ended.
+struct PaymentOutcome {
+    PaymentStatus status = PaymentStatus::Queued;
+    std::optional<std::string> reason;
+    std::string orderId;
+    bool alreadyFinal = false;  // a redelivery: nothing was changed
+};
+
+/// Orders, payments and their history. Writes go through the Committer and
+/// each is one transaction: a state change, its events and the message
+/// announcing it commit together or not at all.
+class OrderStore {
+public:
+    OrderStore(Database& db, Committer& committer);
+
+    /// Called after a commit that queued a message on `queue`.
+    void setMessageListener(std::function<void(const std::string& queue)> listener);
+
+    // --- requests ---------------------------------------------------------
+
+    /// Stores a new order (status queued) and its queue message. If the
+    /// Idempotency-Key was used before with the same request, stores
+    /// nothing and returns the first answer; with another request throws
+    /// IdempotencyMismatch.
+    std::optional<StoredAnswer> createOrder(const Order& order, const std::optional<IdempotencyRecord>& idem);
+
+    /// Stores a payment for an existing order. Throws NotFound (no such
+    /// order) or Conflict (order final). The payment is queued at once if
+    /// the order is awaiting_payment, else held until it is.
+    std::optional<StoredAnswer> createPayment(const Payment& payment, const std::optional<IdempotencyRecord>& idem);
+
+    /// Cancels a queued or awaiting_payment order; held payments are
+    /// rejected. Throws NotFound or Conflict. Returns the order after.
+    Order cancelOrder(const std::string& id);
+
+    std::optional<Order> getOrder(const std::string& id);
+    std::optional<Payment> getPayment(const std::string& id);
+    /// Newest first; ids below `after` only. Orders come without payments and events.
+    std::vector<Order> listOrders(std::optional<OrderStatus> status, int limit, const std::string& after);
+
+    // --- workers ----------------------------------------------------------
+
+    std::optional<OrderStatus> orderStatus(const std::string& id);
+    /// queued -> processing; returns the status after (unchanged if the
+    /// order was no longer queued).
+    OrderStatus startProcessing(const std::string& id);
+    bool isStepCompleted(const std::string& id, const std::string& step);
+    void recordStepStarted(const std::string& id, const std::string& step);
+    /// Runs the step's effect, records it in the ledger and adds its
+    /// step_completed event, unless the ledger says it was done already.
+    /// Returns false if it had been done.
+    bool completeStep(const std::string& id, const std::string& step);
+    /// processing -> awaiting_payment, and queues the payments held for it.
+    bool finishProcessing(const std::string& id);
+    /// Any non-final state -> failed; held payments are rejected.
+    bool failOrder(const std::string& id, const std::string& reason);
+
+    /// queued -> processing for a payment; false if it is final already.
+    bool startPayment(const std::string& id);
+    /// Applies SPEC.md's payment rules and moves the payment (and on
+    /// success its order) to a final state, exactly once.
+    PaymentOutcome settlePayment(const std::string& id);
+    /// A payment whose message dead-lettered: rejected, processing_failed.
+    void abandonPayment(const std::string& id);
+
+    // --- operations -------------------------------------------------------
+
+    std::map<std::string, std::int64_t> orderCounts();
+    std::map<std::string, std::int64_t> paymentCounts();
+    /// Deletes idempotency keys older than their TTL; returns how many.
+    int purgeIdempotencyKeys(std::int64_t olderThanMillis);
+    /// A real write through the commit path: true if the database takes writes.
+    bool probeWritable();
+
+private:
+    std::optional<StoredAnswer> checkIdempotency(Poco::Data::Session& s, const IdempotencyRecord& idem);
+    void rememberAnswer(Poco::Data::Session& s, const IdempotencyRecord& idem);
+    void notify(const std::string& queue);
+
+    Database& db_;
+    Committer& committer_;
+    std::function<void(const std::string&)> listener_;
+};
+
+}  // namespace orderpay

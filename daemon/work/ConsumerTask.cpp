@@ -1,0 +1,92 @@
+#include "work/ConsumerTask.h"
+
+#include "domain/Errors.h"
+#include "logging/Log.h"
+
+namespace orderpay {
+
+ConsumerTask::ConsumerTask(const std::string& name, Broker& broker, std::string queue, MessageHandler& handler,
+                           int maxAttempts)
+    : Poco::Task(name),
+      broker_(broker),
+      queue_(std::move(queue)),
+      handler_(handler),
+      maxAttempts_(maxAttempts),
+      log_(Poco::Logger::get("orderpay.work"))
+{
+    touch();
+}
+
+void ConsumerTask::touch()
+{
+    using namespace std::chrono;
+    lastProgress_ = duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+void ConsumerTask::runTask()
+{
+    while (!isCancelled()) {
+        touch();
+        std::optional<Delivery> d;
+        try {
+            d = broker_.fetch(queue_, std::chrono::milliseconds(500));
+        } catch (const std::exception& e) {
+            logLine(log_, Poco::Message::PRIO_ERROR, "cannot fetch from queue " + queue_ + ": " + e.what(),
+                    {{"QUEUE", queue_}});
+            if (sleep(1000)) break;
+            continue;
+        }
+        if (!d) continue;
+        try {
+            settle(*d);
+        } catch (const std::exception& e) {
+            // The broker could not record the outcome (database unavailable):
+            // the lease runs out and the message comes back; the handler's
+            // idempotence makes that safe.
+            logLine(log_, Poco::Message::PRIO_ERROR,
+                    "cannot settle message " + std::to_string(d->messageId) + " on " + queue_ + ": " + e.what(),
+                    {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d->messageId)}});
+            if (sleep(1000)) break;
+        }
+        touch();
+    }
+}
+
+void ConsumerTask::settle(const Delivery& d)
+{
+    const Fields fields{{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}};
+    if (d.attempt > maxAttempts_) {
+        const std::string reason = "gave up after " + std::to_string(maxAttempts_) +
+                                   " deliveries (retry.max_attempts); the last one never finished";
+        handler_.onDeadLetter(d, reason);
+        broker_.deadLetter(d, reason);
+        logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason, fields);
+        return;
+    }
+    try {
+        handler_.handle(d, [this](std::chrono::milliseconds ms) { return sleep(ms.count()); });
+        broker_.ack(d);
+    } catch (const Interrupted&) {
+        broker_.release(d);
+        logLine(log_, Poco::Message::PRIO_INFORMATION, "shutting down: message handed back to queue " + queue_,
+                fields);
+    } catch (const PermanentError& e) {
+        const std::string reason = std::string("cannot be processed: ") + e.what();
+        handler_.onDeadLetter(d, reason);
+        broker_.deadLetter(d, reason);
+        logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason, fields);
+    } catch (const std::exception& e) {
+        if (d.attempt >= maxAttempts_) {
+            const std::string reason = "failed " + std::to_string(d.attempt) + " times, last: " + e.what();
+            handler_.onDeadLetter(d, reason);
+            broker_.deadLetter(d, reason);
+            logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason, fields);
+        } else {
+            broker_.retry(d, e.what());
+            logLine(log_, Poco::Message::PRIO_WARNING,
+                    "attempt " + std::to_string(d.attempt) + " failed, will retry: " + e.what(), fields);
+        }
+    }
+}
+
+}  // namespace orderpay

@@ -1,0 +1,79 @@
+#include "app/Config.h"
+
+#include "TempDir.h"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+using namespace orderpay;
+
+TEST_CASE("the shipped configuration is valid and states the defaults", "[config]")
+{
+    const Settings s = Config::load(ORDERPAY_CONFIG_PATH, true, {});
+    const Settings defaults;
+    CHECK(s.http.host == defaults.http.host);
+    CHECK(s.http.port == 1212);
+    CHECK(s.http.maxBodyBytes == 65536);
+    CHECK(s.broker.kind == "embedded");
+    CHECK(s.store.sqlitePath == "/var/lib/orderpay/orderpay.db");
+    CHECK(s.work.processingTime == std::chrono::milliseconds(6000));
+    CHECK(s.work.maxAttempts == 5);
+    CHECK(s.http.idempotencyTtl == std::chrono::hours(24));
+}
+
+TEST_CASE("the shipped configuration documents every key", "[config]")
+{
+    std::ifstream in(ORDERPAY_CONFIG_PATH);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const auto& key : Config::knownKeys()) {
+        INFO(key);
+        CHECK(text.find("\n" + key + " =") != std::string::npos);
+    }
+}
+
+TEST_CASE("unknown keys and bad values are reported with source and key", "[config]")
+{
+    test::TempDir dir;
+    const std::string file = dir.file("o.properties");
+    std::ofstream(file) << "http.prot = 1212\norders.workers = 0\n";
+    try {
+        Config::load(file, true, {{"http.port", "x"}, {"logging.target", "syslog"}});
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        const auto& p = e.problems();
+        REQUIRE(p.size() == 4);
+        auto has = [&](const std::string& source, const std::string& key) {
+            for (const auto& q : p)
+                if (q.source == source && q.key == key) return true;
+            return false;
+        };
+        CHECK(has(file, "http.prot"));
+        CHECK(has(file, "orders.workers"));
+        CHECK(has("-D", "http.port"));
+        CHECK(has("-D", "logging.target"));
+    }
+}
+
+TEST_CASE("overrides win over the file; a missing explicit file is an error", "[config]")
+{
+    test::TempDir dir;
+    const std::string file = dir.file("o.properties");
+    std::ofstream(file) << "http.port = 2000\n";
+    CHECK(Config::load(file, true, {{"http.port", "3000"}}).http.port == 3000);
+    CHECK_THROWS_AS(Config::load(dir.file("missing"), true, {}), ConfigError);
+    CHECK(Config::load(dir.file("missing"), false, {}).http.port == 1212);
+}
+
+TEST_CASE("durations", "[config]")
+{
+    using namespace std::chrono;
+    milliseconds d{};
+    CHECK((Config::parseDuration("500ms", seconds(1), d) && d == milliseconds(500)));
+    CHECK((Config::parseDuration("10s", seconds(1), d) && d == seconds(10)));
+    CHECK((Config::parseDuration("24h", seconds(1), d) && d == hours(24)));
+    CHECK((Config::parseDuration("30", seconds(1), d) && d == seconds(30)));
+    CHECK_FALSE(Config::parseDuration("ten", seconds(1), d));
+    CHECK_FALSE(Config::parseDuration("5 days", seconds(1), d));
+    CHECK_FALSE(Config::parseDuration("-5s", seconds(1), d));
+}

@@ -1,0 +1,195 @@
+#include "domain/Clock.h"
+#include "domain/Errors.h"
+#include "domain/Ids.h"
+#include "store/OrderStore.h"
+
+#include "TempDir.h"
+
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+using namespace orderpay;
+using namespace Poco::Data::Keywords;
+
+namespace {
+
+struct Fixture {
+    test::TempDir dir;
+    StoreSettings settings;
+    std::unique_ptr<Database> db;
+    std::unique_ptr<Committer> committer;
+    std::unique_ptr<OrderStore> store;
+
+    Fixture()
+    {
+        settings.sqlitePath = dir.file("s.db");
+        db = std::make_unique<Database>(settings);
+        committer = std::make_unique<Committer>(*db, true, 64);
+        store = std::make_unique<OrderStore>(*db, *committer);
+    }
+
+    Order newOrder()
+    {
+        Order o;
+        o.id = ids::newOrderId();
+        o.customer = "c";
+        o.currency = "EUR";
+        o.items = {{"A", 2, 1250}};
+        o.totalAmount = 2500;
+        o.createdAt = o.updatedAt = clock::nowRfc3339();
+        store->createOrder(o, std::nullopt);
+        return o;
+    }
+
+    Payment payment(const std::string& orderId, std::int64_t amount, const std::string& reference = "r")
+    {
+        Payment p;
+        p.id = ids::newPaymentId();
+        p.orderId = orderId;
+        p.amount = amount;
+        p.currency = "EUR";
+        p.method = "card";
+        p.reference = reference;
+        p.createdAt = p.updatedAt = clock::nowRfc3339();
+        return p;
+    }
+
+    Poco::Int64 count(const std::string& sql)
+    {
+        Poco::Data::Session s = db->reader();
+        Poco::Int64 n = 0;
+        s << sql, into(n), now;
+        return n;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("the schema is migrated once and versioned", "[store]")
+{
+    Fixture f;
+    Poco::Data::Session s = f.db->reader();
+    int version = 0;
+    s << "PRAGMA user_version", into(version), now;
+    CHECK(version == Database::kSchemaVersion);
+    std::string mode;
+    s << "PRAGMA journal_mode", into(mode), now;
+    CHECK(mode == "wal");
+    // Opening again does not migrate again (it would fail on CREATE TABLE).
+    f.committer.reset();
+    f.db.reset();
+    CHECK_NOTHROW(Database(f.settings));
+}
+
+TEST_CASE("a failing unit of a group commit rolls back alone", "[store]")
+{
+    Fixture f;
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int i = 0; i < 16; ++i) {
+        threads.emplace_back([&, i] {
+            try {
+                f.committer->write([&](Poco::Data::Session& s) {
+                    const Poco::Int64 id = i;
+                    s << "INSERT INTO health_probe (id, at) VALUES (?, 0)", useRef(id), now;
+                    if (i % 4 == 0) throw Conflict("unit " + std::to_string(i) + " refuses");
+                });
+            } catch (const Conflict&) {
+                ++failures;
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(failures == 4);
+    CHECK(f.count("SELECT COUNT(*) FROM health_probe") == 12);
+    CHECK(f.committer->stats().units == 16);
+}
+
+TEST_CASE("an order and its message commit together", "[store]")
+{
+    Fixture f;
+    const Order o = f.newOrder();
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'orders' AND body LIKE '%" + o.id + "%'") == 1);
+    auto read = f.store->getOrder(o.id);
+    REQUIRE(read);
+    CHECK(read->totalAmount == 2500);
+    REQUIRE(read->events.size() == 1);
+    CHECK(read->events[0].type == "status");
+}
+
+TEST_CASE("a completed step is never repeated", "[store]")
+{
+    Fixture f;
+    const Order o = f.newOrder();
+    REQUIRE(f.store->startProcessing(o.id) == OrderStatus::Processing);
+    CHECK(f.store->completeStep(o.id, "reserve_stock"));
+    CHECK_FALSE(f.store->completeStep(o.id, "reserve_stock"));
+    CHECK(f.count("SELECT COUNT(*) FROM stock_reservations WHERE order_id = '" + o.id + "'") == 1);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
+          1);
+    // A second start is not a second transition.
+    CHECK(f.store->startProcessing(o.id) == OrderStatus::Processing);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'processing'") == 1);
+}
+
+TEST_CASE("idempotency keys replay, and refuse another request", "[store]")
+{
+    Fixture f;
+    Order o;
+    o.id = ids::newOrderId();
+    o.customer = "c";
+    o.currency = "EUR";
+    o.items = {{"A", 1, 1}};
+    o.totalAmount = 1;
+    o.createdAt = o.updatedAt = clock::nowRfc3339();
+    IdempotencyRecord idem{"k1", "hash-a", {202, "/orders/" + o.id, "{}"}, 60'000};
+    CHECK_FALSE(f.store->createOrder(o, idem).has_value());
+
+    Order again = o;
+    again.id = ids::newOrderId();
+    auto replay = f.store->createOrder(again, idem);
+    REQUIRE(replay);
+    CHECK(replay->location == "/orders/" + o.id);
+    CHECK(f.count("SELECT COUNT(*) FROM orders") == 1);
+
+    idem.requestHash = "hash-b";
+    CHECK_THROWS_AS(f.store->createOrder(again, idem), IdempotencyMismatch);
+    CHECK(f.count("SELECT COUNT(*) FROM orders") == 1);
+}
+
+TEST_CASE("a payment is held while its order is processed, then queued", "[store]")
+{
+    Fixture f;
+    const Order o = f.newOrder();
+    f.store->startProcessing(o.id);
+    const Payment p = f.payment(o.id, 2500);
+    f.store->createPayment(p, std::nullopt);
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'payments'") == 0);
+    for (auto step : {"validate", "reserve_stock", "prepare_invoice"}) f.store->completeStep(o.id, step);
+    REQUIRE(f.store->finishProcessing(o.id));
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'payments'") == 1);
+
+    REQUIRE(f.store->startPayment(p.id));
+    auto outcome = f.store->settlePayment(p.id);
+    CHECK(outcome.status == PaymentStatus::Succeeded);
+    CHECK(f.store->getOrder(o.id)->status == OrderStatus::Paid);
+    // Settling again (a redelivery) changes nothing.
+    CHECK(f.store->settlePayment(p.id).alreadyFinal);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'paid'") == 1);
+    // The order is final now: more payments are refused.
+    CHECK_THROWS_AS(f.store->createPayment(f.payment(o.id, 2500, "r2"), std::nullopt), Conflict);
+    CHECK_THROWS_AS(f.store->createPayment(f.payment(ids::newOrderId(), 1), std::nullopt), NotFound);
+}
+
+TEST_CASE("cancel only from queued or awaiting_payment", "[store]")
+{
+    Fixture f;
+    const Order queued = f.newOrder();
+    CHECK(f.store->cancelOrder(queued.id).status == OrderStatus::Cancelled);
+    CHECK_THROWS_AS(f.store->cancelOrder(queued.id), Conflict);
+    const Order processing = f.newOrder();
+    f.store->startProcessing(processing.id);
+    CHECK_THROWS_AS(f.store->cancelOrder(processing.id), Conflict);
+    CHECK_THROWS_AS(f.store->cancelOrder(ids::newOrderId()), NotFound);
+}

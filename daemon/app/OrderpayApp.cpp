@@ -17,6 +17,7 @@
 #include <Poco/Net/IPAddress.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/TaskManager.h>
+#include <Poco/ThreadPool.h>
 #include <Poco/Util/HelpFormatter.h>
 #include <Poco/Util/Option.h>
 
@@ -163,7 +164,11 @@ int OrderpayApp::serve(const Settings& settings)
 
     OrderProcessor orders(store, settings.work.processingTime);
     PaymentProcessor payments(store);
-    Poco::TaskManager tasks;
+    // The workers get a pool of their own: joinAll() on Poco's default pool
+    // would also wait for threads that never end (SessionPool's janitor).
+    const int workerCount = settings.work.orderWorkers + settings.work.paymentWorkers;
+    Poco::ThreadPool workerPool("workers", workerCount, workerCount);
+    Poco::TaskManager tasks(workerPool);
     for (int i = 0; i < settings.work.orderWorkers; ++i) {
         tasks.start(new ConsumerTask("orders-" + std::to_string(i + 1), broker, kOrdersQueue, orders,
                                      settings.work.maxAttempts));

@@ -13,31 +13,44 @@
 namespace orderpay::http {
 namespace {
 
-/// Poco's parser says what is wrong but not where. The first bad byte is
-/// found by parsing prefixes: a prefix that ends before the error only
-/// runs out of text, one that includes it fails the same way as the whole.
-bool failsBeforeEnd(const std::string& text)
+std::string parseError(const std::string& text)
 {
     try {
         Poco::JSON::Parser parser;
+        parser.setDepth(32);
         parser.parse(text);
-        return false;
+        return {};
     } catch (const Poco::Exception& e) {
-        const std::string m = e.message();
-        return m.find("unexpected end of text") == std::string::npos &&
-               m.find("unterminated string") == std::string::npos;
+        return e.message();
     }
 }
 
-std::size_t errorOffset(const std::string& body)
+/// Poco's parser says what is wrong but not where. The first bad byte is
+/// found by parsing prefixes: the shortest prefix that fails the same way
+/// as the whole body ends at the offending byte.
+std::size_t errorOffset(const std::string& body, const std::string& error)
 {
-    std::size_t lo = 0, hi = body.size();  // failsBeforeEnd(body.substr(0, hi)) holds
+    if (error.find("unexpected end of text") != std::string::npos ||
+        error.find("unterminated string") != std::string::npos)
+        return body.size();  // the body stops short
+    std::size_t lo = 0, hi = body.size();  // prefix hi fails with `error`, prefix lo does not
     while (lo + 1 < hi) {
         const std::size_t mid = lo + (hi - lo) / 2;
-        if (failsBeforeEnd(body.substr(0, mid))) hi = mid;
+        if (parseError(body.substr(0, mid)) == error) hi = mid;
         else lo = mid;
     }
     return hi == 0 ? 0 : hi - 1;
+}
+
+/// Reads and drops what is left of a refused body, up to a bound, so the
+/// client is not cut off (a TCP reset) before it can read the 413. Past the
+/// bound the connection is simply closed; nothing is ever buffered.
+void discardRest(std::istream& in)
+{
+    constexpr std::streamsize kMaxDiscard = 16 * 1024 * 1024;
+    char buffer[16384];
+    std::streamsize total = 0;
+    while (total < kMaxDiscard && in.read(buffer, sizeof buffer)) total += in.gcount();
 }
 
 }  // namespace
@@ -48,16 +61,20 @@ std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes
     const std::string mediaType = Poco::toLower(Poco::trim(contentType.substr(0, contentType.find(';'))));
     if (mediaType != "application/json") throw ProblemException(Problem::unsupportedMediaType(contentType));
 
+    std::istream& in = request.stream();
     if (request.hasContentLength() && request.getContentLength64() > static_cast<Poco::Int64>(maxBytes)) {
+        discardRest(in);
         throw ProblemException(Problem::payloadTooLarge(maxBytes));
     }
     // Read at most one byte past the limit, whatever the client claims.
     std::string body;
     body.resize(maxBytes + 1);
-    std::istream& in = request.stream();
     in.read(body.data(), static_cast<std::streamsize>(body.size()));
     body.resize(static_cast<std::size_t>(in.gcount()));
-    if (body.size() > maxBytes) throw ProblemException(Problem::payloadTooLarge(maxBytes));
+    if (body.size() > maxBytes) {
+        discardRest(in);
+        throw ProblemException(Problem::payloadTooLarge(maxBytes));
+    }
     if (request.hasContentLength() && static_cast<Poco::Int64>(body.size()) < request.getContentLength64()) {
         throw ProblemException(Problem::badRequest("the body ended after " + std::to_string(body.size()) +
                                                    " of the " + std::to_string(request.getContentLength64()) +
@@ -79,11 +96,12 @@ Poco::Dynamic::Var parseJson(const std::string& body)
     } catch (const Poco::SyntaxException& e) {
         // Poco refuses numbers it cannot hold in 64 bits or a double.
         throw ProblemException(Problem::validation(
-            {{"", "a number near byte offset " + std::to_string(errorOffset(body)) +
+            {{"", "a number near byte offset " + std::to_string(errorOffset(body, e.message())) +
                       " is out of range: amounts and quantities are 64-bit integers"}}));
     } catch (const Poco::Exception& e) {
         const std::string what = body.empty() ? std::string("the body is empty") : e.message();
-        throw ProblemException(Problem::malformedJson(what + " at byte offset " + std::to_string(errorOffset(body))));
+        throw ProblemException(
+            Problem::malformedJson(what + " at byte offset " + std::to_string(errorOffset(body, e.message()))));
     }
 }
 

@@ -1,51 +1,281 @@
 #include "http/HttpServer.h"
 
-#include "http/Router.h"
+#include "http/Problem.h"
+#include "logging/Log.h"
 
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/HTTPServerResponseImpl.h>
+#include <Poco/Net/HTTPServerSession.h>
+#include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
-#include <Poco/ThreadPool.h>
+
+#include <sys/socket.h>
+
+#include <memory>
 
 namespace orderpay::http {
+namespace {
+
+/// Poco keeps `buffered()` protected; whether bytes of a next request are
+/// already in the session's buffer decides if a connection may leave it.
+class Session : public Poco::Net::HTTPServerSession {
+public:
+    using HTTPServerSession::HTTPServerSession;
+    using HTTPServerSession::buffered;
+};
+
+/// A request head larger than this is not waited for: Poco refuses it.
+constexpr int kMaxHead = 64 * 1024;
+
+Poco::Timespan toTimespan(std::chrono::milliseconds ms)
+{
+    return Poco::Timespan(static_cast<long>(ms.count() / 1000), static_cast<long>(ms.count() % 1000) * 1000);
+}
+
+}  // namespace
 
 HttpServer::HttpServer(Service& service, const HttpSettings& settings)
+    : router_(service), settings_(settings), params_(new Poco::Net::HTTPServerParams)
 {
-    Poco::Net::ServerSocket socket;
-    socket.bind(Poco::Net::SocketAddress(settings.host, settings.port), true);
-    socket.listen(1024);
-    port_ = socket.address().port();
+    listener_.bind(Poco::Net::SocketAddress(settings.host, settings.port), true);
+    listener_.listen(1024);
+    port_ = listener_.address().port();
 
-    Poco::Net::HTTPServerParams::Ptr params = new Poco::Net::HTTPServerParams;
-    params->setMaxThreads(settings.maxThreads);
-    params->setMaxQueued(settings.maxQueued);
-    params->setKeepAlive(true);
-    params->setMaxKeepAliveRequests(0);  // unlimited
-    const Poco::Timespan timeout(static_cast<long>(settings.readTimeout.count() / 1000),
-                                 static_cast<long>(settings.readTimeout.count() % 1000) * 1000);
-    // A client must send each part of its request within this time; idle
-    // keep-alive connections are closed after it too, so they cannot pin
-    // the worker threads.
-    params->setTimeout(timeout);
-    params->setKeepAliveTimeout(timeout);
-    params->setServerName("orderpay");
-
-    // Poco's default pool holds 16 threads at most; http.max_threads needs its own.
-    pool_ = std::make_unique<Poco::ThreadPool>("http", 2, settings.maxThreads);
-    server_ = std::make_unique<Poco::Net::HTTPServer>(new Router(service), *pool_, socket, params);
+    params_->setKeepAlive(true);
+    params_->setMaxKeepAliveRequests(0);  // unlimited
+    // Each read of a request body must make progress within this time.
+    params_->setTimeout(toTimespan(settings.readTimeout));
+    params_->setKeepAliveTimeout(toTimespan(settings.readTimeout));
+    params_->setServerName("orderpay");
 }
 
 HttpServer::~HttpServer() { stop(); }
 
-void HttpServer::start() { server_->start(); }
+void HttpServer::start()
+{
+    pollSet_.add(listener_, Poco::Net::PollSet::POLL_READ);
+    gate_ = std::thread([this] { gateLoop(); });
+    for (int i = 0; i < settings_.maxThreads; ++i) workers_.emplace_back([this] { workerLoop(); });
+}
 
 void HttpServer::stop()
 {
-    if (!server_) return;
-    server_->stopAll(false);
-    pool_->joinAll();
+    if (stopping_.exchange(true)) return;
+    queueReady_.notify_all();
+    if (gate_.joinable()) gate_.join();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+    std::lock_guard lock(waitingMutex_);
+    for (auto& [fd, w] : waiting_) w.socket.close();
+    waiting_.clear();
+    listener_.close();
 }
 
-int HttpServer::busyThreads() const { return server_ ? server_->currentThreads() : 0; }
+void HttpServer::gateLoop()
+{
+    auto lastExpiry = Clock::now();
+    while (!stopping_) {
+        Poco::Net::PollSet::SocketModeMap events;
+        try {
+            events = pollSet_.poll(Poco::Timespan(0, 100 * 1000));
+        } catch (const Poco::Exception& e) {
+            static Poco::Logger& log = Poco::Logger::get("orderpay.http");
+            logLine(log, Poco::Message::PRIO_ERROR, "connection poll failed: " + e.displayText());
+            continue;
+        }
+        for (const auto& [socket, mode] : events) {
+            if (socket == listener_) accept();
+            else examine(Poco::Net::StreamSocket(socket));
+        }
+        if (Clock::now() - lastExpiry >= std::chrono::milliseconds(100)) {
+            expire();
+            lastExpiry = Clock::now();
+        }
+    }
+    pollSet_.clear();
+}
+
+void HttpServer::accept()
+{
+    Poco::Net::StreamSocket socket;
+    try {
+        socket = listener_.acceptConnection();
+        socket.setNoDelay(true);
+    } catch (const Poco::Exception&) {
+        return;  // the client gave up between poll and accept, or out of descriptors: try again later
+    }
+    park(socket);
+}
+
+void HttpServer::park(const Poco::Net::StreamSocket& socket)
+{
+    if (stopping_) return;  // dropping the last reference closes it
+    {
+        std::lock_guard lock(waitingMutex_);
+        waiting_[socket.impl()->sockfd()] = {socket, Clock::now() + settings_.readTimeout};
+    }
+    pollSet_.add(socket, Poco::Net::PollSet::POLL_READ);
+}
+
+HttpServer::Head HttpServer::peekHead(const Poco::Net::StreamSocket& socket)
+{
+    std::string buffer(kMaxHead, '\0');
+    const int n = ::recv(socket.impl()->sockfd(), buffer.data(), buffer.size(), MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return Head::Closed;
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? Head::Incomplete : Head::Closed;
+    if (n >= kMaxHead) return Head::Complete;  // too big to wait for: let Poco refuse it
+    buffer.resize(static_cast<std::size_t>(n));
+    return buffer.find("\r\n\r\n") != std::string::npos ? Head::Complete : Head::Incomplete;
+}
+
+void HttpServer::examine(const Poco::Net::StreamSocket& socket)
+{
+    const Head head = peekHead(socket);
+    if (head == Head::Incomplete) return;
+    pollSet_.remove(socket);
+    Poco::Net::StreamSocket owned;
+    {
+        std::lock_guard lock(waitingMutex_);
+        auto it = waiting_.find(socket.impl()->sockfd());
+        if (it == waiting_.end()) return;
+        owned = it->second.socket;
+        waiting_.erase(it);
+    }
+    if (head == Head::Closed) {
+        owned.close();
+        return;
+    }
+    dispatch(owned);
+}
+
+void HttpServer::expire()
+{
+    const auto now = Clock::now();
+    std::vector<Poco::Net::StreamSocket> expired;
+    {
+        std::lock_guard lock(waitingMutex_);
+        for (auto it = waiting_.begin(); it != waiting_.end();) {
+            if (it->second.deadline <= now) {
+                expired.push_back(it->second.socket);
+                it = waiting_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (auto& socket : expired) {
+        pollSet_.remove(socket);
+        // Bytes of a request were sent but never the whole head: say so.
+        // An idle keep-alive connection is just closed.
+        char byte;
+        if (::recv(socket.impl()->sockfd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+            refuse(socket, 408, "the request head did not arrive within http.read_timeout");
+        }
+        socket.close();
+    }
+}
+
+void HttpServer::dispatch(const Poco::Net::StreamSocket& socket)
+{
+    {
+        std::lock_guard lock(queueMutex_);
+        if (ready_.size() < static_cast<std::size_t>(settings_.maxQueued)) {
+            ready_.push_back(socket);
+            queueReady_.notify_one();
+            return;
+        }
+    }
+    Poco::Net::StreamSocket s(socket);
+    refuse(s, 503, "too many requests are waiting (http.max_queued)");
+    s.close();
+}
+
+void HttpServer::workerLoop()
+{
+    for (;;) {
+        Poco::Net::StreamSocket socket;
+        {
+            std::unique_lock lock(queueMutex_);
+            queueReady_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+            if (ready_.empty()) return;  // stopping, and nothing left to answer
+            socket = ready_.front();
+            ready_.pop_front();
+        }
+        try {
+            serve(socket);
+        } catch (const std::exception& e) {
+            static Poco::Logger& log = Poco::Logger::get("orderpay.http");
+            logLine(log, Poco::Message::PRIO_DEBUG, std::string("connection ended: ") + e.what());
+        }
+    }
+}
+
+void HttpServer::serve(Poco::Net::StreamSocket socket)
+{
+    Session session(socket, params_);
+    for (;;) {
+        bool keepAlive = false;
+        {
+            Poco::Net::HTTPServerResponseImpl response(session);
+            try {
+                Poco::Net::HTTPServerRequestImpl request(response, session, params_.get());
+                response.setDate(Poco::Timestamp());
+                response.setVersion(request.getVersion());
+                response.setKeepAlive(request.getKeepAlive() && !stopping_);
+                response.set("Server", "orderpay");
+                std::unique_ptr<Poco::Net::HTTPRequestHandler> handler(router_.createRequestHandler(request));
+                if (request.getExpectContinue() && response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
+                    response.sendContinue();
+                }
+                handler->handleRequest(request, response);
+                // A body the handler did not read would be taken for the
+                // next request: read it away, or end the connection.
+                std::istream& rest = request.stream();
+                char sink[4096];
+                std::streamsize drained = 0;
+                while (drained <= static_cast<std::streamsize>(settings_.maxBodyBytes) && rest.read(sink, sizeof sink))
+                    drained += rest.gcount();
+                keepAlive = response.getKeepAlive() && !stopping_ && rest.eof();
+            } catch (const Poco::Net::NoMessageException&) {
+                return;  // closed by the client between requests
+            } catch (const Poco::Net::MessageException& e) {
+                if (!response.sent()) {
+                    Problem p = Problem::badRequest("the request head was refused: " + e.message());
+                    response.setKeepAlive(false);
+                    sendProblem(response, p);
+                }
+                return;
+            } catch (const Poco::TimeoutException&) {
+                if (!response.sent()) sendProblem(response, Problem::requestTimeout());
+                return;
+            }
+        }
+        if (!keepAlive) return;
+        if (session.buffered() > 0) continue;  // the next request is already here
+        // Clients on keep-alive usually send the next request at once; a
+        // short wait for it saves a trip through the gate.
+        Poco::Net::StreamSocket s = session.socket();
+        if (s.poll(Poco::Timespan(0, 1000), Poco::Net::Socket::SELECT_READ) && peekHead(s) == Head::Complete) continue;
+        park(session.detachSocket());
+        return;
+    }
+}
+
+void HttpServer::refuse(Poco::Net::StreamSocket& socket, int status, const std::string& detail)
+{
+    // From the gate thread: a few hundred bytes into an empty send buffer
+    // do not block, and the timeout bounds the case where they would.
+    try {
+        socket.setSendTimeout(Poco::Timespan(0, 100 * 1000));
+        Poco::Net::HTTPServerSession session(socket, new Poco::Net::HTTPServerParams);
+        Poco::Net::HTTPServerResponseImpl response(session);
+        response.setKeepAlive(false);
+        sendProblem(response, status == 408 ? Problem::requestTimeout() : Problem::unavailable(detail, 1));
+        socket = session.detachSocket();
+    } catch (const Poco::Exception&) {
+        // The client is gone; the connection is closed next either way.
+    }
+}
 
 }  // namespace orderpay::http

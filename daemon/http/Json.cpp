@@ -53,6 +53,31 @@ void discardRest(std::istream& in)
     while (total < kMaxDiscard && in.read(buffer, sizeof buffer)) total += in.gcount();
 }
 
+/// Poco's parser silently wraps integers just past 2^64 (18446744073709551617
+/// comes out as 1), so a too-long digit run is refused before parsing. This
+/// only skips strings and counts digits; the parsing stays Poco's.
+std::size_t oversizedNumberAt(const std::string& body)
+{
+    bool inString = false;
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < body.size(); ++i) {
+        const char c = body[i];
+        if (inString) {
+            if (c == '\\') ++i;
+            else if (c == '"') inString = false;
+            continue;
+        }
+        if (c == '"') inString = true;
+        if (c >= '0' && c <= '9') {
+            // 20 digits may exceed 2^64; every value we accept has at most 13.
+            if (++run >= 20) return i + 1 - run;
+        } else {
+            run = 0;
+        }
+    }
+    return std::string::npos;
+}
+
 }  // namespace
 
 std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes)
@@ -88,6 +113,11 @@ Poco::Dynamic::Var parseJson(const std::string& body)
     if (const auto bad = utf8ErrorOffset(body); bad != std::string_view::npos) {
         throw ProblemException(
             Problem::malformedJson("the body is not valid UTF-8 (at byte offset " + std::to_string(bad) + ")"));
+    }
+    if (const auto at = oversizedNumberAt(body); at != std::string::npos) {
+        throw ProblemException(Problem::validation(
+            {{"", "the number at byte offset " + std::to_string(at) +
+                      " is out of range: amounts and quantities are 64-bit integers"}}));
     }
     try {
         Poco::JSON::Parser parser;

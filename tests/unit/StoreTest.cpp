@@ -76,6 +76,10 @@ TEST_CASE("the schema is migrated once and versioned", "[store]")
     std::string mode;
     s << "PRAGMA journal_mode", into(mode), now;
     CHECK(mode == "wal");
+    // synchronous=FULL on the writer: a commit is synced before it returns.
+    int synchronous = 0;
+    f.committer->write([&](Poco::Data::Session& w) { w << "PRAGMA synchronous", into(synchronous), now; });
+    CHECK(synchronous == 2);
     // Opening again does not migrate again (it would fail on CREATE TABLE).
     f.committer.reset();
     f.db.reset();

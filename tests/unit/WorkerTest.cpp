@@ -1,0 +1,135 @@
+#include "broker/EmbeddedBroker.h"
+#include "domain/Clock.h"
+#include "domain/Errors.h"
+#include "work/ConsumerTask.h"
+
+#include "TempDir.h"
+
+#include <Poco/TaskManager.h>
+#include <Poco/ThreadPool.h>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <mutex>
+
+using namespace orderpay;
+using namespace std::chrono;
+using namespace Poco::Data::Keywords;
+
+namespace {
+
+/// A handler that fails as told, and records what happened to it.
+class ScriptedHandler : public MessageHandler {
+public:
+    enum class Mode { Succeed, FailTransient, FailPermanent };
+    explicit ScriptedHandler(Mode mode) : mode_(mode) {}
+
+    void handle(const Delivery& d, const Sleep&) override
+    {
+        attempts.push_back(d.attempt);
+        if (mode_ == Mode::FailTransient) throw std::runtime_error("downstream timed out");
+        if (mode_ == Mode::FailPermanent) throw PoisonMessage("cannot decode");
+        handled = true;
+    }
+    void onDeadLetter(const Delivery&, const std::string& reason) override
+    {
+        std::lock_guard lock(mutex);
+        deadReason = reason;
+    }
+    std::string reason()
+    {
+        std::lock_guard lock(mutex);
+        return deadReason;
+    }
+
+    std::vector<int> attempts;  // only touched by the one consumer thread
+    std::atomic<bool> handled{false};
+
+private:
+    Mode mode_;
+    std::mutex mutex;
+    std::string deadReason;
+};
+
+struct Rig {
+    test::TempDir dir;
+    StoreSettings store;
+    WorkSettings work;
+    std::unique_ptr<Database> db;
+    std::unique_ptr<Committer> committer;
+    std::unique_ptr<EmbeddedBroker> broker;
+
+    Rig()
+    {
+        store.sqlitePath = dir.file("w.db");
+        work.retryBackoff = milliseconds(10);
+        db = std::make_unique<Database>(store);
+        committer = std::make_unique<Committer>(*db, true, 64);
+        broker = std::make_unique<EmbeddedBroker>(*db, *committer, work);
+        broker->start();
+        committer->write([](Poco::Data::Session& s) {
+            const Poco::Int64 at = clock::nowMillis();
+            s << "INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', 'm', ?, ?)", useRef(at),
+                useRef(at), now;
+        });
+    }
+
+    /// Runs one consumer until `done` holds or the deadline passes.
+    template <typename Pred>
+    bool runUntil(MessageHandler& handler, int maxAttempts, Pred done)
+    {
+        Poco::ThreadPool pool(1, 1);
+        Poco::TaskManager tasks(pool);
+        tasks.start(new ConsumerTask("test", *broker, "orders", handler, maxAttempts));
+        const auto deadline = steady_clock::now() + seconds(10);
+        bool ok = false;
+        while (steady_clock::now() < deadline && !(ok = done())) std::this_thread::sleep_for(milliseconds(10));
+        tasks.cancelAll();
+        broker->stop();
+        tasks.joinAll();
+        return ok;
+    }
+
+    QueueDepth depth() { return broker->depths()["orders"]; }
+};
+
+}  // namespace
+
+TEST_CASE("a handled message is acked", "[worker]")
+{
+    Rig rig;
+    ScriptedHandler handler(ScriptedHandler::Mode::Succeed);
+    REQUIRE(rig.runUntil(handler, 5, [&] { return rig.depth().ready + rig.depth().inFlight == 0; }));
+    CHECK(handler.handled);
+    CHECK(handler.attempts == std::vector<int>{1});
+}
+
+TEST_CASE("a failing message is retried, then dead-lettered after retry.max_attempts", "[worker]")
+{
+    Rig rig;
+    ScriptedHandler handler(ScriptedHandler::Mode::FailTransient);
+    REQUIRE(rig.runUntil(handler, 3, [&] { return rig.depth().dead == 1; }));
+    CHECK(handler.attempts == std::vector<int>{1, 2, 3});
+    CHECK_THAT(handler.reason(), Catch::Matchers::Contains("downstream timed out"));
+}
+
+TEST_CASE("a poison message is dead-lettered at once", "[worker]")
+{
+    Rig rig;
+    ScriptedHandler handler(ScriptedHandler::Mode::FailPermanent);
+    REQUIRE(rig.runUntil(handler, 5, [&] { return rig.depth().dead == 1; }));
+    CHECK(handler.attempts == std::vector<int>{1});
+    CHECK_THAT(handler.reason(), Catch::Matchers::Contains("cannot decode"));
+}
+
+TEST_CASE("deliveries cut short by crashes count toward retry.max_attempts", "[worker]")
+{
+    Rig rig;
+    // Three deliveries that never finished (the daemon died each time).
+    rig.committer->write([](Poco::Data::Session& s) { s << "UPDATE messages SET attempts = 3", now; });
+    ScriptedHandler handler(ScriptedHandler::Mode::Succeed);
+    REQUIRE(rig.runUntil(handler, 3, [&] { return rig.depth().dead == 1; }));
+    CHECK(handler.attempts.empty());  // never handed to the handler again
+    CHECK_THAT(handler.reason(), Catch::Matchers::Contains("retry.max_attempts"));
+}

@@ -21,7 +21,10 @@
 #include <Poco/Util/HelpFormatter.h>
 #include <Poco/Util/Option.h>
 
+#include <atomic>
+#include <csignal>
 #include <iostream>
+#include <pthread.h>
 
 #ifndef ORDERPAY_VERSION
 #define ORDERPAY_VERSION "unknown"
@@ -133,9 +136,32 @@ int OrderpayApp::checkConfig()
     }
 }
 
+void OrderpayApp::reload(http::Auth& auth)
+{
+    Poco::Logger& log = Poco::Logger::get("orderpay");
+    try {
+        const Settings fresh = Config::load(configFile_, configGiven_, overrides_);
+        auth.reload();
+        setLogLevel(fresh.logging.level);
+        logLine(log, Poco::Message::PRIO_NOTICE,
+                "reloaded: logging.level " + fresh.logging.level +
+                    (auth.enabled() ? ", tokens re-read from " + fresh.http.authTokenFile : ""));
+    } catch (const std::exception& e) {
+        logLine(log, Poco::Message::PRIO_ERROR,
+                std::string("reload failed, the previous settings stay: ") + e.what());
+    }
+}
+
 int OrderpayApp::serve(const Settings& settings)
 {
     Poco::Logger& log = Poco::Logger::get("orderpay");
+
+    // SIGHUP means reload. Block it before any thread starts, so every
+    // thread inherits the mask and only the reload thread receives it.
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
 
     // Refuse an open door before opening anything.
     const bool loopback = Poco::Net::SocketAddress(settings.http.host, settings.http.port).host().isLoopback();
@@ -206,7 +232,17 @@ int OrderpayApp::serve(const Settings& settings)
         }
     });
 
+    std::atomic<bool> reloadStop{false};
+    std::thread reloader([&] {
+        const timespec tick{0, 200 * 1000 * 1000};
+        while (!reloadStop) {
+            if (sigtimedwait(&hup, nullptr, &tick) == SIGHUP) reload(auth);
+        }
+    });
+
     waitForTerminationRequest();
+    reloadStop = true;
+    reloader.join();
     logLine(log, Poco::Message::PRIO_NOTICE, "stopping: no new requests; in-flight work finishes or goes back to the queue");
 
     {

@@ -9,6 +9,10 @@
 
 namespace orderpay {
 
+namespace http {
+class Auth;
+}
+
 /// orderpayd: the command line, then the daemon's life: open the store,
 /// start the broker, the workers and the HTTP server, wait for SIGTERM or
 /// SIGINT, and stop everything in the reverse order.
@@ -24,6 +28,8 @@ protected:
 private:
     int checkConfig();
     int serve(const Settings& settings);
+    /// SIGHUP: re-read the logging level and the token file.
+    void reload(http::Auth& auth);
 
     std::string configFile_ = "/etc/orderpay/orderpay.properties";
     bool configGiven_ = false;

@@ -1,0 +1,362 @@
+// Bad input never crashes the daemon, never stores anything and gets a clear
+// JSON error; idle and slow clients never starve the others.
+#include "Daemon.h"
+#include "HttpClient.h"
+
+#include <catch2/catch.hpp>
+
+#include <Poco/Exception.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/Timespan.h>
+
+#include <memory>
+
+using namespace e2e;
+
+namespace {
+
+void requireAlive(Daemon& d)
+{
+    INFO("daemon log tail:\n" << d.logTail());
+    REQUIRE(d.running());
+    HttpClient c(d.port());
+    c.setTimeout(5s);
+    auto r = c.get("/health/live");
+    INFO(r.describe());
+    REQUIRE(r.status == 200);
+}
+
+std::size_t orderCount(Daemon& d) { return HttpClient(d.port()).listAllOrderIds().size(); }
+
+bool isProblem(const std::string& contentType)
+{
+    return contentType.rfind("application/problem+json", 0) == 0;
+}
+
+std::string postHead(const std::string& path, std::size_t contentLength)
+{
+    return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           "Content-Length: " + std::to_string(contentLength) + "\r\nConnection: close\r\n\r\n";
+}
+
+// Reads from `s` until the peer closes (true) or `timeout` passes (false).
+// While `trickle` is set, sends one byte of it every 200 ms.
+bool closedByServer(Poco::Net::StreamSocket& s, std::chrono::milliseconds timeout,
+                    const std::string& trickle = {}, std::string* received = nullptr)
+{
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    s.setReceiveTimeout(Poco::Timespan(0, 200 * 1000));
+    std::size_t next = 0;
+    char buf[4096];
+    while (std::chrono::steady_clock::now() < deadline) {
+        try {
+            if (!trickle.empty()) {
+                s.sendBytes(&trickle[next % trickle.size()], 1);
+                ++next;
+            }
+            int n = s.receiveBytes(buf, sizeof buf);
+            if (n <= 0) return true;
+            if (received) received->append(buf, static_cast<std::size_t>(n));
+        } catch (const Poco::TimeoutException&) {
+            continue;
+        } catch (const Poco::Exception&) {
+            return true; // reset, broken pipe: closed
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+TEST_CASE("A truncated body (Content-Length larger than sent) stores nothing and harms nothing", "[badinput]")
+{
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=2s"});
+    const std::string partial = R"({"customer":"trunc@example.com","items":[{"sku":"A",)";
+
+    // Half-close: the server sees EOF before the announced length.
+    auto r = rawExchange(d.port(), postHead("/orders", 1000) + partial, 10s, /*shutdownWrite=*/true);
+    INFO("answer: " << r.data);
+    CHECK(r.closed);
+    if (r.status != 0) CHECK((r.status >= 400 && r.status < 500));
+    requireAlive(d);
+
+    // Full close right after sending.
+    {
+        Poco::Net::StreamSocket s;
+        s.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+        std::string bytes = postHead("/orders", 5000) + partial;
+        s.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
+        s.close();
+    }
+    requireAlive(d);
+
+    // Stalled: the rest never comes; read_timeout drops it.
+    {
+        Poco::Net::StreamSocket s;
+        s.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+        std::string bytes = postHead("/orders", 1000) + partial;
+        s.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
+        std::string answer;
+        CHECK(closedByServer(s, 8s, {}, &answer));
+        INFO("answer: " << answer);
+        RawResult parsed;
+        parsed.data = answer;
+        parseRaw(parsed);
+        if (parsed.status != 0) CHECK((parsed.status == 408 || parsed.status == 400));
+    }
+    requireAlive(d);
+    CHECK(orderCount(d) == 0);
+    // The daemon still takes orders.
+    HttpClient(d.port()).createOrder(orderJson("after-trunc@example.com"));
+    CHECK(orderCount(d) == 1);
+}
+
+TEST_CASE("Invalid UTF-8 in a string is a 400 malformed-json problem", "[badinput]")
+{
+    Daemon d({"orders.processing_ms=0"});
+    HttpClient c(d.port());
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"lone continuation bytes", "\xff\xfe"},
+        {"overlong slash", "\xc0\xaf"},
+        {"truncated sequence", "abc\xe2\x82"},
+        {"surrogate encoded in UTF-8", "\xed\xa0\x80"},
+        {"code point above U+10FFFF", "\xf4\x90\x80\x80"},
+        {"latin-1 e acute", "caf\xe9"},
+    };
+    for (const auto& [name, bad] : cases) {
+        INFO("case: " << name);
+        auto body = R"({"customer":")" + bad + R"(","items":[{"sku":"A","quantity":1,"unit_amount":1}]})";
+        auto r = c.postOrder(body);
+        requireProblem(r, 400, "/problems/malformed-json");
+        // Also as metadata value and as an object key.
+        auto r2 = c.postOrder(R"({"customer":"u@example.com","items":[{"sku":"A","quantity":1,"unit_amount":1}],"metadata":{"k":")" + bad + R"("}})");
+        requireProblem(r2, 400, "/problems/malformed-json");
+        auto r3 = c.postOrder(R"({"customer":"u@example.com","items":[{"sku":"A","quantity":1,"unit_amount":1}],"metadata":{")" + bad + R"(":"v"}})");
+        requireProblem(r3, 400, "/problems/malformed-json");
+    }
+    requireAlive(d);
+    CHECK(orderCount(d) == 0);
+    // Valid multi-byte UTF-8 is fine and comes back unchanged.
+    auto ok = c.postOrder(orderJson("J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x93\xa6"));
+    INFO(ok.describe());
+    REQUIRE(ok.status == 202);
+    CHECK(getString(ok.obj(), "customer").value_or("") == "J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x93\xa6");
+}
+
+TEST_CASE("100,000-deep nesting is refused and the daemon survives", "[badinput]")
+{
+    Daemon d({"orders.processing_ms=0", "http.max_body_bytes=1048576"});
+    HttpClient c(d.port());
+    const int depth = 100000;
+
+    auto r = c.postOrder(std::string(depth, '['));
+    requireProblem(r, 400, "/problems/malformed-json");
+    requireAlive(d);
+
+    r = c.postOrder(R"({"customer":)" + std::string(depth, '['));
+    requireProblem(r, 400, "/problems/malformed-json");
+    requireAlive(d);
+
+    std::string objects;
+    for (int i = 0; i < depth / 2; ++i) objects += "{\"a\":";
+    r = c.postOrder(objects);
+    requireProblem(r, 400, "/problems/malformed-json");
+    requireAlive(d);
+
+    // Well-formed but absurdly deep: refused (400 for depth, or 422), never a crash.
+    std::string balanced = std::string(depth, '[') + std::string(depth, ']');
+    r = c.postOrder(balanced);
+    INFO(r.describe());
+    CHECK((r.status == 400 || r.status == 422));
+    CHECK(isProblem(r.contentType()));
+    requireAlive(d);
+
+    std::string inMetadata = R"({"customer":"deep@example.com","items":[{"sku":"A","quantity":1,"unit_amount":1}],"metadata":{"k":)" +
+                             std::string(depth, '[') + std::string(depth, ']') + "}}";
+    r = c.postOrder(inMetadata);
+    INFO(r.describe());
+    CHECK((r.status == 400 || r.status == 422));
+    CHECK(isProblem(r.contentType()));
+    requireAlive(d);
+    CHECK(orderCount(d) == 0);
+}
+
+TEST_CASE("Numbers beyond 64 bits are refused with a problem, never wrapped", "[badinput]")
+{
+    Daemon d({"orders.processing_ms=0"});
+    HttpClient c(d.port());
+    struct Case { std::string quantity, unitAmount; };
+    const std::vector<Case> cases = {
+        {"123456789012345678901234567890", "1"},
+        {"-123456789012345678901234567890", "1"},
+        {"18446744073709551616", "1"},   // 2^64
+        {"18446744073709551617", "1"},   // 2^64 + 1 (wraps to 1)
+        {"9223372036854775808", "1"},    // 2^63
+        {"4294967297", "1"},             // 2^32 + 1 (wraps to 1 in 32 bits)
+        {"1e400", "1"},
+        {"1", "123456789012345678901234567890"},
+        {"1", "18446744073709551615"},
+        {"2", "9223372036854775807"},    // total overflows int64
+        {"1", "-9223372036854775809"},
+        {"1", "1e30"},
+    };
+    for (const auto& tc : cases) {
+        std::string body = R"({"customer":"big@example.com","items":[{"sku":"A","quantity":)" + tc.quantity +
+                           R"(,"unit_amount":)" + tc.unitAmount + "}]}";
+        INFO("body: " << body);
+        auto r = c.postOrder(body);
+        INFO(r.describe());
+        CHECK((r.status == 400 || r.status == 422));
+        CHECK(isProblem(r.contentType()));
+        if (r.status == 422) {
+            auto fields = errorFields(r);
+            INFO("fields: " << Catch::Detail::stringify(fields));
+            CHECK(!fields.empty());
+        }
+    }
+    // Payments too.
+    auto id = c.createOrder(orderJson("bigpay@example.com"));
+    c.waitForOrderStatus(id, "awaiting_payment");
+    for (const char* amount : {"18446744073709554116", "-18446744073709549116", "1e400", "123456789012345678901234567890"}) {
+        std::string body = R"({"order_id":")" + id + R"(","amount":)" + amount +
+                           R"(,"currency":"EUR","method":"card","reference":"r-big"})";
+        INFO("body: " << body);
+        auto r = c.postPayment(body);
+        INFO(r.describe());
+        CHECK((r.status == 400 || r.status == 422));
+        CHECK(isProblem(r.contentType()));
+    }
+    requireAlive(d);
+    CHECK(orderCount(d) == 1);
+    CHECK(getArray(c.getOrder(id).obj(), "payments")->size() == 0);
+}
+
+TEST_CASE("Oversized or broken request heads get a 4xx and the daemon stays up", "[badinput]")
+{
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=2s"});
+
+    SECTION("a 20 KB header value")
+    {
+        auto r = rawExchange(d.port(), "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
+                                           std::string(20000, 'a') + "\r\nConnection: close\r\n\r\n", 10s);
+        INFO("answer: " << r.data.substr(0, 500));
+        CHECK((r.status >= 400 && r.status < 500));
+        CHECK(isProblem(r.contentType));
+    }
+    SECTION("a 20 KB header value on POST /orders")
+    {
+        std::string body = orderJson("hdr@example.com");
+        auto r = rawExchange(d.port(), "POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                       "X-Big: " + std::string(20000, 'a') + "\r\nContent-Length: " +
+                                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body, 10s);
+        INFO("answer: " << r.data.substr(0, 500));
+        CHECK((r.status >= 400 && r.status < 500));
+        CHECK(isProblem(r.contentType));
+    }
+    SECTION("a 20 KB request target")
+    {
+        auto r = rawExchange(d.port(), "GET /orders/" + std::string(20000, 'a') +
+                                           " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 10s);
+        INFO("answer: " << r.data.substr(0, 500));
+        CHECK((r.status >= 400 && r.status < 500));
+        CHECK(isProblem(r.contentType));
+    }
+    SECTION("2,000 headers")
+    {
+        std::string req = "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+        for (int i = 0; i < 2000; ++i) req += "X-H" + std::to_string(i) + ": v\r\n";
+        auto r = rawExchange(d.port(), req + "Connection: close\r\n\r\n", 10s);
+        INFO("answer: " << r.data.substr(0, 500));
+        CHECK((r.status >= 400 && r.status < 500));
+        CHECK(isProblem(r.contentType));
+    }
+    SECTION("a garbage request line")
+    {
+        auto r = rawExchange(d.port(), "HELLO THERE\r\n\r\n", 10s);
+        INFO("answer: " << r.data.substr(0, 500));
+        CHECK(r.status == 400);
+        CHECK(isProblem(r.contentType));
+    }
+    SECTION("binary noise")
+    {
+        std::string noise;
+        for (int i = 0; i < 4096; ++i) noise += static_cast<char>((i * 7919) & 0xff);
+        auto r = rawExchange(d.port(), noise, 10s);
+        INFO("answer: " << r.data.substr(0, 500));
+        CHECK(r.closed);
+        if (r.status != 0) CHECK((r.status >= 400 && r.status < 500));
+    }
+    requireAlive(d);
+    CHECK(orderCount(d) == 0);
+}
+
+TEST_CASE("An idle client is dropped after http.read_timeout and never blocks others", "[badinput][timeout]")
+{
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=1s"});
+    HttpClient c(d.port());
+    c.setTimeout(3s);
+
+    Poco::Net::StreamSocket idle;
+    idle.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    auto connectedAt = std::chrono::steady_clock::now();
+
+    // Others are served while it sits there.
+    for (int i = 0; i < 5; ++i) {
+        auto r = c.get("/health/live");
+        INFO(r.describe());
+        CHECK(r.status == 200);
+    }
+    c.createOrder(orderJson("meanwhile@example.com"));
+
+    std::string answer;
+    bool closed = closedByServer(idle, 6s, {}, &answer);
+    auto after = std::chrono::steady_clock::now() - connectedAt;
+    INFO("answer: " << answer);
+    CHECK(closed);
+    // Dropped because of the timeout, not at once.
+    CHECK(after >= 500ms);
+    RawResult parsed;
+    parsed.data = answer;
+    parseRaw(parsed);
+    if (parsed.status != 0) CHECK(parsed.status == 408);
+    requireAlive(d);
+}
+
+TEST_CASE("A slow client trickling its headers is dropped after http.read_timeout", "[badinput][timeout]")
+{
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=1s"});
+    Poco::Net::StreamSocket slow;
+    slow.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    std::string start = "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    slow.sendBytes(start.data(), static_cast<int>(start.size()));
+    // One byte every 200 ms of a header that never ends: the whole request
+    // has not arrived within 1 s, so the server must drop it well before 6 s.
+    std::string answer;
+    CHECK(closedByServer(slow, 6s, "X-Slow-Header-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &answer));
+    INFO("answer: " << answer);
+    requireAlive(d);
+}
+
+TEST_CASE("Many idle connections do not starve a real request", "[badinput][timeout]")
+{
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=1s", "http.max_threads=2"});
+    std::vector<std::unique_ptr<Poco::Net::StreamSocket>> idle;
+    for (int i = 0; i < 16; ++i) {
+        auto s = std::make_unique<Poco::Net::StreamSocket>();
+        s->connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+        idle.push_back(std::move(s));
+    }
+    HttpClient c(d.port());
+    c.setTimeout(3s);
+    auto t0 = std::chrono::steady_clock::now();
+    Response r;
+    REQUIRE_NOTHROW(r = c.get("/health/live"));
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    INFO("took " << took.count() << " ms; " << r.describe());
+    CHECK(r.status == 200);
+    CHECK(took < 2500ms);
+    // and all the idle ones are eventually dropped
+    for (auto& s : idle) CHECK(closedByServer(*s, 10s));
+    requireAlive(d);
+}

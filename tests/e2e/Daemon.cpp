@@ -1,0 +1,399 @@
+#include "Daemon.h"
+
+#include <catch2/catch.hpp>
+
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Timespan.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+
+namespace e2e {
+
+std::string orderpaydPath() { return ORDERPAYD_PATH; }
+std::string configPath() { return ORDERPAY_CONFIG_PATH; }
+
+std::string sourceDir()
+{
+    // ORDERPAY_CONFIG_PATH is <source>/etc/orderpay/orderpay.properties
+    return fs::path(configPath()).parent_path().parent_path().parent_path().string();
+}
+
+std::string readFile(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// ---------------------------------------------------------------- TempDir
+
+TempDir::TempDir()
+{
+    std::string tmpl = (fs::temp_directory_path() / "orderpay-e2e-XXXXXX").string();
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!::mkdtemp(buf.data()))
+        throw std::runtime_error(std::string("mkdtemp failed: ") + std::strerror(errno));
+    path_ = buf.data();
+}
+
+TempDir::~TempDir()
+{
+    if (std::getenv("ORDERPAY_E2E_KEEP")) {
+        std::cerr << "keeping " << path_ << "\n";
+        return;
+    }
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& content, unsigned mode) const
+{
+    std::string p = path_ + "/" + name;
+    {
+        std::ofstream out(p, std::ios::binary | std::ios::trunc);
+        out << content;
+        if (!out) throw std::runtime_error("cannot write " + p);
+    }
+    ::chmod(p.c_str(), mode);
+    return p;
+}
+
+// ---------------------------------------------------------------- processes
+
+namespace {
+
+int decodeStatus(int status)
+{
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return -1;
+}
+
+// fork/exec `args` (args[0] is the program) with stdout+stderr appended to
+// `outPath`. Everything the child needs is prepared before fork(); the child
+// only calls async-signal-safe functions.
+pid_t spawn(const std::vector<std::string>& args, const std::string& outPath,
+            const std::vector<std::string>& extraEnv = {})
+{
+    // The environment: ours, minus anything overridden, plus the extras.
+    std::vector<std::string> envStrings;
+    for (char** e = environ; e && *e; ++e) {
+        std::string entry(*e);
+        std::string name = entry.substr(0, entry.find('='));
+        bool overridden = std::any_of(extraEnv.begin(), extraEnv.end(), [&](const std::string& x) {
+            return x.substr(0, x.find('=')) == name;
+        });
+        // Never hand our own systemd/journal context to the daemon under test.
+        if (!overridden && name != "NOTIFY_SOCKET" && name != "WATCHDOG_USEC" &&
+            name != "WATCHDOG_PID" && name != "JOURNAL_STREAM" && name != "LISTEN_FDS" &&
+            name != "LISTEN_PID")
+            envStrings.push_back(entry);
+    }
+    envStrings.insert(envStrings.end(), extraEnv.begin(), extraEnv.end());
+    std::vector<char*> envp;
+    for (auto& e : envStrings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    int fd = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        throw std::runtime_error("cannot open " + outPath + ": " + std::strerror(errno));
+    int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+
+    const pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        int e = errno;
+        ::close(fd);
+        if (devnull >= 0) ::close(devnull);
+        throw std::runtime_error(std::string("fork failed: ") + std::strerror(e));
+    }
+    if (pid == 0) {
+        // If the test runner dies (crash, timeout kill), take the daemon along.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(127);
+        if (devnull >= 0) ::dup2(devnull, 0);
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        // Do not leak the test's sockets and files into the daemon.
+        for (int i = 3; i < 1024; ++i) ::close(i);
+        // Reset signal state inherited from the test runner.
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::signal(SIGPIPE, SIG_DFL);
+        ::signal(SIGTERM, SIG_DFL);
+        ::signal(SIGINT, SIG_DFL);
+        ::execve(argv[0], argv.data(), envp.data());
+        static const char msg[] = "e2e: execv failed\n";
+        (void)!::write(2, msg, sizeof msg - 1);
+        ::_exit(127);
+    }
+    ::close(fd);
+    if (devnull >= 0) ::close(devnull);
+    return pid;
+}
+
+// Waits up to `timeout` for `pid`; returns the raw wait status.
+std::optional<int> waitFor(pid_t pid, Millis timeout)
+{
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        int status = 0;
+        pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0 && errno != EINTR) return std::nullopt;
+        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+        std::this_thread::sleep_for(10ms);
+    }
+}
+
+} // namespace
+
+RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout)
+{
+    TempDir dir;
+    std::string out = dir.path() + "/output.txt";
+    std::vector<std::string> full{orderpaydPath()};
+    full.insert(full.end(), args.begin(), args.end());
+    pid_t pid = spawn(full, out);
+
+    RunResult result;
+    auto st = waitFor(pid, timeout);
+    if (!st) {
+        ::kill(pid, SIGKILL);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        result.timedOut = true;
+        result.exitCode = -1;
+    } else {
+        result.exitCode = decodeStatus(*st);
+    }
+    result.output = readFile(out);
+    return result;
+}
+
+unsigned short freePort()
+{
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) throw std::runtime_error("socket() failed");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    if (::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(s);
+        throw std::runtime_error("bind() failed");
+    }
+    socklen_t len = sizeof addr;
+    ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::close(s);
+    return ntohs(addr.sin_port);
+}
+
+// ---------------------------------------------------------------- Daemon
+
+Daemon::Daemon(std::vector<std::string> defines, Wait wait, std::vector<std::string> env)
+    : defines_(std::move(defines)), env_(std::move(env)), port_(freePort()),
+      logPath_(dir_.path() + "/daemon.log")
+{
+    try {
+        start();
+        if (wait == Wait::Ready) waitReady();
+    } catch (...) {
+        if (pid_ > 0 && !exitCode_) {
+            ::kill(pid_, SIGKILL);
+            int status = 0;
+            ::waitpid(pid_, &status, 0);
+        }
+        throw;
+    }
+}
+
+Daemon::~Daemon()
+{
+    if (pid_ > 0 && !exitCode_) {
+        ::kill(pid_, SIGKILL);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        exitCode_ = decodeStatus(status);
+    }
+    if (std::uncaught_exceptions() > 0) {
+        // A REQUIRE failed: show what the daemon had to say.
+        std::cerr << "---- orderpayd log tail (" << logPath_ << ") ----\n"
+                  << logTail(3000) << "\n---- end of log ----\n";
+    }
+}
+
+std::vector<std::string> Daemon::argv() const
+{
+    std::vector<std::string> a{
+        orderpaydPath(),
+        "--config=" + configPath(),
+        "-D", "http.port=" + std::to_string(port_),
+        "-D", "store.sqlite.path=" + dbPath(),
+        "-D", "logging.target=console",
+    };
+    for (const auto& d : defines_) {
+        a.push_back("-D");
+        a.push_back(d);
+    }
+    return a;
+}
+
+std::string Daemon::dbPath() const { return dir_.path() + "/orderpay.db"; }
+
+void Daemon::start()
+{
+    if (pid_ > 0 && !exitCode_) throw std::logic_error("daemon already running");
+    exitCode_.reset();
+    {
+        std::ofstream marker(logPath_, std::ios::app);
+        marker << "==== e2e: starting orderpayd";
+        for (const auto& a : argv()) marker << ' ' << a;
+        marker << "\n";
+    }
+    pid_ = spawn(argv(), logPath_, env_);
+}
+
+void Daemon::reap(int status) { exitCode_ = decodeStatus(status); }
+
+bool Daemon::running()
+{
+    if (pid_ <= 0 || exitCode_) return false;
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+        reap(status);
+        return false;
+    }
+    return true;
+}
+
+std::optional<int> Daemon::waitExit(Millis timeout)
+{
+    if (exitCode_) return exitCode_;
+    if (pid_ <= 0) return std::nullopt;
+    auto st = waitFor(pid_, timeout);
+    if (!st) return std::nullopt;
+    reap(*st);
+    return exitCode_;
+}
+
+void Daemon::waitReady(Millis timeout)
+{
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string lastError;
+    for (;;) {
+        if (!running()) {
+            FAIL("orderpayd exited with code " << (exitCode_ ? *exitCode_ : -1)
+                 << " before becoming ready; log tail:\n" << logTail());
+        }
+        try {
+            Poco::Net::HTTPClientSession session("127.0.0.1", port_);
+            session.setTimeout(Poco::Timespan(1, 0));
+            Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/health/live",
+                                       Poco::Net::HTTPMessage::HTTP_1_1);
+            session.sendRequest(req);
+            Poco::Net::HTTPResponse resp;
+            std::istream& body = session.receiveResponse(resp);
+            std::string ignored((std::istreambuf_iterator<char>(body)), {});
+            if (resp.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) return;
+            lastError = "GET /health/live answered " + std::to_string(resp.getStatus());
+        } catch (const std::exception& e) {
+            lastError = e.what();
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            FAIL("orderpayd not ready on port " << port_ << " within "
+                 << timeout.count() << " ms (" << lastError << "); log tail:\n" << logTail());
+        }
+        std::this_thread::sleep_for(25ms);
+    }
+}
+
+void Daemon::signal(int sig)
+{
+    if (pid_ > 0 && !exitCode_) ::kill(pid_, sig);
+}
+
+int Daemon::terminate(Millis timeout)
+{
+    if (exitCode_) return *exitCode_;
+    signal(SIGTERM);
+    auto code = waitExit(timeout);
+    if (!code) {
+        kill();
+        FAIL("orderpayd did not exit within " << timeout.count()
+             << " ms of SIGTERM; log tail:\n" << logTail());
+    }
+    return *code;
+}
+
+void Daemon::kill()
+{
+    if (pid_ <= 0 || exitCode_) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
+    reap(status);
+}
+
+void Daemon::restart(const std::vector<std::string>& extraDefines, Wait wait)
+{
+    if (running()) kill();
+    for (const auto& d : extraDefines) {
+        auto key = d.substr(0, d.find('='));
+        defines_.erase(std::remove_if(defines_.begin(), defines_.end(),
+                                      [&](const std::string& x) {
+                                          return x.substr(0, x.find('=')) == key;
+                                      }),
+                       defines_.end());
+        defines_.push_back(d);
+    }
+    start();
+    if (wait == Wait::Ready) waitReady();
+}
+
+std::string Daemon::log() const { return readFile(logPath_); }
+
+std::string Daemon::logTail(std::size_t bytes) const
+{
+    std::string all = log();
+    if (all.size() <= bytes) return all;
+    return "..." + all.substr(all.size() - bytes);
+}
+
+} // namespace e2e

@@ -1,0 +1,113 @@
+// End-to-end test fixture: one orderpayd process on a free loopback port with
+// its own temporary directory (database, log, any files a test writes there).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace e2e {
+
+using namespace std::chrono_literals;
+using Millis = std::chrono::milliseconds;
+
+// Path of the daemon under test and of the shipped configuration file.
+std::string orderpaydPath();
+std::string configPath();
+// The source tree (derived from the shipped config's path).
+std::string sourceDir();
+
+// A directory under $TMPDIR removed (recursively) on destruction, unless the
+// environment variable ORDERPAY_E2E_KEEP is set.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    const std::string& path() const { return path_; }
+    // Writes a file in the directory and returns its full path.
+    std::string write(const std::string& name, const std::string& content,
+                      unsigned mode = 0600) const;
+
+private:
+    std::string path_;
+};
+
+// Result of a short-lived orderpayd run (--version, --check-config, ...).
+struct RunResult {
+    int exitCode = -1;      // exit status, or 128+signal; -1 if it timed out
+    bool timedOut = false;
+    std::string output;     // stdout and stderr, interleaved
+};
+
+// Runs orderpayd with exactly these arguments (no implicit --config) and waits
+// for it to exit; kills it after `timeout`.
+RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout = 20s);
+
+// Picks a currently free TCP port on 127.0.0.1.
+unsigned short freePort();
+
+// Reads a whole file; empty string if it does not exist.
+std::string readFile(const std::string& path);
+
+class Daemon {
+public:
+    enum class Wait { Ready, No };
+
+    // `defines` are extra "key=value" configuration overrides passed as -D;
+    // `env` are extra "NAME=value" environment variables for the process.
+    explicit Daemon(std::vector<std::string> defines = {}, Wait wait = Wait::Ready,
+                    std::vector<std::string> env = {});
+    ~Daemon();
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
+
+    // Launches the process (it must not be running).
+    void start();
+    // Polls GET /health/live until 200; FAILs the test (with the log tail) if
+    // the process exits or the deadline passes.
+    void waitReady(Millis timeout = 10s);
+    // True while the process has not exited.
+    bool running();
+    // Waits for the process to exit; its exit code (128+signal if killed by a
+    // signal), or nullopt if still running at the deadline.
+    std::optional<int> waitExit(Millis timeout);
+    // Sends a signal to the daemon's pid (only that pid).
+    void signal(int sig);
+    // SIGTERM and wait; returns the exit code. FAILs if it does not exit in time.
+    int terminate(Millis timeout = 20s);
+    // SIGKILL and reap.
+    void kill();
+    // Starts again on the same database, port and log (after kill/terminate;
+    // if still running it is killed first). `extraDefines` replace/extend the
+    // original -D list for this and later starts.
+    void restart(const std::vector<std::string>& extraDefines = {}, Wait wait = Wait::Ready);
+
+    std::string log() const;                        // whole log so far
+    std::string logTail(std::size_t bytes = 4000) const;
+    unsigned short port() const { return port_; }
+    std::string dbPath() const;
+    const std::string& dir() const { return dir_.path(); }
+    const std::string& logPath() const { return logPath_; }
+    pid_t pid() const { return pid_; }
+    std::vector<std::string> argv() const;          // the command line used
+
+private:
+    void reap(int status);
+
+    TempDir dir_;
+    std::vector<std::string> defines_;
+    std::vector<std::string> env_;
+    unsigned short port_;
+    std::string logPath_;
+    pid_t pid_ = -1;
+    std::optional<int> exitCode_;
+};
+
+} // namespace e2e

@@ -177,7 +177,7 @@ std::optional<int> waitFor(pid_t pid, Millis timeout)
         if (r == pid) return status;
         if (r < 0 && errno != EINTR) return std::nullopt;
         if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-        std::this_thread::sleep_for(10ms);
+        std::this_thread::sleep_for(10ms);  // poll interval, bounded by the deadline above
     }
 }
 
@@ -340,7 +340,7 @@ void Daemon::waitReady(Millis timeout)
             FAIL("orderpayd not ready on port " << port_ << " within "
                  << timeout.count() << " ms (" << lastError << "); log tail:\n" << logTail());
         }
-        std::this_thread::sleep_for(25ms);
+        std::this_thread::sleep_for(25ms);  // poll interval, bounded by the deadline above
     }
 }
 

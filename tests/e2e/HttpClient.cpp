@@ -224,7 +224,7 @@ Response waitForStatus(const HttpClient& c, const std::string& path, const std::
                  << timeout.count() << " ms; last answer: "
                  << (lastError.empty() ? last.describe() : lastError));
         }
-        std::this_thread::sleep_for(25ms);
+        std::this_thread::sleep_for(25ms);  // poll interval, bounded by the deadline above
     }
 }
 
@@ -362,7 +362,7 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
     for (;;) {
         if (pred()) return true;
         if (std::chrono::steady_clock::now() >= deadline) return pred();
-        std::this_thread::sleep_for(interval);
+        std::this_thread::sleep_for(interval);  // poll interval, bounded by the deadline above
     }
 }
 

@@ -77,6 +77,29 @@ public:
         return s;
     }
 
+    /// A currency code; `fallback` (if not empty) stands in for a missing one.
+    std::optional<std::string> currency(const Var& v, const std::string& field, const std::string& fallback)
+    {
+        if (v.isEmpty()) {
+            if (!fallback.empty()) return fallback;
+            fail(field, "is required");
+            return std::nullopt;
+        }
+        if (!v.isString() || !isCurrencyCode(v.extract<std::string>())) {
+            fail(field, "must be three upper-case letters (ISO 4217)");
+            return std::nullopt;
+        }
+        return v.extract<std::string>();
+    }
+
+    /// The body's top-level object, or nothing (and an error) if it is not one.
+    const Object* object(const Var& body)
+    {
+        if (body.type() == typeid(Object::Ptr)) return body.extract<Object::Ptr>().get();
+        fail("", "the body must be a JSON object");
+        return nullptr;
+    }
+
     void rejectUnknown(const Object& obj, const std::set<std::string>& known, const std::string& prefix)
     {
         for (const auto& [name, _] : obj) {
@@ -168,9 +191,9 @@ Validated<NewOrder> validateOrder(const Var& body, const std::string& defaultCur
 {
     Validated<NewOrder> result;
     Checker check;
-    const Object* obj = asObject(body);
+    const Object* obj = check.object(body);
     if (!obj) {
-        result.errors.push_back({"", "the body must be a JSON object"});
+        result.errors = std::move(check.errors);
         return result;
     }
     check.rejectUnknown(*obj, {"customer", "currency", "items", "metadata"}, "");
@@ -178,14 +201,7 @@ Validated<NewOrder> validateOrder(const Var& body, const std::string& defaultCur
     NewOrder order;
     if (auto customer = check.string(obj->get("customer"), "customer", 1, 200)) order.customer = *customer;
 
-    const Var currency = obj->get("currency");
-    if (currency.isEmpty()) {
-        order.currency = defaultCurrency;
-    } else if (!currency.isString() || !isCurrencyCode(currency.extract<std::string>())) {
-        check.fail("currency", "must be three upper-case letters (ISO 4217)");
-    } else {
-        order.currency = currency.extract<std::string>();
-    }
+    if (auto currency = check.currency(obj->get("currency"), "currency", defaultCurrency)) order.currency = *currency;
 
     const Var items = obj->get("items");
     const Poco::JSON::Array* array = asArray(items);
@@ -278,9 +294,9 @@ Validated<NewPayment> validatePayment(const Var& body)
 {
     Validated<NewPayment> result;
     Checker check;
-    const Object* obj = asObject(body);
+    const Object* obj = check.object(body);
     if (!obj) {
-        result.errors.push_back({"", "the body must be a JSON object"});
+        result.errors = std::move(check.errors);
         return result;
     }
     check.rejectUnknown(*obj, {"order_id", "amount", "currency", "method", "reference"}, "");
@@ -289,14 +305,7 @@ Validated<NewPayment> validatePayment(const Var& body)
     if (auto id = check.string(obj->get("order_id"), "order_id", 1, 64)) payment.orderId = *id;
     if (auto amount = check.integer(obj->get("amount"), "amount", 0, money::kMaxOrderTotal)) payment.amount = *amount;
 
-    const Var currency = obj->get("currency");
-    if (currency.isEmpty()) {
-        check.fail("currency", "is required");
-    } else if (!currency.isString() || !isCurrencyCode(currency.extract<std::string>())) {
-        check.fail("currency", "must be three upper-case letters (ISO 4217)");
-    } else {
-        payment.currency = currency.extract<std::string>();
-    }
+    if (auto currency = check.currency(obj->get("currency"), "currency", "")) payment.currency = *currency;
 
     const Var method = obj->get("method");
     if (method.isEmpty()) {

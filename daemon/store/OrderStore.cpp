@@ -541,27 +541,20 @@ void OrderStore::abandonPayment(const std::string& id)
     });
 }
 
-std::map<std::string, std::int64_t> OrderStore::orderCounts()
+std::map<std::string, std::int64_t> OrderStore::countByStatus(const std::string& table)
 {
     Session s = db_.reader();
     std::vector<std::string> statuses;
     std::vector<Poco::Int64> counts;
-    s << "SELECT status, COUNT(*) FROM orders GROUP BY status", into(statuses), into(counts), now;
+    s << "SELECT status, COUNT(*) FROM " + table + " GROUP BY status", into(statuses), into(counts), now;
     std::map<std::string, std::int64_t> result;
     for (std::size_t i = 0; i < statuses.size(); ++i) result[statuses[i]] = counts[i];
     return result;
 }
 
-std::map<std::string, std::int64_t> OrderStore::paymentCounts()
-{
-    Session s = db_.reader();
-    std::vector<std::string> statuses;
-    std::vector<Poco::Int64> counts;
-    s << "SELECT status, COUNT(*) FROM payments GROUP BY status", into(statuses), into(counts), now;
-    std::map<std::string, std::int64_t> result;
-    for (std::size_t i = 0; i < statuses.size(); ++i) result[statuses[i]] = counts[i];
-    return result;
-}
+std::map<std::string, std::int64_t> OrderStore::orderCounts() { return countByStatus("orders"); }
+
+std::map<std::string, std::int64_t> OrderStore::paymentCounts() { return countByStatus("payments"); }
 
 int OrderStore::purgeIdempotencyKeys(std::int64_t olderThanMillis)
 {

@@ -107,6 +107,7 @@ private:
     std::optional<StoredAnswer> checkIdempotency(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void rememberAnswer(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void notify(const std::string& queue);
+    std::map<std::string, std::int64_t> countByStatus(const std::string& table);
 
     Database& db_;
     Committer& committer_;

@@ -14,36 +14,34 @@ using namespace Poco::Data::Keywords;
 
 namespace {
 
-/// A real database in a temporary folder, with its writer and a broker.
-struct Queue {
-    test::TempDir dir;
-    StoreSettings store;
+/// A queue on a real database.
+struct Queue : test::TestDatabase {
     WorkSettings work;
-    std::unique_ptr<Database> db;
-    std::unique_ptr<Committer> committer;
     std::unique_ptr<EmbeddedBroker> broker;
 
     Queue()
     {
-        store.sqlitePath = dir.file("q.db");
         work.retryBackoff = milliseconds(200);
-        open();
+        startBroker();
     }
 
-    void open()
+    void startBroker()
     {
-        db = std::make_unique<Database>(store);
-        committer = std::make_unique<Committer>(*db, true, 64);
         broker = std::make_unique<EmbeddedBroker>(*db, *committer, work);
         broker->start();
     }
 
-    void close()
+    void open() override
+    {
+        TestDatabase::open();  // (the base constructor runs the base open(), without a broker)
+        startBroker();
+    }
+
+    void close() override
     {
         broker->stop();
         broker.reset();
-        committer.reset();
-        db.reset();
+        TestDatabase::close();
     }
 
     void publish(const std::string& body)

@@ -14,20 +14,8 @@ using namespace Poco::Data::Keywords;
 
 namespace {
 
-struct Fixture {
-    test::TempDir dir;
-    StoreSettings settings;
-    std::unique_ptr<Database> db;
-    std::unique_ptr<Committer> committer;
-    std::unique_ptr<OrderStore> store;
-
-    Fixture()
-    {
-        settings.sqlitePath = dir.file("s.db");
-        db = std::make_unique<Database>(settings);
-        committer = std::make_unique<Committer>(*db, true, 64);
-        store = std::make_unique<OrderStore>(*db, *committer);
-    }
+struct Fixture : test::TestDatabase {
+    std::unique_ptr<OrderStore> store = std::make_unique<OrderStore>(*db, *committer);
 
     Order newOrder()
     {

@@ -52,20 +52,13 @@ private:
     std::string deadReason;
 };
 
-struct Rig {
-    test::TempDir dir;
-    StoreSettings store;
+struct Rig : test::TestDatabase {
     WorkSettings work;
-    std::unique_ptr<Database> db;
-    std::unique_ptr<Committer> committer;
     std::unique_ptr<EmbeddedBroker> broker;
 
     Rig()
     {
-        store.sqlitePath = dir.file("w.db");
         work.retryBackoff = milliseconds(10);
-        db = std::make_unique<Database>(store);
-        committer = std::make_unique<Committer>(*db, true, 64);
         broker = std::make_unique<EmbeddedBroker>(*db, *committer, work);
         broker->start();
         committer->write([](Poco::Data::Session& s) {

@@ -1,5 +1,7 @@
 #include "app/Config.h"
 
+#include "broker/AmqpConnection.h"
+
 #include <Poco/File.h>
 #include <Poco/NumberParser.h>
 #include <Poco/Util/PropertyFileConfiguration.h>
@@ -131,6 +133,7 @@ const std::vector<std::string>& Config::knownKeys()
         "broker.rabbitmq.uri",
         "broker.rabbitmq.prefetch",
         "broker.rabbitmq.queue_type",
+        "broker.rabbitmq.prefix",
         "store.kind",
         "store.sqlite.path",
         "store.sqlite.synchronous",
@@ -208,6 +211,15 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     r.text("broker.rabbitmq.uri", s.broker.rabbitmqUri);
     r.integer("broker.rabbitmq.prefetch", 1, 65535, s.broker.rabbitmqPrefetch);
     r.choice("broker.rabbitmq.queue_type", {"classic", "quorum"}, s.broker.rabbitmqQueueType);
+    r.text("broker.rabbitmq.prefix", s.broker.rabbitmqPrefix);
+    if (s.broker.kind == "rabbitmq") {
+        try {
+            AmqpUri::parse(s.broker.rabbitmqUri);
+        } catch (const std::exception& e) {
+            // Never echo the URI: it holds the password.
+            r.problem("broker.rabbitmq.uri", e.what());
+        }
+    }
 
     r.choice("store.kind", {"sqlite", "postgresql"}, s.store.kind);
     r.text("store.sqlite.path", s.store.sqlitePath);

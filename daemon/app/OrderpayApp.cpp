@@ -2,6 +2,7 @@
 
 #include "app/Config.h"
 #include "broker/EmbeddedBroker.h"
+#include "broker/RabbitMqBroker.h"
 #include "domain/Clock.h"
 #include "domain/Errors.h"
 #include "http/Auth.h"
@@ -172,10 +173,9 @@ int OrderpayApp::serve(const Settings& settings)
                     "if something else guards this address");
         return EXIT_CONFIG;
     }
-    if (settings.broker.kind != "embedded" || settings.store.kind != "sqlite") {
+    if (settings.store.kind != "sqlite") {
         logLine(log, Poco::Message::PRIO_FATAL,
-                "broker.kind=" + settings.broker.kind + " with store.kind=" + settings.store.kind +
-                    " is not available in this version; use broker.kind=embedded and store.kind=sqlite");
+                "store.kind=" + settings.store.kind + " is not available in this version; use store.kind=sqlite");
         return EXIT_CONFIG;
     }
     http::Auth auth(settings.http.authTokenFile);
@@ -184,7 +184,13 @@ int OrderpayApp::serve(const Settings& settings)
     Database db(settings.store);
     Committer committer(db, settings.store.groupCommit, settings.store.maxBatch);
     OrderStore store(db, committer);
-    EmbeddedBroker broker(db, committer, settings.work);
+    std::unique_ptr<Broker> brokerPtr;
+    if (settings.broker.kind == "rabbitmq") {
+        brokerPtr = std::make_unique<RabbitMqBroker>(db, committer, settings.broker, settings.work);
+    } else {
+        brokerPtr = std::make_unique<EmbeddedBroker>(db, committer, settings.work);
+    }
+    Broker& broker = *brokerPtr;
     store.setMessageListener([&broker](const std::string& queue) { broker.notifyPublished(queue); });
     broker.start();
 

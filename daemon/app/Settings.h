@@ -25,6 +25,7 @@ struct BrokerSettings {
     std::string rabbitmqUri = "amqp://guest:guest@127.0.0.1:5672/";
     int rabbitmqPrefetch = 10;
     std::string rabbitmqQueueType = "classic";  // classic | quorum
+    std::string rabbitmqPrefix = "orderpay.";    // of every exchange and queue name
 };
 
 struct StoreSettings {

@@ -96,6 +96,14 @@ const std::vector<std::vector<std::string>> kMigrations = {
         // /health/ready writes here to prove the database takes writes.
         "CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at INT64 NOT NULL)",
     },
+    {
+        // Deliveries of RabbitMQ messages, by outbox id, counted before the
+        // message is handed to a worker (retry.max_attempts counts crashes).
+        R"(CREATE TABLE deliveries (
+             message_id INT64 PRIMARY KEY,
+             attempts INT64 NOT NULL,
+             last_at INT64 NOT NULL) WITHOUT ROWID)",
+    },
 };
 
 }  // namespace

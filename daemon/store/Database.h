@@ -15,7 +15,7 @@ namespace orderpay {
 /// session, owned by the Committer's thread, and pooled reader sessions.
 class Database {
 public:
-    static constexpr int kSchemaVersion = 1;
+    static constexpr int kSchemaVersion = 2;
 
     explicit Database(const StoreSettings& settings);
     ~Database();

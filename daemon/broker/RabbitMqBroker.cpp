@@ -1,0 +1,409 @@
+#include "broker/RabbitMqBroker.h"
+
+#include "domain/Clock.h"
+#include "logging/Log.h"
+#include "metrics/Metrics.h"
+#include "store/OrderStore.h"
+
+#include <Poco/Data/Statement.h>
+#include <Poco/NumberParser.h>
+
+#include <random>
+
+using namespace Poco::Data::Keywords;
+using Poco::Data::Session;
+using Poco::Data::Statement;
+
+namespace orderpay {
+namespace {
+
+constexpr std::chrono::milliseconds kConfirmTimeout{10000};
+constexpr std::chrono::milliseconds kMaxReconnectDelay{30000};
+constexpr int kRelayBatch = 256;
+/// A claimed outbox row whose relay died is published again after this.
+constexpr std::int64_t kClaimMillis = 10000;
+const std::vector<std::string> kQueues = {kOrdersQueue, kPaymentsQueue};
+
+}  // namespace
+
+RabbitMqBroker::RabbitMqBroker(Database& db, Committer& committer, const BrokerSettings& broker,
+                               const WorkSettings& work)
+    : db_(db),
+      committer_(committer),
+      uri_(AmqpUri::parse(broker.rabbitmqUri)),
+      prefix_(broker.rabbitmqPrefix),
+      prefetch_(broker.rabbitmqPrefetch),
+      queueType_(broker.rabbitmqQueueType),
+      backoffBase_(std::max(work.retryBackoff, std::chrono::milliseconds(1))),
+      maxAttempts_(work.maxAttempts),
+      // A consumer busy with one order does not call into rabbitmq-c until
+      // it acks; the heartbeat interval leaves room for a whole order.
+      heartbeat_(std::max<std::chrono::seconds>(
+          std::chrono::seconds(30),
+          std::chrono::duration_cast<std::chrono::seconds>(work.processingTime * 2) + std::chrono::seconds(10))),
+      log_(Poco::Logger::get("orderpay.broker"))
+{
+}
+
+RabbitMqBroker::~RabbitMqBroker() { stop(); }
+
+void RabbitMqBroker::start()
+{
+    stopping_ = false;
+    relay_ = std::thread([this] { relayLoop(); });
+}
+
+void RabbitMqBroker::stop()
+{
+    stopping_ = true;
+    relayWake_.notify_all();
+    if (relay_.joinable()) relay_.join();
+    // Consumer connections are closed with the broker object, after the
+    // worker threads that own them have ended.
+}
+
+std::unique_ptr<AmqpConnection> RabbitMqBroker::connect(const std::string& role)
+{
+    auto c = std::make_unique<AmqpConnection>(uri_, heartbeat_, "orderpayd " + role);
+    declareTopology(*c);
+    return c;
+}
+
+void RabbitMqBroker::declareTopology(AmqpConnection& c)
+{
+    const std::string work = prefix_ + "work";
+    const std::string dead = prefix_ + "dead";
+    c.declareExchange(work, "direct");
+    c.declareExchange(dead, "direct");
+    for (const auto& queue : kQueues) {
+        std::map<std::string, std::string> args{{"x-dead-letter-exchange", dead}};
+        if (queueType_ == "quorum") args["x-queue-type"] = "quorum";
+        c.declareQueue(queueName(queue), args, {});
+        c.bind(queueName(queue), work, queue);
+        c.declareQueue(queueName(queue) + ".dead", queueType_ == "quorum" ? std::map<std::string, std::string>{{"x-queue-type", "quorum"}} : std::map<std::string, std::string>{}, {});
+        c.bind(queueName(queue) + ".dead", dead, queue);
+        // One delay queue per attempt keeps each queue's TTL uniform, so a
+        // long delay never holds up a short one behind it.
+        for (int n = 1; n < maxAttempts_; ++n) {
+            const auto delay = std::min<std::chrono::milliseconds>(backoffBase_ * (1LL << std::min(n - 1, 20)),
+                                                                   std::chrono::minutes(5));
+            c.declareQueue(queueName(queue) + ".retry." + std::to_string(n),
+                           {{"x-dead-letter-exchange", work}, {"x-dead-letter-routing-key", queue}},
+                           {{"x-message-ttl", delay.count()}});
+        }
+    }
+}
+
+void RabbitMqBroker::setRelayConnected(bool connected, const std::string& why)
+{
+    const bool was = relayConnected_.exchange(connected);
+    if (was == connected) return;  // log transitions, not attempts
+    if (connected) {
+        logLine(log_, Poco::Message::PRIO_NOTICE, "connected to RabbitMQ at " + uri_.redacted());
+    } else {
+        logLine(log_, Poco::Message::PRIO_ERROR,
+                "RabbitMQ unavailable: " + why + "; requests are still accepted and wait in the outbox");
+    }
+}
+
+std::chrono::milliseconds RabbitMqBroker::nextBackoff(std::chrono::milliseconds current)
+{
+    thread_local std::mt19937 rng{std::random_device{}()};
+    const auto doubled = current.count() == 0 ? std::chrono::milliseconds(200) : current * 2;
+    const auto capped = std::min(doubled, kMaxReconnectDelay);
+    // Jitter: daemons that lost the broker together do not return together.
+    std::uniform_int_distribution<long> jitter(0, capped.count() / 4);
+    return capped + std::chrono::milliseconds(jitter(rng));
+}
+
+void RabbitMqBroker::relayLoop()
+{
+    std::unique_ptr<AmqpConnection> c;
+    std::chrono::milliseconds backoff{0};
+    bool everConnected = false;
+    while (!stopping_) {
+        if (!c) {
+            try {
+                c = connect("relay");
+                c->enableConfirms();
+                if (everConnected) Metrics::instance().brokerReconnects.fetch_add(1);
+                everConnected = true;
+                backoff = std::chrono::milliseconds(0);
+                setRelayConnected(true, "");
+            } catch (const std::exception& e) {
+                c.reset();
+                setRelayConnected(false, e.what());
+                backoff = nextBackoff(backoff);
+                std::unique_lock lock(relayMutex_);
+                relayWake_.wait_for(lock, backoff, [&] { return stopping_.load(); });
+                continue;
+            }
+        }
+        try {
+            if (relayOnce(*c)) continue;  // more waiting
+        } catch (const AmqpError& e) {
+            c.reset();
+            setRelayConnected(false, e.what());
+            continue;
+        } catch (const std::exception& e) {
+            logLine(log_, Poco::Message::PRIO_WARNING, std::string("outbox relay: ") + e.what());
+        }
+        std::unique_lock lock(relayMutex_);
+        relayWake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || pending_; });
+        pending_ = false;
+    }
+}
+
+bool RabbitMqBroker::relayOnce(AmqpConnection& c)
+{
+    std::vector<Poco::Int64> ids;
+    std::vector<std::string> queues, bodies;
+    committer_.write([&](Session& s) {
+        ids.clear();
+        queues.clear();
+        bodies.clear();
+        const Poco::Int64 at = clock::nowMillis();
+        const Poco::Int64 until = at + kClaimMillis;
+        s << "SELECT id, queue, body FROM messages "
+             "WHERE state = 'ready' OR (state = 'publishing' AND due_at <= ?) ORDER BY id LIMIT " +
+                 std::to_string(kRelayBatch),
+            useRef(at), into(ids), into(queues), into(bodies), now;
+        for (auto id : ids) {
+            s << "UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?", useRef(until), useRef(id), now;
+        }
+    });
+    if (ids.empty()) return false;
+
+    try {
+        std::uint64_t last = 0;
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            last = c.publish(prefix_ + "work", queues[i], bodies[i], std::to_string(ids[i]));
+        }
+        c.waitForConfirms(last, kConfirmTimeout);
+    } catch (...) {
+        // Not confirmed: give the rows back for the next attempt.
+        try {
+            committer_.write([&](Session& s) {
+                for (auto id : ids) s << "UPDATE messages SET state = 'ready' WHERE id = ?", useRef(id), now;
+            });
+        } catch (const std::exception&) {
+            // The claim runs out by itself after kClaimMillis.
+        }
+        throw;
+    }
+    committer_.write([&](Session& s) {
+        for (auto id : ids) s << "DELETE FROM messages WHERE id = ?", useRef(id), now;
+    });
+    return static_cast<int>(ids.size()) == kRelayBatch;
+}
+
+void RabbitMqBroker::notifyPublished(const std::string&)
+{
+    {
+        std::lock_guard lock(relayMutex_);
+        pending_ = true;
+    }
+    relayWake_.notify_all();
+}
+
+RabbitMqBroker::Consumer& RabbitMqBroker::consumerForThisThread(const std::string& queue)
+{
+    std::lock_guard lock(consumersMutex_);
+    auto& slot = consumers_[std::this_thread::get_id()];
+    if (!slot) {
+        slot = std::make_unique<Consumer>();
+        slot->queue = queue;
+    }
+    return *slot;
+}
+
+void RabbitMqBroker::dropConsumer(Consumer& consumer, const std::string& why)
+{
+    // Logged when a working connection is lost, not for each failed
+    // reconnect attempt after it (the relay logs the outage once).
+    if (consumer.connection) {
+        logLine(log_, Poco::Message::PRIO_WARNING, "consumer of " + consumer.queue + " lost its connection: " + why,
+                {{"QUEUE", consumer.queue}});
+    }
+    consumer.connection.reset();
+    consumer.backoff = nextBackoff(consumer.backoff);
+    consumer.retryAt = std::chrono::steady_clock::now() + consumer.backoff;
+}
+
+int RabbitMqBroker::recordDelivery(std::int64_t messageId)
+{
+    Poco::Int64 attempts = 1;
+    committer_.write([&](Session& s) {
+        const Poco::Int64 id = messageId;
+        const Poco::Int64 at = clock::nowMillis();
+        s << "INSERT INTO deliveries (message_id, attempts, last_at) VALUES (?, 1, ?) "
+             "ON CONFLICT (message_id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at",
+            useRef(id), useRef(at), now;
+        s << "SELECT attempts FROM deliveries WHERE message_id = ?", useRef(id), into(attempts), now;
+    });
+    return static_cast<int>(attempts);
+}
+
+void RabbitMqBroker::forgetDelivery(std::int64_t messageId)
+{
+    if (messageId <= 0) return;
+    committer_.write([&](Session& s) {
+        const Poco::Int64 id = messageId;
+        s << "DELETE FROM deliveries WHERE message_id = ?", useRef(id), now;
+    });
+}
+
+std::optional<Delivery> RabbitMqBroker::fetch(const std::string& queue, std::chrono::milliseconds timeout)
+{
+    if (stopping_) return std::nullopt;
+    Consumer& c = consumerForThisThread(queue);
+    if (!c.connection) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < c.retryAt) {
+            std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(c.retryAt - now, timeout));
+            return std::nullopt;
+        }
+        try {
+            auto fresh = connect("consumer " + queue);
+            fresh->enableConfirms();
+            fresh->consume(queueName(queue), static_cast<std::uint16_t>(prefetch_));
+            c.connection = std::move(fresh);
+            if (c.backoff.count() > 0) {
+                Metrics::instance().brokerReconnects.fetch_add(1);
+                logLine(log_, Poco::Message::PRIO_NOTICE, "consumer of " + queue + " reconnected", {{"QUEUE", queue}});
+            }
+            c.backoff = std::chrono::milliseconds(0);
+        } catch (const AmqpError& e) {
+            dropConsumer(c, e.what());
+            return std::nullopt;
+        }
+    }
+    std::optional<Envelope> envelope = [&]() -> std::optional<Envelope> {
+        try {
+            return c.connection->next(timeout);
+        } catch (const AmqpError& e) {
+            dropConsumer(c, e.what());
+            return std::nullopt;
+        }
+    }();
+    if (!envelope) return std::nullopt;
+
+    Poco::Int64 id = 0;
+    if (!Poco::NumberParser::tryParse64(envelope->messageId(), id) || id <= 0) id = 0;
+    Delivery d{queue, envelope->body(), id, static_cast<std::int64_t>(envelope->deliveryTag()), 1};
+    try {
+        // A message without our id cannot be counted; it is handled once and,
+        // being foreign, most likely dead-lettered as poison.
+        if (id > 0) d.attempt = recordDelivery(id);
+    } catch (...) {
+        // Not counted, so not handed out: back to the queue.
+        try {
+            c.connection->reject(envelope->deliveryTag(), true);
+        } catch (const AmqpError& e) {
+            dropConsumer(c, e.what());
+        }
+        throw;
+    }
+    if (d.redelivered() || envelope->redelivered()) Metrics::instance().redeliveries.fetch_add(1);
+    return d;
+}
+
+void RabbitMqBroker::ack(const Delivery& d)
+{
+    Consumer& c = consumerForThisThread(d.queue);
+    if (!c.connection) throw AmqpError("cannot ack: the consumer connection was lost; the message will be redelivered");
+    try {
+        c.connection->ack(static_cast<std::uint64_t>(d.lease));
+    } catch (const AmqpError& e) {
+        dropConsumer(c, e.what());
+        throw;
+    }
+    forgetDelivery(d.messageId);
+}
+
+void RabbitMqBroker::retry(const Delivery& d, const std::string& reason)
+{
+    Consumer& c = consumerForThisThread(d.queue);
+    if (!c.connection) throw AmqpError("cannot retry: the consumer connection was lost; the message will be redelivered");
+    const int level = std::clamp(d.attempt, 1, std::max(1, maxAttempts_ - 1));
+    try {
+        const auto seq = c.connection->publish("", queueName(d.queue) + ".retry." + std::to_string(level), d.body,
+                                               std::to_string(d.messageId), {{"x-orderpay-reason", reason}});
+        c.connection->waitForConfirms(seq, kConfirmTimeout);
+        c.connection->ack(static_cast<std::uint64_t>(d.lease));
+    } catch (const AmqpError& e) {
+        dropConsumer(c, e.what());
+        throw;
+    }
+}
+
+void RabbitMqBroker::deadLetter(const Delivery& d, const std::string& reason)
+{
+    Consumer& c = consumerForThisThread(d.queue);
+    if (!c.connection) throw AmqpError("cannot dead-letter: the consumer connection was lost");
+    try {
+        const auto seq = c.connection->publish(prefix_ + "dead", d.queue, d.body, std::to_string(d.messageId),
+                                               {{"x-orderpay-reason", reason},
+                                                {"x-orderpay-attempts", std::to_string(d.attempt)}});
+        c.connection->waitForConfirms(seq, kConfirmTimeout);
+        c.connection->ack(static_cast<std::uint64_t>(d.lease));
+    } catch (const AmqpError& e) {
+        dropConsumer(c, e.what());
+        throw;
+    }
+    Metrics::instance().deadLetters.fetch_add(1);
+    forgetDelivery(d.messageId);
+}
+
+void RabbitMqBroker::release(const Delivery& d)
+{
+    Consumer& c = consumerForThisThread(d.queue);
+    if (c.connection) {
+        try {
+            c.connection->reject(static_cast<std::uint64_t>(d.lease), true);
+        } catch (const AmqpError& e) {
+            dropConsumer(c, e.what());  // closing the connection requeues it too
+        }
+    }
+    if (d.messageId > 0) {
+        committer_.write([&](Session& s) {
+            const Poco::Int64 id = d.messageId;
+            s << "UPDATE deliveries SET attempts = MAX(attempts - 1, 0) WHERE message_id = ?", useRef(id), now;
+        });
+    }
+}
+
+std::map<std::string, QueueDepth> RabbitMqBroker::depths()
+{
+    std::map<std::string, QueueDepth> result;
+    {
+        // Messages not yet published wait in the outbox: they count as ready.
+        Session s = db_.reader();
+        std::vector<std::string> queues;
+        std::vector<Poco::Int64> counts, oldest;
+        s << "SELECT queue, COUNT(*), MIN(created_at) FROM messages WHERE state IN ('ready', 'publishing') GROUP BY queue",
+            into(queues), into(counts), into(oldest), now;
+        const std::int64_t at = clock::nowMillis();
+        for (const auto& q : kQueues) result[q] = {};
+        for (std::size_t i = 0; i < queues.size(); ++i) {
+            result[queues[i]].ready = counts[i];
+            result[queues[i]].oldestAgeMs = at - oldest[i];
+        }
+    }
+    std::lock_guard lock(inspectMutex_);
+    try {
+        if (!inspector_) inspector_ = connect("inspector");
+        for (const auto& q : kQueues) {
+            QueueDepth& d = result[q];
+            d.ready += inspector_->messageCount(queueName(q));
+            for (int n = 1; n < maxAttempts_; ++n)
+                d.ready += inspector_->messageCount(queueName(q) + ".retry." + std::to_string(n));
+            d.dead = inspector_->messageCount(queueName(q) + ".dead");
+        }
+    } catch (const AmqpError&) {
+        inspector_.reset();  // the relay reports the outage; the outbox numbers stand
+    }
+    return result;
+}
+
+}  // namespace orderpay

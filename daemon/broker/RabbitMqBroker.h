@@ -1,0 +1,104 @@
+#pragma once
+
+#include "app/Settings.h"
+#include "broker/AmqpConnection.h"
+#include "broker/Broker.h"
+#include "store/Committer.h"
+#include "store/Database.h"
+
+#include <Poco/Logger.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace orderpay {
+
+/// Both queues on RabbitMQ, with the guarantees of the embedded broker.
+///
+/// Publishing goes through the outbox: the store writes each message to the
+/// `messages` table in the transaction of the state it announces; a relay
+/// thread claims pending rows, publishes them persistent with publisher
+/// confirms, and deletes them only after the broker's ack. RabbitMQ being
+/// away therefore never fails a request: messages wait in the outbox.
+///
+/// Consuming: each worker thread gets its own connection (rabbitmq-c
+/// connections are not thread-safe), manual acks, and the prefetch of
+/// broker.rabbitmq.prefetch. Delivery attempts are counted in the
+/// `deliveries` table, committed before the message is handed out, so a
+/// delivery cut short by a crash counts toward retry.max_attempts as with
+/// the embedded queue. Retry goes through per-attempt delay queues (a TTL
+/// that dead-letters back to the work exchange); dead letters go to
+/// `<prefix><queue>.dead` with the reason in the header x-orderpay-reason.
+///
+/// Topology (prefix "orderpay." by default), declared at every connect:
+///   exchange <p>work (direct)   -> queues <p>orders, <p>payments
+///   exchange <p>dead (direct)   -> queues <p>orders.dead, <p>payments.dead
+///   queues <p><queue>.retry.<n> (TTL = backoff of attempt n, then back to <p>work)
+class RabbitMqBroker : public Broker {
+public:
+    RabbitMqBroker(Database& db, Committer& committer, const BrokerSettings& broker, const WorkSettings& work);
+    ~RabbitMqBroker() override;
+
+    void start() override;
+    void stop() override;
+    std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout) override;
+    void ack(const Delivery& d) override;
+    void retry(const Delivery& d, const std::string& reason) override;
+    void deadLetter(const Delivery& d, const std::string& reason) override;
+    void release(const Delivery& d) override;
+    void notifyPublished(const std::string& queue) override;
+    bool connected() const override { return relayConnected_.load(); }
+    std::string name() const override { return "rabbitmq " + uri_.redacted(); }
+    std::map<std::string, QueueDepth> depths() override;
+
+    std::string queueName(const std::string& queue) const { return prefix_ + queue; }
+
+private:
+    struct Consumer {
+        std::unique_ptr<AmqpConnection> connection;
+        std::string queue;
+        std::chrono::steady_clock::time_point retryAt;
+        std::chrono::milliseconds backoff{0};
+    };
+
+    std::unique_ptr<AmqpConnection> connect(const std::string& role);
+    void declareTopology(AmqpConnection& c);
+    void relayLoop();
+    bool relayOnce(AmqpConnection& c);
+    Consumer& consumerForThisThread(const std::string& queue);
+    void dropConsumer(Consumer& consumer, const std::string& why);
+    int recordDelivery(std::int64_t messageId);
+    void forgetDelivery(std::int64_t messageId);
+    void setRelayConnected(bool connected, const std::string& why);
+    std::chrono::milliseconds nextBackoff(std::chrono::milliseconds current);
+
+    Database& db_;
+    Committer& committer_;
+    AmqpUri uri_;
+    std::string prefix_;
+    int prefetch_;
+    std::string queueType_;
+    std::chrono::milliseconds backoffBase_;
+    int maxAttempts_;
+    std::chrono::seconds heartbeat_;
+    Poco::Logger& log_;
+
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> relayConnected_{false};
+    std::mutex relayMutex_;
+    std::condition_variable relayWake_;
+    bool pending_ = false;
+    std::thread relay_;
+
+    std::mutex consumersMutex_;
+    std::unordered_map<std::thread::id, std::unique_ptr<Consumer>> consumers_;
+
+    std::mutex inspectMutex_;
+    std::unique_ptr<AmqpConnection> inspector_;  // for depths(), used under inspectMutex_
+};
+
+}  // namespace orderpay

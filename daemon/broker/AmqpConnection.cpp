@@ -49,7 +49,8 @@ AmqpUri AmqpUri::parse(const std::string& uri)
     u.password = info.password;
     u.host = info.host;
     u.port = info.port;
-    u.vhost = info.vhost;
+    // "amqp://host/" names no vhost: RabbitMQ's default one, "/".
+    u.vhost = *info.vhost ? info.vhost : "/";
     u.tls = info.ssl != 0;
     if (u.tls) throw std::invalid_argument("amqps:// is not supported by this build yet; use amqp://");
     return u;

@@ -1,4 +1,5 @@
 #include "app/Config.h"
+#include "broker/AmqpConnection.h"
 
 #include "TempDir.h"
 
@@ -76,4 +77,26 @@ TEST_CASE("durations", "[config]")
     CHECK_FALSE(Config::parseDuration("ten", seconds(1), d));
     CHECK_FALSE(Config::parseDuration("5 days", seconds(1), d));
     CHECK_FALSE(Config::parseDuration("-5s", seconds(1), d));
+}
+
+TEST_CASE("the RabbitMQ URI is checked, and its password never printed", "[config][rabbitmq]")
+{
+    const auto uri = AmqpUri::parse("amqp://shop:s3cret-pw@mq.example.org:5673/payments");
+    CHECK(uri.user == "shop");
+    CHECK(uri.password == "s3cret-pw");
+    CHECK(uri.host == "mq.example.org");
+    CHECK(uri.port == 5673);
+    CHECK(uri.vhost == "payments");
+    CHECK(uri.redacted().find("s3cret-pw") == std::string::npos);
+    CHECK(uri.redacted() == "amqp://shop:***@mq.example.org:5673/payments");
+    CHECK(AmqpUri::parse("amqp://u:p@localhost/").vhost == "/");
+
+    try {
+        Config::load("", false, {{"broker.kind", "rabbitmq"}, {"broker.rabbitmq.uri", "http://u:s3cret-pw@host/"}});
+        FAIL("a bad URI was accepted");
+    } catch (const ConfigError& e) {
+        REQUIRE(e.problems().size() == 1);
+        CHECK(e.problems()[0].key == "broker.rabbitmq.uri");
+        CHECK(std::string(e.what()).find("s3cret-pw") == std::string::npos);
+    }
 }

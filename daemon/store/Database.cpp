@@ -149,18 +149,24 @@ void Database::configure(Poco::Data::Session& session, bool writer)
 void Database::migrate()
 {
     Poco::Data::Session& s = *writer_;
-    int version = 0;
-    s << "PRAGMA user_version", into(version), now;
-    if (version > kSchemaVersion) {
-        throw PermanentError("the database " + path_ + " has schema version " + std::to_string(version) +
-                             ", newer than this orderpayd understands (" + std::to_string(kSchemaVersion) +
-                             "); was it downgraded?");
-    }
-    for (int v = version; v < kSchemaVersion; ++v) {
+    // Each step reads the version inside its own write transaction, so
+    // daemons starting together on one file migrate it once.
+    for (;;) {
         s << "BEGIN IMMEDIATE", now;
         try {
-            for (const auto& sql : kMigrations[static_cast<std::size_t>(v)]) s << sql, now;
-            s << "PRAGMA user_version = " + std::to_string(v + 1), now;
+            int version = 0;
+            s << "PRAGMA user_version", into(version), now;
+            if (version > kSchemaVersion) {
+                throw PermanentError("the database " + path_ + " has schema version " + std::to_string(version) +
+                                     ", newer than this orderpayd understands (" + std::to_string(kSchemaVersion) +
+                                     "); was it downgraded?");
+            }
+            if (version == kSchemaVersion) {
+                s << "COMMIT", now;
+                return;
+            }
+            for (const auto& sql : kMigrations[static_cast<std::size_t>(version)]) s << sql, now;
+            s << "PRAGMA user_version = " + std::to_string(version + 1), now;
             s << "COMMIT", now;
         } catch (...) {
             s << "ROLLBACK", now;

@@ -12,6 +12,8 @@
 #include "store/Committer.h"
 #include "store/Database.h"
 #include "store/OrderStore.h"
+#include "systemd/Notifier.h"
+#include "systemd/Watchdog.h"
 #include "work/ConsumerTask.h"
 #include "work/OrderProcessor.h"
 
@@ -140,6 +142,12 @@ int OrderpayApp::checkConfig()
 void OrderpayApp::reload(http::Auth& auth)
 {
     Poco::Logger& log = Poco::Logger::get("orderpay");
+    systemd::reloading();
+    // READY=1 again on every path, failed reloads included: the daemon
+    // keeps running on its previous settings.
+    struct ReadyAgain {
+        ~ReadyAgain() { systemd::ready(); }
+    } readyAgain;
     try {
         const Settings fresh = Config::load(configFile_, configGiven_, overrides_);
         auth.reload();
@@ -201,18 +209,23 @@ int OrderpayApp::serve(const Settings& settings)
     const int workerCount = settings.work.orderWorkers + settings.work.paymentWorkers;
     Poco::ThreadPool workerPool("workers", workerCount, workerCount);
     Poco::TaskManager tasks(workerPool);
-    for (int i = 0; i < settings.work.orderWorkers; ++i) {
-        tasks.start(new ConsumerTask("orders-" + std::to_string(i + 1), broker, kOrdersQueue, orders,
-                                     settings.work.maxAttempts));
-    }
-    for (int i = 0; i < settings.work.paymentWorkers; ++i) {
-        tasks.start(new ConsumerTask("payments-" + std::to_string(i + 1), broker, kPaymentsQueue, payments,
-                                     settings.work.maxAttempts));
-    }
+    std::vector<const ConsumerTask*> workers;
+    auto startWorker = [&](const std::string& name, const char* queue, MessageHandler& handler) {
+        auto* task = new ConsumerTask(name, broker, queue, handler, settings.work.maxAttempts);
+        workers.push_back(task);
+        tasks.start(task);  // the TaskManager owns it until joinAll()
+    };
+    for (int i = 0; i < settings.work.orderWorkers; ++i) startWorker("orders-" + std::to_string(i + 1), kOrdersQueue, orders);
+    for (int i = 0; i < settings.work.paymentWorkers; ++i)
+        startWorker("payments-" + std::to_string(i + 1), kPaymentsQueue, payments);
 
     http::Service service{store, broker, committer, settings, auth};
     http::HttpServer server(service, settings.http);
     server.start();
+    systemd::Watchdog watchdog(settings.http.host, server.port(), workers, broker);
+    watchdog.start();
+    // The database is open and migrated, the port bound and served.
+    systemd::ready();
     logLine(log, Poco::Message::PRIO_NOTICE,
             "orderpayd " ORDERPAY_VERSION " listening on " + settings.http.host + ":" + std::to_string(server.port()) +
                 ", database " + db.path() + ", broker " + broker.name() + ", " +
@@ -247,8 +260,10 @@ int OrderpayApp::serve(const Settings& settings)
     });
 
     waitForTerminationRequest();
+    systemd::stopping();
     reloadStop = true;
     reloader.join();
+    watchdog.stop();
     logLine(log, Poco::Message::PRIO_NOTICE, "stopping: no new requests; in-flight work finishes or goes back to the queue");
 
     {

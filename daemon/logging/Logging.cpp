@@ -1,5 +1,8 @@
 #include "logging/Logging.h"
 
+#include "logging/JournalChannel.h"
+#include "systemd/Notifier.h"
+
 #include <Poco/AutoPtr.h>
 #include <Poco/ConsoleChannel.h>
 #include <Poco/FormattingChannel.h>
@@ -10,13 +13,19 @@ namespace orderpay {
 
 void setupLogging(const LoggingSettings& settings)
 {
-    // Console lines; the journal channel (logging.target=journal) comes with
-    // the systemd integration. Times are UTC, like the API's.
-    Poco::AutoPtr<Poco::PatternFormatter> formatter(
-        new Poco::PatternFormatter("%Y-%m-%dT%H:%M:%S.%iZ %q %s: %t"));
-    formatter->setProperty("times", "UTC");
-    Poco::AutoPtr<Poco::ConsoleChannel> console(new Poco::ConsoleChannel);
-    Poco::AutoPtr<Poco::FormattingChannel> channel(new Poco::FormattingChannel(formatter, console));
+    const bool journal =
+        settings.target == "journal" || (settings.target == "auto" && systemd::stderrIsJournal());
+    Poco::AutoPtr<Poco::Channel> channel;
+    if (journal) {
+        channel = new JournalChannel;
+    } else {
+        // Console lines; times are UTC, like the API's.
+        Poco::AutoPtr<Poco::PatternFormatter> formatter(
+            new Poco::PatternFormatter("%Y-%m-%dT%H:%M:%S.%iZ %q %s: %t"));
+        formatter->setProperty("times", "UTC");
+        Poco::AutoPtr<Poco::ConsoleChannel> console(new Poco::ConsoleChannel);
+        channel = new Poco::FormattingChannel(formatter, console);
+    }
     Poco::Logger::setChannel("", channel);  // every logger, including those made already
     setLogLevel(settings.level);
 }

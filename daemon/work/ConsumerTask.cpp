@@ -3,6 +3,9 @@
 #include "domain/Errors.h"
 #include "logging/Log.h"
 
+#include <cstdlib>
+#include <thread>
+
 namespace orderpay {
 
 ConsumerTask::ConsumerTask(const std::string& name, Broker& broker, std::string queue, MessageHandler& handler,
@@ -63,8 +66,23 @@ void ConsumerTask::settle(const Delivery& d)
         logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason, fields);
         return;
     }
+    if (const char* wedge = std::getenv("ORDERPAY_FAULT_WEDGE_QUEUE"); wedge && queue_ == wedge) {
+        // Test-only fault switch: behave like a handler stuck for good (no
+        // progress, no end), so the watchdog's reaction can be tested.
+        for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
     try {
-        handler_.handle(d, [this](std::chrono::milliseconds ms) { return sleep(ms.count()); });
+        // Sleeping through a processing step is progress: the watchdog
+        // hears from this worker at least every half second.
+        handler_.handle(d, [this](std::chrono::milliseconds ms) {
+            const auto end = std::chrono::steady_clock::now() + ms;
+            for (auto left = ms; left.count() > 0;
+                 left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now())) {
+                if (sleep(std::min<long>(left.count(), 500))) return true;
+                touch();
+            }
+            return false;
+        });
         broker_.ack(d);
     } catch (const Interrupted&) {
         broker_.release(d);

@@ -263,9 +263,7 @@ TEST_CASE("SIGHUP re-reads the token file without a restart", "[operation][signa
     newClient.createOrder(orderJson("hup@example.com"));
 }
 
-// Hidden until the systemd integration (issue 4) adds sd_notify: run it
-// with `e2e_tests [systemd]`.
-TEST_CASE("Under systemd the daemon notifies READY, STATUS, WATCHDOG and STOPPING", "[.][operation][systemd]")
+TEST_CASE("Under systemd the daemon notifies READY, STATUS, WATCHDOG and STOPPING", "[operation][systemd]")
 {
     TempDir sockDir;
     NotifySocket notify(sockDir.path() + "/notify.sock");
@@ -349,4 +347,42 @@ TEST_CASE("GET /metrics exposes request counters and queue depths in Prometheus 
         ++samples;
     }
     CHECK(samples > 0);
+}
+
+TEST_CASE("SIGHUP sends RELOADING=1 then READY=1", "[operation][systemd][signals]")
+{
+    TempDir sockDir;
+    NotifySocket notify(sockDir.path() + "/notify.sock");
+    Daemon d({"orders.processing_ms=0"}, Daemon::Wait::Ready, {"NOTIFY_SOCKET=" + sockDir.path() + "/notify.sock"});
+    REQUIRE(notify.waitFor("READY=1", 1, 5s));
+    d.signal(SIGHUP);
+    CHECK(notify.waitFor("RELOADING=1", 1, 5s));
+    CHECK(notify.waitFor("READY=1", 2, 5s));
+    INFO("notifications: " << Catch::Detail::stringify(notify.lines));
+    const auto reloading = notify.indexOf("RELOADING=1");
+    REQUIRE(reloading >= 0);
+    CHECK(std::count(notify.lines.begin() + reloading, notify.lines.end(), std::string("READY=1")) == 1);
+    CHECK(d.running());
+}
+
+TEST_CASE("A wedged worker stops the watchdog feeding", "[operation][systemd][watchdog]")
+{
+    TempDir sockDir;
+    NotifySocket notify(sockDir.path() + "/notify.sock");
+    // The fault switch makes the order worker hang on its first message.
+    Daemon d({"orders.processing_ms=0"}, Daemon::Wait::Ready,
+             {"NOTIFY_SOCKET=" + sockDir.path() + "/notify.sock", "WATCHDOG_USEC=1000000",
+              "ORDERPAY_FAULT_WEDGE_QUEUE=orders"});
+    HttpClient c(d.port());
+    REQUIRE(notify.waitFor("WATCHDOG=1", 2, 5s));  // healthy: fed every 500 ms
+    c.createOrder(orderJson("wedge@example.com"));
+    // The worker goes silent; once past the stall limit (3 s), no more pings.
+    REQUIRE(eventually([&] { return d.log().find("not feeding the systemd watchdog") != std::string::npos; }, 10s,
+                       100ms));
+    notify.waitFor("(drain what was sent before)", 1, 1s);
+    const int pings = notify.count("WATCHDOG=1");
+    CHECK_FALSE(notify.waitFor("WATCHDOG=1", pings + 1, 3s));
+    CHECK(d.log().find("orders-1 has made no progress") != std::string::npos);
+    // HTTP still answers: it is the worker, not the process, that is stuck.
+    CHECK(c.get("/health/live").status == 200);
 }

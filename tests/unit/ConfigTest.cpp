@@ -1,5 +1,8 @@
 #include "app/Config.h"
 #include "broker/AmqpConnection.h"
+#include "logging/JournalChannel.h"
+
+#include <Poco/Message.h>
 
 #include "TempDir.h"
 
@@ -99,4 +102,14 @@ TEST_CASE("the RabbitMQ URI is checked, and its password never printed", "[confi
         CHECK(e.problems()[0].key == "broker.rabbitmq.uri");
         CHECK(std::string(e.what()).find("s3cret-pw") == std::string::npos);
     }
+}
+
+TEST_CASE("journal priorities follow syslog's", "[logging]")
+{
+    CHECK(JournalChannel::syslogPriority(Poco::Message::PRIO_FATAL) == 2);
+    CHECK(JournalChannel::syslogPriority(Poco::Message::PRIO_ERROR) == 3);
+    CHECK(JournalChannel::syslogPriority(Poco::Message::PRIO_WARNING) == 4);
+    CHECK(JournalChannel::syslogPriority(Poco::Message::PRIO_NOTICE) == 5);
+    CHECK(JournalChannel::syslogPriority(Poco::Message::PRIO_INFORMATION) == 6);
+    CHECK(JournalChannel::syslogPriority(Poco::Message::PRIO_TRACE) == 7);
 }

@@ -1,0 +1,58 @@
+#include "systemd/Notifier.h"
+
+#include <systemd/sd-daemon.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <sys/stat.h>
+#include <time.h>
+
+namespace orderpay::systemd {
+namespace {
+
+void notify(const std::string& message)
+{
+    // unset_environment = 0: the variables stay for the next message.
+    sd_notify(0, message.c_str());
+}
+
+}  // namespace
+
+void ready() { notify("READY=1\nSTATUS=ready"); }
+
+void reloading()
+{
+    // Since systemd 253 RELOADING=1 wants MONOTONIC_USEC; older ones ignore it.
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const auto usec = static_cast<unsigned long long>(ts.tv_sec) * 1000000ULL + static_cast<unsigned long long>(ts.tv_nsec) / 1000ULL;
+    notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec));
+}
+
+void stopping() { notify("STOPPING=1\nSTATUS=stopping"); }
+
+void status(const std::string& line) { notify("STATUS=" + line); }
+
+void watchdog() { notify("WATCHDOG=1"); }
+
+std::optional<std::chrono::microseconds> watchdogInterval()
+{
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return std::nullopt;
+    return std::chrono::microseconds(usec / 2);
+}
+
+bool stderrIsJournal()
+{
+    // JOURNAL_STREAM is "device:inode" of the stream systemd connected;
+    // it counts only if that is still our stderr (not a redirected child).
+    const char* env = std::getenv("JOURNAL_STREAM");
+    if (!env) return false;
+    unsigned long long dev = 0, ino = 0;
+    if (std::sscanf(env, "%llu:%llu", &dev, &ino) != 2) return false;
+    struct stat st {};
+    if (fstat(2, &st) != 0) return false;
+    return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+}  // namespace orderpay::systemd

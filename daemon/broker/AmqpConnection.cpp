@@ -255,6 +255,22 @@ void AmqpConnection::waitForConfirms(std::uint64_t sequence, std::chrono::millis
     }
 }
 
+void AmqpConnection::poll(std::chrono::milliseconds timeout)
+{
+    timeval tv = toTimeval(timeout);
+    amqp_frame_t frame{};
+    const int status = amqp_simple_wait_frame_noblock(conn_, &frame, &tv);
+    if (status == AMQP_STATUS_TIMEOUT) return;
+    checkStatus(status, "keep the connection alive");
+    if (frame.frame_type == AMQP_FRAME_METHOD) {
+        switch (frame.payload.method.id) {
+        case AMQP_CHANNEL_CLOSE_METHOD: fail("keep the connection alive", "the broker closed the channel");
+        case AMQP_CONNECTION_CLOSE_METHOD: fail("keep the connection alive", "the broker closed the connection");
+        default: break;  // a late confirm: nothing waits for it any more
+        }
+    }
+}
+
 void AmqpConnection::consume(const std::string& queue, std::uint16_t prefetch)
 {
     amqp_basic_qos(conn_, 1, 0, prefetch, 0);

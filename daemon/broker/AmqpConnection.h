@@ -81,6 +81,10 @@ public:
     /// Throws if one was nacked or returned, or on timeout.
     void waitForConfirms(std::uint64_t sequence, std::chrono::milliseconds timeout);
 
+    /// Services the connection for up to `timeout` when nothing else is
+    /// being read: heartbeats, and noticing that the broker closed it.
+    void poll(std::chrono::milliseconds timeout);
+
     void consume(const std::string& queue, std::uint16_t prefetch);
     /// The next delivery, or nothing after `timeout`. Services heartbeats.
     std::optional<Envelope> next(std::chrono::milliseconds timeout);

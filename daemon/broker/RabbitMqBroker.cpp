@@ -6,7 +6,11 @@
 #include "store/OrderStore.h"
 
 #include <Poco/Data/Statement.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/NumberParser.h>
+
+#include <sstream>
 
 #include <random>
 
@@ -23,6 +27,28 @@ constexpr int kRelayBatch = 256;
 /// A claimed outbox row whose relay died is published again after this.
 constexpr std::int64_t kClaimMillis = 10000;
 const std::vector<std::string> kQueues = {kOrdersQueue, kPaymentsQueue};
+
+std::string encodeHeaders(const std::map<std::string, std::string>& headers)
+{
+    Poco::JSON::Object o;
+    for (const auto& [k, v] : headers) o.set(k, v);
+    std::ostringstream out;
+    o.stringify(out);
+    return out.str();
+}
+
+std::map<std::string, std::string> decodeHeaders(const std::string& text)
+{
+    std::map<std::string, std::string> headers;
+    if (text.empty()) return headers;
+    try {
+        auto o = Poco::JSON::Parser().parse(text).extract<Poco::JSON::Object::Ptr>();
+        for (const auto& [k, v] : *o) headers.emplace(k, v.convert<std::string>());
+    } catch (const Poco::Exception&) {
+        // Written by encodeHeaders only; an unreadable one is dropped, not fatal.
+    }
+    return headers;
+}
 
 }  // namespace
 
@@ -96,8 +122,10 @@ void RabbitMqBroker::declareTopology(AmqpConnection& c)
 
 void RabbitMqBroker::setRelayConnected(bool connected, const std::string& why)
 {
+    // Log transitions, not attempts; the first outcome is a transition too.
+    const bool first = !relayKnown_.exchange(true);
     const bool was = relayConnected_.exchange(connected);
-    if (was == connected) return;  // log transitions, not attempts
+    if (!first && was == connected) return;
     if (connected) {
         logLine(log_, Poco::Message::PRIO_NOTICE, "connected to RabbitMQ at " + uri_.redacted());
     } else {
@@ -148,26 +176,44 @@ void RabbitMqBroker::relayLoop()
         } catch (const std::exception& e) {
             logLine(log_, Poco::Message::PRIO_WARNING, std::string("outbox relay: ") + e.what());
         }
-        std::unique_lock lock(relayMutex_);
-        relayWake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || pending_; });
-        pending_ = false;
+        // Idle: wait for a publish, servicing the connection meanwhile so a
+        // broker that went away is noticed (and reported) without traffic.
+        const auto idleUntil = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        bool woken = false;
+        while (!woken && !stopping_ && std::chrono::steady_clock::now() < idleUntil) {
+            {
+                std::unique_lock lock(relayMutex_);
+                woken = relayWake_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_ || pending_; });
+                pending_ = false;
+            }
+            if (woken) break;
+            try {
+                c->poll(std::chrono::milliseconds(0));
+            } catch (const AmqpError& e) {
+                c.reset();
+                setRelayConnected(false, e.what());
+                break;
+            }
+        }
     }
 }
 
 bool RabbitMqBroker::relayOnce(AmqpConnection& c)
 {
-    std::vector<Poco::Int64> ids;
-    std::vector<std::string> queues, bodies;
+    std::vector<Poco::Int64> ids, messageIds;
+    std::vector<std::string> queues, bodies, exchanges, routingKeys, headers;
     committer_.write([&](Session& s) {
+        for (auto* v : {&queues, &bodies, &exchanges, &routingKeys, &headers}) v->clear();
         ids.clear();
-        queues.clear();
-        bodies.clear();
+        messageIds.clear();
         const Poco::Int64 at = clock::nowMillis();
         const Poco::Int64 until = at + kClaimMillis;
-        s << "SELECT id, queue, body FROM messages "
+        s << "SELECT id, queue, body, COALESCE(exchange, ''), COALESCE(routing_key, queue), COALESCE(headers, ''), "
+             "COALESCE(message_id, id) FROM messages "
              "WHERE state = 'ready' OR (state = 'publishing' AND due_at <= ?) ORDER BY id LIMIT " +
                  std::to_string(kRelayBatch),
-            useRef(at), into(ids), into(queues), into(bodies), now;
+            useRef(at), into(ids), into(queues), into(bodies), into(exchanges), into(routingKeys), into(headers),
+            into(messageIds), now;
         for (auto id : ids) {
             s << "UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?", useRef(until), useRef(id), now;
         }
@@ -177,7 +223,12 @@ bool RabbitMqBroker::relayOnce(AmqpConnection& c)
     try {
         std::uint64_t last = 0;
         for (std::size_t i = 0; i < ids.size(); ++i) {
-            last = c.publish(prefix_ + "work", queues[i], bodies[i], std::to_string(ids[i]));
+            // A first publication goes to the work exchange; retries and dead
+            // letters name their own target (see retry() and deadLetter()).
+            const std::string exchange = exchanges[i].empty() ? prefix_ + "work" : exchanges[i];
+            const std::string exchangeName = exchanges[i] == "-" ? std::string() : exchange;
+            last = c.publish(exchangeName, routingKeys[i], bodies[i], std::to_string(messageIds[i]),
+                             decodeHeaders(headers[i]));
         }
         c.waitForConfirms(last, kConfirmTimeout);
     } catch (...) {
@@ -265,7 +316,6 @@ std::optional<Delivery> RabbitMqBroker::fetch(const std::string& queue, std::chr
         }
         try {
             auto fresh = connect("consumer " + queue);
-            fresh->enableConfirms();
             fresh->consume(queueName(queue), static_cast<std::uint16_t>(prefetch_));
             c.connection = std::move(fresh);
             if (c.backoff.count() > 0) {
@@ -321,36 +371,44 @@ void RabbitMqBroker::ack(const Delivery& d)
     forgetDelivery(d.messageId);
 }
 
-void RabbitMqBroker::retry(const Delivery& d, const std::string& reason)
+void RabbitMqBroker::requeueThroughOutbox(const Delivery& d, const std::string& exchange,
+                                          const std::string& routingKey,
+                                          const std::map<std::string, std::string>& headers)
 {
+    // The copy is committed to the outbox before the original is acked, so
+    // a crash in between yields a duplicate (harmless: handlers are
+    // idempotent), never a loss. The relay publishes it with confirms.
+    committer_.write([&](Session& s) {
+        const Poco::Int64 at = clock::nowMillis();
+        const Poco::Int64 messageId = d.messageId;
+        const std::string headerText = encodeHeaders(headers);
+        s << "INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at, exchange, routing_key, "
+             "headers, message_id) VALUES (?, ?, 'ready', 0, 0, ?, ?, ?, ?, ?, NULLIF(?, 0))",
+            useRef(d.queue), useRef(d.body), useRef(at), useRef(at), useRef(exchange), useRef(routingKey),
+            useRef(headerText), useRef(messageId), now;
+    });
+    notifyPublished(d.queue);
     Consumer& c = consumerForThisThread(d.queue);
-    if (!c.connection) throw AmqpError("cannot retry: the consumer connection was lost; the message will be redelivered");
-    const int level = std::clamp(d.attempt, 1, std::max(1, maxAttempts_ - 1));
+    if (!c.connection) return;  // the original comes back on its own; the copy dedupes
     try {
-        const auto seq = c.connection->publish("", queueName(d.queue) + ".retry." + std::to_string(level), d.body,
-                                               std::to_string(d.messageId), {{"x-orderpay-reason", reason}});
-        c.connection->waitForConfirms(seq, kConfirmTimeout);
         c.connection->ack(static_cast<std::uint64_t>(d.lease));
     } catch (const AmqpError& e) {
         dropConsumer(c, e.what());
-        throw;
     }
+}
+
+void RabbitMqBroker::retry(const Delivery& d, const std::string& reason)
+{
+    const int level = std::clamp(d.attempt, 1, std::max(1, maxAttempts_ - 1));
+    // "-" is the default exchange: straight to the delay queue of this attempt.
+    requeueThroughOutbox(d, "-", queueName(d.queue) + ".retry." + std::to_string(level),
+                         {{"x-orderpay-reason", reason}});
 }
 
 void RabbitMqBroker::deadLetter(const Delivery& d, const std::string& reason)
 {
-    Consumer& c = consumerForThisThread(d.queue);
-    if (!c.connection) throw AmqpError("cannot dead-letter: the consumer connection was lost");
-    try {
-        const auto seq = c.connection->publish(prefix_ + "dead", d.queue, d.body, std::to_string(d.messageId),
-                                               {{"x-orderpay-reason", reason},
-                                                {"x-orderpay-attempts", std::to_string(d.attempt)}});
-        c.connection->waitForConfirms(seq, kConfirmTimeout);
-        c.connection->ack(static_cast<std::uint64_t>(d.lease));
-    } catch (const AmqpError& e) {
-        dropConsumer(c, e.what());
-        throw;
-    }
+    requeueThroughOutbox(d, prefix_ + "dead", d.queue,
+                         {{"x-orderpay-reason", reason}, {"x-orderpay-attempts", std::to_string(d.attempt)}});
     Metrics::instance().deadLetters.fetch_add(1);
     forgetDelivery(d.messageId);
 }

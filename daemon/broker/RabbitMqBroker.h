@@ -33,6 +33,9 @@ namespace orderpay {
 /// the embedded queue. Retry goes through per-attempt delay queues (a TTL
 /// that dead-letters back to the work exchange); dead letters go to
 /// `<prefix><queue>.dead` with the reason in the header x-orderpay-reason.
+/// Both are written to the outbox (committed) before the original is acked,
+/// and published by the relay: consumer channels never publish, so their
+/// frames are only deliveries.
 ///
 /// Topology (prefix "orderpay." by default), declared at every connect:
 ///   exchange <p>work (direct)   -> queues <p>orders, <p>payments
@@ -71,6 +74,8 @@ private:
     bool relayOnce(AmqpConnection& c);
     Consumer& consumerForThisThread(const std::string& queue);
     void dropConsumer(Consumer& consumer, const std::string& why);
+    void requeueThroughOutbox(const Delivery& d, const std::string& exchange, const std::string& routingKey,
+                              const std::map<std::string, std::string>& headers);
     int recordDelivery(std::int64_t messageId);
     void forgetDelivery(std::int64_t messageId);
     void setRelayConnected(bool connected, const std::string& why);
@@ -89,6 +94,7 @@ private:
 
     std::atomic<bool> stopping_{false};
     std::atomic<bool> relayConnected_{false};
+    std::atomic<bool> relayKnown_{false};  // a first connect attempt has ended
     std::mutex relayMutex_;
     std::condition_variable relayWake_;
     bool pending_ = false;

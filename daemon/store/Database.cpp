@@ -97,12 +97,19 @@ const std::vector<std::vector<std::string>> kMigrations = {
         "CREATE TABLE health_probe (id INTEGER PRIMARY KEY, at INT64 NOT NULL)",
     },
     {
-        // Deliveries of RabbitMQ messages, by outbox id, counted before the
+        // Deliveries of RabbitMQ messages, by message id, counted before the
         // message is handed to a worker (retry.max_attempts counts crashes).
         R"(CREATE TABLE deliveries (
              message_id INT64 PRIMARY KEY,
              attempts INT64 NOT NULL,
              last_at INT64 NOT NULL) WITHOUT ROWID)",
+        // Outbox rows that are not first publications: a retry or a dead
+        // letter, sent to another exchange or queue, keeping the id of the
+        // message they continue.
+        "ALTER TABLE messages ADD COLUMN exchange TEXT",
+        "ALTER TABLE messages ADD COLUMN routing_key TEXT",
+        "ALTER TABLE messages ADD COLUMN headers TEXT",
+        "ALTER TABLE messages ADD COLUMN message_id INT64",
     },
 };
 

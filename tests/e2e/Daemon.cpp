@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
@@ -16,6 +18,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -51,6 +57,79 @@ std::string readFile(const std::string& path)
     std::ostringstream ss;
     ss << in.rdbuf();
     return ss.str();
+}
+
+// ---------------------------------------------------------------- RabbitMQ
+
+bool usingRabbitMq()
+{
+    const char* env = std::getenv("ORDERPAY_E2E_RABBITMQ_ENV");
+    return env && *env;
+}
+
+std::string rabbitMqNodeScript() { return ORDERPAY_RABBITMQ_NODE_SCRIPT; }
+
+RabbitMqNode readRabbitMqEnv(const std::string& envPath)
+{
+    std::ifstream in(envPath);
+    if (!in)
+        throw std::runtime_error("cannot read the RabbitMQ node's env file " + envPath +
+                                 " (is the node running? see the \"rabbitmq: start\" test)");
+    std::map<std::string, std::string> values;
+    std::string line;
+    while (std::getline(in, line)) {
+        auto eq = line.find('=');
+        if (eq == std::string::npos || line[0] == '#') continue;
+        std::string value = line.substr(eq + 1);
+        if (value.size() >= 2 && value.front() == '\'' && value.back() == '\'')
+            value = value.substr(1, value.size() - 2);
+        values[line.substr(0, eq)] = value;
+    }
+    RabbitMqNode node;
+    node.dir = fs::path(envPath).parent_path().string();
+    node.uri = values["RABBITMQ_URI"];
+    node.name = values["RABBITMQ_NODE"];
+    node.user = values["RABBITMQ_USER"];
+    node.vhost = values["RABBITMQ_VHOST"];
+    // amqp://user:password@host:port/vhost
+    std::smatch m;
+    static const std::regex uriParts(R"(^amqps?://([^:@/]*):([^@/]*)@[^/:]+:([0-9]+)/.*$)");
+    if (!std::regex_match(node.uri, m, uriParts) || node.name.empty())
+        throw std::runtime_error("incomplete RabbitMQ env file " + envPath);
+    node.password = m[2];
+    node.port = static_cast<unsigned short>(std::stoi(m[3]));
+    return node;
+}
+
+const RabbitMqNode& rabbitMqNode()
+{
+    static std::mutex mu;
+    static std::optional<RabbitMqNode> node;
+    std::lock_guard<std::mutex> lock(mu);
+    if (!node) {
+        const char* env = std::getenv("ORDERPAY_E2E_RABBITMQ_ENV");
+        if (!env || !*env)
+            throw std::runtime_error("ORDERPAY_E2E_RABBITMQ_ENV is not set: this test needs a RabbitMQ node "
+                                     "(run it through ctest as \"e2e-rabbitmq: ...\")");
+        node = readRabbitMqEnv(env);
+    }
+    return *node;
+}
+
+std::string uniqueBrokerPrefix()
+{
+    static std::mutex mu;
+    static std::mt19937_64 rng{std::random_device{}()};
+    std::lock_guard<std::mutex> lock(mu);
+    std::ostringstream out;
+    out << 't' << ::getpid() << '-' << std::hex << (rng() & 0xffffffffffULL) << '.';
+    return out.str();
+}
+
+std::string redactAmqpPasswords(const std::string& text)
+{
+    static const std::regex password(R"((amqps?://[^:@/\s]*):[^@/\s]*@)");
+    return std::regex_replace(text, password, "$1:***@");
 }
 
 // ---------------------------------------------------------------- TempDir
@@ -181,6 +260,35 @@ std::optional<int> waitFor(pid_t pid, Millis timeout)
     }
 }
 
+// GET http://127.0.0.1:port/path: the status and body; throws on connection errors.
+std::pair<int, std::string> httpGet(unsigned short port, const std::string& path)
+{
+    Poco::Net::HTTPClientSession session("127.0.0.1", port);
+    session.setTimeout(Poco::Timespan(1, 0));
+    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    session.sendRequest(req);
+    Poco::Net::HTTPResponse resp;
+    std::istream& body = session.receiveResponse(resp);
+    std::string text((std::istreambuf_iterator<char>(body)), {});
+    return {static_cast<int>(resp.getStatus()), text};
+}
+
+// The `broker` component of GET /health/ready, or a description of what went wrong.
+std::string readyBrokerState(unsigned short port)
+{
+    try {
+        auto [status, body] = httpGet(port, "/health/ready");
+        Poco::JSON::Parser parser;
+        auto o = parser.parse(body).extract<Poco::JSON::Object::Ptr>();
+        Poco::JSON::Object::Ptr components;
+        if (o) components = o->getObject("components");
+        if (components && components->has("broker")) return components->getValue<std::string>("broker");
+        return "GET /health/ready answered " + std::to_string(status) + ": " + body;
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+}
+
 } // namespace
 
 RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout)
@@ -230,6 +338,10 @@ Daemon::Daemon(std::vector<std::string> defines, Wait wait, std::vector<std::str
     : defines_(std::move(defines)), env_(std::move(env)), port_(freePort()),
       logPath_(dir_.path() + "/daemon.log")
 {
+    if (usingRabbitMq()) {
+        rabbitMqNode();  // fail early, with the reason, if the node is not there
+        ownPrefix_ = uniqueBrokerPrefix();
+    }
     try {
         start();
         if (wait == Wait::Ready) waitReady();
@@ -267,6 +379,19 @@ std::vector<std::string> Daemon::argv() const
         "-D", "store.sqlite.path=" + dbPath(),
         "-D", "logging.target=console",
     };
+    const auto defined = [&](const std::string& key) {
+        return std::any_of(defines_.begin(), defines_.end(), [&](const std::string& d) {
+            return d.substr(0, d.find('=')) == key;
+        });
+    };
+    if (usingRabbitMq() && !defined("broker.kind")) {
+        // The test's own defines come later and win: add only what it left out.
+        a.insert(a.end(), {"-D", "broker.kind=rabbitmq"});
+        if (!defined("broker.rabbitmq.uri"))
+            a.insert(a.end(), {"-D", "broker.rabbitmq.uri=" + rabbitMqNode().uri});
+        if (!defined("broker.rabbitmq.prefix"))
+            a.insert(a.end(), {"-D", "broker.rabbitmq.prefix=" + ownPrefix_});
+    }
     for (const auto& d : defines_) {
         a.push_back("-D");
         a.push_back(d);
@@ -276,6 +401,14 @@ std::vector<std::string> Daemon::argv() const
 
 std::string Daemon::dbPath() const { return dir_.path() + "/orderpay.db"; }
 
+std::string Daemon::brokerPrefix() const
+{
+    std::string prefix = ownPrefix_;
+    for (const auto& d : defines_)
+        if (d.rfind("broker.rabbitmq.prefix=", 0) == 0) prefix = d.substr(d.find('=') + 1);
+    return prefix;
+}
+
 void Daemon::start()
 {
     if (pid_ > 0 && !exitCode_) throw std::logic_error("daemon already running");
@@ -283,7 +416,8 @@ void Daemon::start()
     {
         std::ofstream marker(logPath_, std::ios::app);
         marker << "==== e2e: starting orderpayd";
-        for (const auto& a : argv()) marker << ' ' << a;
+        // Redacted: the tests look for the broker password in this log.
+        for (const auto& a : argv()) marker << ' ' << redactAmqpPasswords(a);
         marker << "\n";
     }
     pid_ = spawn(argv(), logPath_, env_);
@@ -323,16 +457,9 @@ void Daemon::waitReady(Millis timeout)
                  << " before becoming ready; log tail:\n" << logTail());
         }
         try {
-            Poco::Net::HTTPClientSession session("127.0.0.1", port_);
-            session.setTimeout(Poco::Timespan(1, 0));
-            Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/health/live",
-                                       Poco::Net::HTTPMessage::HTTP_1_1);
-            session.sendRequest(req);
-            Poco::Net::HTTPResponse resp;
-            std::istream& body = session.receiveResponse(resp);
-            std::string ignored((std::istreambuf_iterator<char>(body)), {});
-            if (resp.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) return;
-            lastError = "GET /health/live answered " + std::to_string(resp.getStatus());
+            auto [status, body] = httpGet(port_, "/health/live");
+            if (status == 200) break;
+            lastError = "GET /health/live answered " + std::to_string(status);
         } catch (const std::exception& e) {
             lastError = e.what();
         }
@@ -342,6 +469,30 @@ void Daemon::waitReady(Millis timeout)
         }
         std::this_thread::sleep_for(25ms);  // poll interval, bounded by the deadline above
     }
+    if (!usesFixtureBroker()) return;
+    // On the suite's RabbitMQ node, ready also means connected to it (the
+    // daemon connects after it starts serving HTTP; tests that point it
+    // elsewhere, or at nothing, wait for what they expect themselves).
+    const auto brokerDeadline = std::chrono::steady_clock::now() + std::max<Millis>(timeout, 30s);
+    std::string state;
+    while ((state = readyBrokerState(port_)) != "ok") {
+        if (!running())
+            FAIL("orderpayd exited with code " << (exitCode_ ? *exitCode_ : -1)
+                 << " before connecting to RabbitMQ; log tail:\n" << logTail());
+        if (std::chrono::steady_clock::now() >= brokerDeadline)
+            FAIL("orderpayd on port " << port_ << " did not connect to RabbitMQ (broker: " << state
+                 << "); log tail:\n" << logTail());
+        std::this_thread::sleep_for(25ms);  // poll interval, bounded by the deadline above
+    }
+}
+
+bool Daemon::usesFixtureBroker() const
+{
+    if (!usingRabbitMq()) return false;
+    return std::none_of(defines_.begin(), defines_.end(), [](const std::string& d) {
+        const auto key = d.substr(0, d.find('='));
+        return key == "broker.kind" || key == "broker.rabbitmq.uri";
+    });
 }
 
 void Daemon::signal(int sig)

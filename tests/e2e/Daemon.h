@@ -56,12 +56,44 @@ unsigned short freePort();
 // Reads a whole file; empty string if it does not exist.
 std::string readFile(const std::string& path);
 
+// ---------------------------------------------------------------- RabbitMQ
+
+// A RabbitMQ node started by tests/rabbitmq/rabbitmq-node, as its env file
+// describes it.
+struct RabbitMqNode {
+    std::string dir;       // the node's folder (holds `env`)
+    std::string uri;       // amqp://user:password@127.0.0.1:port/vhost
+    std::string user;
+    std::string password;
+    std::string vhost;
+    std::string name;      // Erlang node name
+    unsigned short port = 0;
+};
+
+// True when the suite runs against RabbitMQ: ORDERPAY_E2E_RABBITMQ_ENV names
+// the env file of a running node (CTest's "e2e-rabbitmq: " registration).
+bool usingRabbitMq();
+// That node; throws if ORDERPAY_E2E_RABBITMQ_ENV is unset or unreadable.
+const RabbitMqNode& rabbitMqNode();
+// Reads a node's env file; throws if it is missing or incomplete.
+RabbitMqNode readRabbitMqEnv(const std::string& envPath);
+// Path of the tests/rabbitmq/rabbitmq-node script.
+std::string rabbitMqNodeScript();
+// A prefix for the exchange and queue names of one test's daemons,
+// "t<pid>-<random>.", so test cases sharing a node never share a queue.
+std::string uniqueBrokerPrefix();
+// `text` with the password of every amqp:// or amqps:// URI replaced by "***".
+std::string redactAmqpPasswords(const std::string& text);
+
 class Daemon {
 public:
     enum class Wait { Ready, No };
 
     // `defines` are extra "key=value" configuration overrides passed as -D;
     // `env` are extra "NAME=value" environment variables for the process.
+    // With usingRabbitMq(), broker.kind=rabbitmq, the node's URI and a
+    // prefix of its own are added, unless `defines` sets broker.kind (then
+    // nothing is added) or the URI or prefix (then those are kept).
     explicit Daemon(std::vector<std::string> defines = {}, Wait wait = Wait::Ready,
                     std::vector<std::string> env = {});
     ~Daemon();
@@ -71,7 +103,10 @@ public:
     // Launches the process (it must not be running).
     void start();
     // Polls GET /health/live until 200; FAILs the test (with the log tail) if
-    // the process exits or the deadline passes.
+    // the process exits or the deadline passes. On the suite's RabbitMQ node
+    // (usingRabbitMq() and no broker.kind or broker.rabbitmq.uri of the
+    // test's own) it then also waits, up to 30 s, until /health/ready reports
+    // the broker "ok".
     void waitReady(Millis timeout = 10s);
     // True while the process has not exited.
     bool running();
@@ -97,6 +132,10 @@ public:
     const std::string& logPath() const { return logPath_; }
     pid_t pid() const { return pid_; }
     std::vector<std::string> argv() const;          // the command line used
+    // The broker.rabbitmq.prefix this daemon runs with (empty without RabbitMQ).
+    std::string brokerPrefix() const;
+    // True if this daemon runs on the suite's RabbitMQ node (see waitReady).
+    bool usesFixtureBroker() const;
 
 private:
     void reap(int status);
@@ -104,6 +143,7 @@ private:
     TempDir dir_;
     std::vector<std::string> defines_;
     std::vector<std::string> env_;
+    std::string ownPrefix_;  // generated when usingRabbitMq()
     unsigned short port_;
     std::string logPath_;
     pid_t pid_ = -1;

@@ -1,0 +1,431 @@
+// RabbitMQ only: faults of the broker, several daemons on one queue, the
+// password kept out of the log, poison messages in the dead letters.
+//
+// These cases are hidden ([.rabbitmq]): a plain run of e2e_tests skips them
+// and CTest registers them only in its "e2e-rabbitmq: " run, which sets
+// ORDERPAY_E2E_RABBITMQ_ENV to the env file of the node it started
+// (tests/rabbitmq/rabbitmq-node). Run by hand without it, they fail.
+//
+// The shared node must keep serving the other test cases, so the cases that
+// stop the broker or cut its connections start a node of their own.
+#include "Amqp.h"
+#include "Daemon.h"
+#include "HttpClient.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace e2e;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Runs `rabbitmq-node COMMAND DIR [ARG]` and returns its exit status and
+// output (kept in DIR.<command>.out while it runs).
+std::pair<int, std::string> rabbitMqNodeCommand(const std::string& command, const std::string& dir,
+                                                const std::string& arg = {})
+{
+    const std::string out = dir + "." + command + ".out";
+    const std::string cmd = "'" + rabbitMqNodeScript() + "' " + command + " '" + dir + "'" +
+                            (arg.empty() ? "" : " '" + arg + "'") + " > '" + out + "' 2>&1";
+    int status = std::system(cmd.c_str());
+    int code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
+    std::string output = readFile(out);
+    ::unlink(out.c_str());
+    return {code, output};
+}
+
+// A RabbitMQ node for one test case alone, under the shared node's folder
+// (DIR/private/<name>/) so that the "rabbitmq: stop" cleanup also ends it if
+// this process is killed; the script's owner watcher ends it too.
+class PrivateRabbitMq {
+public:
+    PrivateRabbitMq()
+    {
+        const fs::path base = fs::path(rabbitMqNode().dir) / "private";
+        fs::create_directories(base);
+        std::string tmpl = (base / "node-XXXXXX").string();
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        dir_ = tmpl;
+        auto started = std::chrono::steady_clock::now();
+        auto [code, output] = rabbitMqNodeCommand("start", dir_, std::to_string(::getpid()));
+        INFO("rabbitmq-node start " << dir_ << ":\n" << output);
+        REQUIRE(code == 0);
+        node_ = readRabbitMqEnv(dir_ + "/env");
+        auto ms = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started).count();
+        UNSCOPED_INFO("private RabbitMQ node " << node_.name << " started in " << ms << " ms");
+    }
+    ~PrivateRabbitMq()
+    {
+        auto [code, output] = rabbitMqNodeCommand("stop", dir_);
+        if (code != 0) std::cerr << "rabbitmq-node stop " << dir_ << " failed:\n" << output << "\n";
+        if (std::uncaught_exceptions() > 0) {
+            std::cerr << "---- RabbitMQ node log tail (" << dir_ << "/log) ----\n";
+            std::string log = readFile(dir_ + "/log/" + node_.name + ".log");
+            std::cerr << (log.size() > 3000 ? log.substr(log.size() - 3000) : log) << "\n---- end ----\n";
+        } else if (!std::getenv("ORDERPAY_E2E_KEEP")) {
+            std::error_code ec;
+            fs::remove_all(dir_, ec);
+        }
+    }
+    PrivateRabbitMq(const PrivateRabbitMq&) = delete;
+    PrivateRabbitMq& operator=(const PrivateRabbitMq&) = delete;
+
+    const RabbitMqNode& node() const { return node_; }
+    // The defines that point a daemon at this node (with a prefix of its own).
+    std::vector<std::string> defines(std::vector<std::string> more = {}) const
+    {
+        more.push_back("broker.kind=rabbitmq");
+        more.push_back("broker.rabbitmq.uri=" + node_.uri);
+        return more;
+    }
+    void run(const std::string& command)
+    {
+        auto started = std::chrono::steady_clock::now();
+        auto [code, output] = rabbitMqNodeCommand(command, dir_);
+        auto ms = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started).count();
+        INFO("rabbitmq-node " << command << " " << dir_ << " (" << ms << " ms):\n" << output);
+        REQUIRE(code == 0);
+    }
+
+private:
+    std::string dir_;
+    RabbitMqNode node_;
+};
+
+// The `broker` component of GET /health/ready ("" if the daemon did not answer).
+std::string brokerHealth(const HttpClient& c, int* status = nullptr)
+{
+    try {
+        auto r = c.get("/health/ready");
+        if (status) *status = r.status;
+        auto o = r.jsonObject();
+        if (!o) return {};
+        return getString(getObject(o, "components"), "broker").value_or("");
+    } catch (const std::exception&) {
+        return {};
+    }
+}
+
+bool waitBrokerHealth(const HttpClient& c, const std::string& state, Millis timeout)
+{
+    return eventually([&] { return brokerHealth(c) == state; }, timeout, 100ms);
+}
+
+// Posts `count` orders from `threads` clients; REQUIREs a 202 for each and
+// returns their ids.
+std::vector<std::string> postOrders(unsigned short port, int count, const std::string& tag, int threads = 4)
+{
+    std::vector<std::vector<std::string>> ids(threads);
+    std::vector<std::vector<std::string>> failures(threads);
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] {
+            HttpClient c(port);
+            for (int i = t; i < count; i += threads) {
+                const std::string customer = tag + "-" + std::to_string(i) + "@example.com";
+                try {
+                    auto r = c.postOrder(orderJson(customer));
+                    auto o = r.jsonObject();  // no Catch macros off the main thread
+                    auto id = o ? getString(o, "id") : std::nullopt;
+                    if (r.status != 202 || !id)
+                        failures[t].push_back(customer + ": " + r.describe());
+                    else
+                        ids[t].push_back(*id);
+                } catch (const std::exception& e) {
+                    failures[t].push_back(customer + ": " + e.what());
+                }
+            }
+        });
+    }
+    for (auto& w : workers) w.join();
+    std::vector<std::string> all;
+    std::size_t failed = 0;
+    for (int t = 0; t < threads; ++t) {
+        all.insert(all.end(), ids[t].begin(), ids[t].end());
+        failed += failures[t].size();
+        for (std::size_t i = 0; i < std::min<std::size_t>(3, failures[t].size()); ++i)
+            UNSCOPED_INFO(failures[t][i]);
+    }
+    CHECK(failed == 0);
+    REQUIRE(all.size() == static_cast<std::size_t>(count));
+    REQUIRE(std::set<std::string>(all.begin(), all.end()).size() == all.size());
+    return all;
+}
+
+// Waits until every order in `ids` is awaiting_payment, then checks each one's
+// history: processed exactly once.
+void requireAllProcessedOnce(const HttpClient& c, const std::vector<std::string>& ids, Millis timeout)
+{
+    const std::set<std::string> wanted(ids.begin(), ids.end());
+    std::size_t done = 0;
+    bool all = eventually(
+        [&] {
+            auto listed = c.listAllOrderIds("limit=200&status=awaiting_payment");
+            done = std::count_if(listed.begin(), listed.end(), [&](const std::string& id) { return wanted.count(id) != 0; });
+            return done == wanted.size();
+        },
+        timeout, 250ms);
+    INFO(done << " of " << wanted.size() << " orders reached awaiting_payment");
+    REQUIRE(all);
+    for (const auto& id : ids) {
+        auto r = c.getOrder(id);
+        INFO("order " << id << ": " << r.describe());
+        REQUIRE(r.status == 200);
+        checkProcessedExactlyOnce(r.obj());
+    }
+}
+
+std::size_t countAwaiting(const HttpClient& c, const std::vector<std::string>& ids)
+{
+    const std::set<std::string> wanted(ids.begin(), ids.end());
+    auto listed = c.listAllOrderIds("limit=200&status=awaiting_payment");
+    return std::count_if(listed.begin(), listed.end(), [&](const std::string& id) { return wanted.count(id) != 0; });
+}
+
+// Ids of the orders this daemon's log says it took to awaiting_payment.
+std::multiset<std::string> processedInLog(const std::string& log)
+{
+    static const std::regex line(R"(order (ord_[A-Za-z0-9]+) awaiting_payment)");
+    std::multiset<std::string> ids;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it)
+        ids.insert((*it)[1]);
+    return ids;
+}
+
+// These cases mean nothing with the embedded broker: never let them pass there.
+void requireRabbitMq()
+{
+    INFO("ORDERPAY_E2E_RABBITMQ_ENV is not set: run this case through ctest as \"e2e-rabbitmq: ...\"");
+    REQUIRE(usingRabbitMq());
+}
+
+std::string lower(std::string s)
+{
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("RabbitMQ stopped while 500 orders are posted: all accepted, each processed once after it is back",
+          "[.rabbitmq][faults]")
+{
+    requireRabbitMq();
+    PrivateRabbitMq rmq;  // stopping the shared node would break the cases running beside this one
+    Daemon d(rmq.defines({"orders.processing_ms=0"}));
+    HttpClient c(d.port());
+    REQUIRE(waitBrokerHealth(c, "ok", 30s));
+    auto first = c.createOrder(orderJson("before-outage@example.com"));
+    c.waitForOrderStatus(first, "awaiting_payment", 30s);
+
+    rmq.run("stop-app");
+    // The broker is down: the daemon says so (the consumers see it at once;
+    // with work to publish, the outbox relay sees it too).
+    {
+        int status = 0;
+        std::string state;
+        bool down = eventually([&] { return (state = brokerHealth(c, &status)) == "disconnected"; }, 15s, 100ms);
+        INFO("GET /health/ready with the broker stopped and nothing to do: " << status << ", broker " << state);
+        CHECK(down);
+        CHECK(status == 503);
+    }
+    auto ids = postOrders(d.port(), 500, "outage");
+    {
+        int status = 0;
+        std::string state;
+        bool down = eventually([&] { return (state = brokerHealth(c, &status)) == "disconnected"; }, 30s, 100ms);
+        INFO("GET /health/ready with the broker stopped and 500 orders to publish: " << status << ", broker " << state);
+        CHECK(down);
+        CHECK(status == 503);
+    }
+    // Nothing could be delivered meanwhile.
+    CHECK(countAwaiting(c, ids) == 0);
+
+    rmq.run("start-app");
+    CHECK(waitBrokerHealth(c, "ok", 60s));
+    requireAllProcessedOnce(c, ids, 120s);
+    checkProcessedExactlyOnce(c.getOrder(first).obj());
+    int readyStatus = 0;
+    CHECK(brokerHealth(c, &readyStatus) == "ok");
+    CHECK(readyStatus == 200);
+    CHECK(d.running());
+}
+
+TEST_CASE("RabbitMQ closes every connection mid-consume: consumers reconnect, nothing lost or doubled",
+          "[.rabbitmq][faults]")
+{
+    requireRabbitMq();
+    PrivateRabbitMq rmq;
+    Daemon d(rmq.defines({"orders.processing_ms=30", "orders.workers=2"}));
+    HttpClient c(d.port());
+    REQUIRE(waitBrokerHealth(c, "ok", 30s));
+
+    constexpr int kOrders = 300;
+    auto ids = postOrders(d.port(), kOrders, "cut");
+
+    // Cut the connections twice while the consumers are busy.
+    std::size_t before = 0;
+    for (std::size_t atLeast : {30u, 120u}) {
+        REQUIRE(eventually([&] { return (before = countAwaiting(c, ids)) >= atLeast; }, 60s, 50ms));
+        INFO(before << " of " << kOrders << " processed when the connections were closed");
+        REQUIRE(before < kOrders);  // else the cut did not hit a consumer at work
+        rmq.run("close-connections");
+    }
+    requireAllProcessedOnce(c, ids, 120s);
+    CHECK(waitBrokerHealth(c, "ok", 30s));
+
+    // The payment consumers came back too.
+    for (int i = 0; i < 10; ++i) {
+        auto pid = c.createPayment(paymentJson(ids[i], 2500, "EUR", "card", "psp-cut-" + std::to_string(i)));
+        c.waitForPaymentStatus(pid, "succeeded", 30s);
+        c.waitForOrderStatus(ids[i], "paid", 10s);
+    }
+    CHECK(d.running());
+}
+
+TEST_CASE("Two daemons sharing one database and one RabbitMQ queue share the work, each order processed once",
+          "[.rabbitmq][scaling]")
+{
+    requireRabbitMq();
+    TempDir shared;
+    const std::vector<std::string> defines{"store.sqlite.path=" + shared.path() + "/orderpay.db",
+                                           "broker.rabbitmq.prefix=" + uniqueBrokerPrefix(),
+                                           "orders.processing_ms=20"};
+    Daemon a(defines);
+    Daemon b(defines);
+    HttpClient ca(a.port());
+    HttpClient cb(b.port());
+    REQUIRE(waitBrokerHealth(ca, "ok", 30s));
+    REQUIRE(waitBrokerHealth(cb, "ok", 30s));
+
+    auto ids = postOrders(a.port(), 100, "via-a", 2);
+    auto viaB = postOrders(b.port(), 100, "via-b", 2);
+    ids.insert(ids.end(), viaB.begin(), viaB.end());
+    REQUIRE(ids.size() == 200);
+
+    requireAllProcessedOnce(ca, ids, 120s);
+    // Both see the same orders.
+    CHECK(cb.listAllOrderIds("limit=200&status=awaiting_payment").size() == ids.size());
+
+    // Both took part, and no order was taken by both.
+    const auto byA = processedInLog(a.log());
+    const auto byB = processedInLog(b.log());
+    INFO("daemon A processed " << byA.size() << ", daemon B " << byB.size());
+    CHECK(byA.size() > 0);
+    CHECK(byB.size() > 0);
+    std::vector<std::string> both;
+    std::set_intersection(byA.begin(), byA.end(), byB.begin(), byB.end(), std::back_inserter(both));
+    CHECK(both.empty());
+    CHECK(byA.size() + byB.size() == ids.size());
+    CHECK(std::set<std::string>(byA.begin(), byA.end()).size() == byA.size());
+    CHECK(std::set<std::string>(byB.begin(), byB.end()).size() == byB.size());
+    CHECK(a.running());
+    CHECK(b.running());
+}
+
+TEST_CASE("The AMQP password never appears in the log, also when the login fails", "[.rabbitmq][security]")
+{
+    requireRabbitMq();
+    const auto& node = rabbitMqNode();
+    REQUIRE(node.password.size() >= 8);
+
+    SECTION("connected")
+    {
+        Daemon d({"orders.processing_ms=0"});
+        HttpClient c(d.port());
+        REQUIRE(waitBrokerHealth(c, "ok", 30s));
+        c.waitForOrderStatus(c.createOrder(orderJson("secret@example.com")), "awaiting_payment", 30s);
+        CHECK(d.terminate() == 0);
+        const auto log = d.log();
+        INFO("log tail:\n" << d.logTail(2000));
+        CHECK(log.find(node.password) == std::string::npos);
+        // The marker line of the test fixture is redacted; the daemon's own lines must be too.
+        CHECK(log.find(node.uri) == std::string::npos);
+    }
+
+    SECTION("wrong password")
+    {
+        const std::string wrong = "wrong-" + uniqueBrokerPrefix().substr(1, 12) + "-pw";
+        const std::string uri = "amqp://" + node.user + ":" + wrong + "@127.0.0.1:" +
+                                std::to_string(node.port) + "/" + node.vhost;
+        Daemon d({"broker.rabbitmq.uri=" + uri, "orders.processing_ms=0"});
+        HttpClient c(d.port());
+        // It keeps serving HTTP, reports the broker down and keeps it down.
+        CHECK(waitBrokerHealth(c, "disconnected", 20s));
+        auto r = c.postOrder(orderJson("refused-login@example.com"));
+        CHECK(r.status == 202);
+        std::this_thread::sleep_for(4s);  // let it retry the login a few times
+        int status = 0;
+        CHECK(brokerHealth(c, &status) == "disconnected");
+        CHECK(status == 503);
+        CHECK(d.terminate() == 0);
+        const auto log = d.log();
+        INFO("log tail:\n" << d.logTail(3000));
+        CHECK(log.find(wrong) == std::string::npos);
+        CHECK(log.find(node.password) == std::string::npos);
+        // It says why, in words an operator understands.
+        const auto l = lower(log);
+        CHECK((l.find("access_refused") != std::string::npos || l.find("login") != std::string::npos ||
+               l.find("authenticat") != std::string::npos || l.find("credential") != std::string::npos ||
+               l.find("refused") != std::string::npos || l.find("password") != std::string::npos));
+    }
+}
+
+TEST_CASE("A poison message put on the orders queue ends in the dead letters with its reason",
+          "[.rabbitmq][deadletter]")
+{
+    requireRabbitMq();
+    Daemon d({"orders.processing_ms=0", "retry.max_attempts=2", "retry.backoff_ms=100"});
+    HttpClient c(d.port());
+    REQUIRE(waitBrokerHealth(c, "ok", 30s));
+    const std::string prefix = d.brokerPrefix();
+    const std::string orders = prefix + "orders", ordersDead = orders + ".dead";
+    const std::string payments = prefix + "payments", paymentsDead = payments + ".dead";
+
+    AmqpClient amqp(rabbitMqNode().uri);
+    // The daemon declared its topology.
+    REQUIRE(eventually([&] { return amqp.messageCount(orders) && amqp.messageCount(ordersDead); }, 30s, 100ms));
+    REQUIRE(amqp.messageCount(payments));
+    REQUIRE(amqp.messageCount(paymentsDead));
+    CHECK(*amqp.messageCount(ordersDead) == 0);
+
+    const std::set<std::string> poison{"this is not an order {", R"({"hello":"world"})"};
+    for (const auto& body : poison) amqp.publish("", orders, body);
+    amqp.publish("", payments, "\x01\x02 not a payment");
+
+    std::uint32_t dead = 0;
+    CHECK(eventually([&] { return (dead = amqp.messageCount(ordersDead).value_or(0)) >= 2; }, 60s, 100ms));
+    CHECK(dead == 2);
+    CHECK(eventually([&] { return amqp.messageCount(paymentsDead).value_or(0) == 1; }, 60s, 100ms));
+    CHECK(eventually([&] { return amqp.messageCount(orders).value_or(1) == 0; }, 30s, 100ms));
+
+    std::set<std::string> bodies;
+    for (int i = 0; i < 2; ++i) {
+        auto m = amqp.get(ordersDead);
+        REQUIRE(m);
+        INFO("dead letter " << m->body);
+        bodies.insert(m->body);
+        REQUIRE(m->headers.count("x-orderpay-reason"));
+        CHECK(!m->headers.at("x-orderpay-reason").empty());
+    }
+    CHECK(bodies == poison);
+    auto pm = amqp.get(paymentsDead);
+    REQUIRE(pm);
+    CHECK(pm->headers.count("x-orderpay-reason"));
+
+    // The daemon lives on and real orders still go through.
+    CHECK(d.running());
+    c.waitForOrderStatus(c.createOrder(orderJson("after-poison@example.com")), "awaiting_payment", 30s);
+}

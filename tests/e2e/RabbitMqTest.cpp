@@ -261,6 +261,17 @@ TEST_CASE("RabbitMQ stopped while 500 orders are posted: all accepted, each proc
     CHECK(brokerHealth(c, &readyStatus) == "ok");
     CHECK(readyStatus == 200);
     CHECK(d.running());
+
+    // The outage is logged once when it starts and once when it ends, not
+    // once per reconnect attempt.
+    const auto log = d.log();
+    auto occurrences = [&](const std::string& needle) {
+        std::size_t n = 0;
+        for (auto at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+        return n;
+    };
+    CHECK(occurrences("RabbitMQ unavailable") == 1);
+    CHECK(occurrences("connected to RabbitMQ") == 2);
 }
 
 TEST_CASE("RabbitMQ closes every connection mid-consume: consumers reconnect, nothing lost or doubled",

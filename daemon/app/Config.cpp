@@ -134,6 +134,7 @@ const std::vector<std::string>& Config::knownKeys()
         "broker.rabbitmq.prefetch",
         "broker.rabbitmq.queue_type",
         "broker.rabbitmq.prefix",
+        "broker.rabbitmq.ca_file",
         "store.kind",
         "store.sqlite.path",
         "store.sqlite.synchronous",
@@ -212,6 +213,7 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     r.integer("broker.rabbitmq.prefetch", 1, 65535, s.broker.rabbitmqPrefetch);
     r.choice("broker.rabbitmq.queue_type", {"classic", "quorum"}, s.broker.rabbitmqQueueType);
     r.text("broker.rabbitmq.prefix", s.broker.rabbitmqPrefix);
+    r.text("broker.rabbitmq.ca_file", s.broker.rabbitmqCaFile);
     if (s.broker.kind == "rabbitmq") {
         try {
             AmqpUri::parse(s.broker.rabbitmqUri);

@@ -26,6 +26,7 @@ struct BrokerSettings {
     int rabbitmqPrefetch = 10;
     std::string rabbitmqQueueType = "classic";  // classic | quorum
     std::string rabbitmqPrefix = "orderpay.";    // of every exchange and queue name
+    std::string rabbitmqCaFile;                  // amqps: CA bundle; empty = the system's
 };
 
 struct StoreSettings {

@@ -28,7 +28,8 @@ struct AmqpUri {
     std::string host = "127.0.0.1";
     int port = 5672;
     std::string vhost = "/";
-    bool tls = false;
+    bool tls = false;      // amqps://
+    std::string caFile;    // CA bundle that must have signed the broker's certificate (amqps)
 
     /// Throws std::invalid_argument naming what is wrong (never the password).
     static AmqpUri parse(const std::string& uri);

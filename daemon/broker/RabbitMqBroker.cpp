@@ -69,6 +69,7 @@ RabbitMqBroker::RabbitMqBroker(Database& db, Committer& committer, const BrokerS
           std::chrono::duration_cast<std::chrono::seconds>(work.processingTime * 2) + std::chrono::seconds(10))),
       log_(Poco::Logger::get("orderpay.broker"))
 {
+    uri_.caFile = broker.rabbitmqCaFile;
 }
 
 RabbitMqBroker::~RabbitMqBroker() { stop(); }

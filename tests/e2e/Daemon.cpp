@@ -91,6 +91,8 @@ RabbitMqNode readRabbitMqEnv(const std::string& envPath)
     node.name = values["RABBITMQ_NODE"];
     node.user = values["RABBITMQ_USER"];
     node.vhost = values["RABBITMQ_VHOST"];
+    node.tlsUri = values["RABBITMQ_TLS_URI"];
+    node.caFile = values["RABBITMQ_CA_FILE"];
     // amqp://user:password@host:port/vhost
     std::smatch m;
     static const std::regex uriParts(R"(^amqps?://([^:@/]*):([^@/]*)@[^/:]+:([0-9]+)/.*$)");

@@ -68,6 +68,8 @@ struct RabbitMqNode {
     std::string vhost;
     std::string name;      // Erlang node name
     unsigned short port = 0;
+    std::string tlsUri;    // amqps://user:password@localhost:tls-port/vhost
+    std::string caFile;    // the CA that signed the node's certificate
 };
 
 // True when the suite runs against RabbitMQ: ORDERPAY_E2E_RABBITMQ_ENV names

@@ -3,14 +3,13 @@
 #include "domain/Clock.h"
 #include "logging/Log.h"
 #include "metrics/Metrics.h"
+#include "store/JsonText.h"
 #include "store/OrderStore.h"
 
 #include <Poco/Data/Statement.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
+#include <Poco/Exception.h>
 #include <Poco/NumberParser.h>
 
-#include <sstream>
 
 #include <random>
 
@@ -28,26 +27,14 @@ constexpr int kRelayBatch = 256;
 constexpr std::int64_t kClaimMillis = 10000;
 const std::vector<std::string> kQueues = {kOrdersQueue, kPaymentsQueue};
 
-std::string encodeHeaders(const std::map<std::string, std::string>& headers)
-{
-    Poco::JSON::Object o;
-    for (const auto& [k, v] : headers) o.set(k, v);
-    std::ostringstream out;
-    o.stringify(out);
-    return out.str();
-}
-
 std::map<std::string, std::string> decodeHeaders(const std::string& text)
 {
-    std::map<std::string, std::string> headers;
-    if (text.empty()) return headers;
+    if (text.empty()) return {};
     try {
-        auto o = Poco::JSON::Parser().parse(text).extract<Poco::JSON::Object::Ptr>();
-        for (const auto& [k, v] : *o) headers.emplace(k, v.convert<std::string>());
+        return stringMapFromJson(text);
     } catch (const Poco::Exception&) {
-        // Written by encodeHeaders only; an unreadable one is dropped, not fatal.
+        return {};  // written by stringMapToJson only; an unreadable one is dropped, not fatal
     }
-    return headers;
 }
 
 }  // namespace
@@ -382,7 +369,7 @@ void RabbitMqBroker::requeueThroughOutbox(const Delivery& d, const std::string& 
     committer_.write([&](Session& s) {
         const Poco::Int64 at = clock::nowMillis();
         const Poco::Int64 messageId = d.messageId;
-        const std::string headerText = encodeHeaders(headers);
+        const std::string headerText = stringMapToJson(headers);
         s << "INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at, exchange, routing_key, "
              "headers, message_id) VALUES (?, ?, 'ready', 0, 0, ?, ?, ?, ?, ?, NULLIF(?, 0))",
             useRef(d.queue), useRef(d.body), useRef(at), useRef(at), useRef(exchange), useRef(routingKey),

@@ -2,6 +2,7 @@
 
 #include "domain/Clock.h"
 #include "domain/Errors.h"
+#include "store/JsonText.h"
 
 #include <Poco/Data/Statement.h>
 #include <Poco/JSON/Array.h>
@@ -43,24 +44,6 @@ std::vector<OrderItem> itemsFromJson(const std::string& text)
                          o->getValue<Poco::Int64>("unit_amount")});
     }
     return items;
-}
-
-std::string metadataToJson(const std::map<std::string, std::string>& metadata)
-{
-    Poco::JSON::Object o;
-    for (const auto& [k, v] : metadata) o.set(k, v);
-    std::ostringstream out;
-    o.stringify(out);
-    return out.str();
-}
-
-std::map<std::string, std::string> metadataFromJson(const std::string& text)
-{
-    std::map<std::string, std::string> metadata;
-    Poco::JSON::Parser parser;
-    auto o = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
-    for (const auto& [k, v] : *o) metadata.emplace(k, v.convert<std::string>());
-    return metadata;
 }
 
 std::optional<std::string> nullIfEmpty(const std::string& s)
@@ -183,7 +166,7 @@ std::vector<Order> loadOrders(Session& s, const std::string& sqlTail, const std:
         o.currency = currencies[i];
         o.totalAmount = totals[i];
         o.items = itemsFromJson(items[i]);
-        o.metadata = metadataFromJson(metadata[i]);
+        o.metadata = stringMapFromJson(metadata[i]);
         o.createdAt = created[i];
         o.updatedAt = updated[i];
     }
@@ -277,7 +260,7 @@ std::optional<StoredAnswer> OrderStore::createOrder(const Order& order, const st
         if (idem && (replay = checkIdempotency(s, *idem))) return;
         const std::string status(toString(order.status));
         const std::string items = itemsToJson(order.items);
-        const std::string metadata = metadataToJson(order.metadata);
+        const std::string metadata = stringMapToJson(order.metadata);
         const Poco::Int64 total = order.totalAmount;
         s << "INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, created_at, "
              "updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",

@@ -341,18 +341,21 @@ std::optional<Payment> OrderStore::getPayment(const std::string& id)
 
 std::vector<Order> OrderStore::listOrders(std::optional<OrderStatus> status, int limit, const std::string& after)
 {
-    std::string tail = "WHERE 1";
     std::vector<std::string> params;
-    if (status) {
-        tail += " AND status = ?";
-        params.emplace_back(toString(*status));
-    }
-    if (!after.empty()) {
-        tail += " AND id < ?";
-        params.push_back(after);
-    }
-    tail += " ORDER BY id DESC LIMIT " + std::to_string(limit);
+    if (status) params.emplace_back(toString(*status));
+    if (!after.empty()) params.push_back(after);
+    const std::string tail = listFilter(status.has_value(), !after.empty(), limit);
     return readTransaction(db_, [&](Session& s) { return loadOrders(s, tail, params); });
+}
+
+std::string OrderStore::listFilter(bool byStatus, bool afterId, int limit)
+{
+    // Served by orders_by_status (status, id) or the primary key (id): the
+    // newest-first page is read in index order, never sorted.
+    std::string tail = "WHERE 1";
+    if (byStatus) tail += " AND status = ?";
+    if (afterId) tail += " AND id < ?";
+    return tail + " ORDER BY id DESC LIMIT " + std::to_string(limit);
 }
 
 std::optional<OrderStatus> OrderStore::orderStatus(const std::string& id)

@@ -68,6 +68,8 @@ public:
     std::optional<Payment> getPayment(const std::string& id);
     /// Newest first; ids below `after` only. Orders come without payments and events.
     std::vector<Order> listOrders(std::optional<OrderStatus> status, int limit, const std::string& after);
+    /// The WHERE/ORDER BY/LIMIT of that query (status and id bound in that order).
+    static std::string listFilter(bool byStatus, bool afterId, int limit);
 
     // --- workers ----------------------------------------------------------
 

@@ -185,3 +185,31 @@ TEST_CASE("cancel only from queued or awaiting_payment", "[store]")
     CHECK_THROWS_AS(f.store->cancelOrder(processing.id), Conflict);
     CHECK_THROWS_AS(f.store->cancelOrder(ids::newOrderId()), NotFound);
 }
+
+TEST_CASE("every list query reads an index in order, never sorts or scans by status", "[store][performance]")
+{
+    Fixture f;
+    for (int i = 0; i < 50; ++i) f.newOrder();
+    Poco::Data::Session s = f.db->reader();
+    s << "ANALYZE", now;
+    for (bool byStatus : {false, true}) {
+        for (bool after : {false, true}) {
+            const std::string sql = "EXPLAIN QUERY PLAN SELECT id FROM orders " + OrderStore::listFilter(byStatus, after, 50);
+            std::vector<std::string> details;
+            const std::string status = "queued", id = "ord_7ZZZZZZZZZZZZZZZZZZZZZZZZZ";
+            // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
+            std::vector<int> a, b, c;
+            Poco::Data::Statement plan(s);
+            plan << sql, into(a), into(b), into(c), into(details);
+            if (byStatus) plan.addBind(Poco::Data::Keywords::useRef(status));
+            if (after) plan.addBind(Poco::Data::Keywords::useRef(id));
+            plan.execute();
+            std::string all;
+            for (const auto& d : details) all += d + "; ";
+            INFO("status filter " << byStatus << ", after " << after << ": " << all);
+            CHECK(all.find("TEMP B-TREE") == std::string::npos);  // no sort
+            if (byStatus) CHECK(all.find("orders_by_status") != std::string::npos);
+            if (after) CHECK(all.find("SEARCH") != std::string::npos);
+        }
+    }
+}

@@ -394,53 +394,89 @@ void OrderStore::recordStepStarted(const std::string& id, const std::string& ste
 bool OrderStore::completeStep(const std::string& id, const std::string& step)
 {
     bool done = false;
-    committer_.write([&](Session& s) {
-        const std::string at = clock::nowRfc3339();
-        Statement ledger(s);
-        ledger << "INSERT OR IGNORE INTO order_steps (order_id, step, completed_at) VALUES (?, ?, ?)", useRef(id),
-            useRef(step), useRef(at);
-        if (ledger.execute() == 0) return;  // done before: a redelivery
-        // The step's effect, in the same transaction as its ledger entry.
-        if (step == "reserve_stock") {
-            auto orders = loadOrders(s, "WHERE id = ?", {id});
-            if (orders.empty()) throw PoisonMessage("order " + id + " does not exist");
-            Poco::Int64 line = 0;
-            for (const auto& item : orders.front().items) {
-                const Poco::Int64 quantity = item.quantity;
-                s << "INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)", useRef(id),
-                    useRef(line), useRef(item.sku), useRef(quantity), now;
-                ++line;
-            }
-        } else if (step == "prepare_invoice") {
-            s << "INSERT INTO invoices (order_id, amount, currency, issued_at) "
-                 "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?",
-                useRef(at), useRef(id), now;
-        }
-        addEvent(s, id, "step_completed", {"", "", step, ""}, at);
-        done = true;
-    });
+    committer_.write([&](Session& s) { done = completeStepIn(s, id, step); });
     return done;
+}
+
+bool OrderStore::completeStepIn(Session& s, const std::string& id, const std::string& step)
+{
+    const std::string at = clock::nowRfc3339();
+    Statement ledger(s);
+    ledger << "INSERT OR IGNORE INTO order_steps (order_id, step, completed_at) VALUES (?, ?, ?)", useRef(id),
+        useRef(step), useRef(at);
+    if (ledger.execute() == 0) return false;  // done before: a redelivery
+    // The step's effect, in the same transaction as its ledger entry.
+    if (step == "reserve_stock") {
+        auto orders = loadOrders(s, "WHERE id = ?", {id});
+        if (orders.empty()) throw PoisonMessage("order " + id + " does not exist");
+        Poco::Int64 line = 0;
+        for (const auto& item : orders.front().items) {
+            const Poco::Int64 quantity = item.quantity;
+            s << "INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)", useRef(id),
+                useRef(line), useRef(item.sku), useRef(quantity), now;
+            ++line;
+        }
+    } else if (step == "prepare_invoice") {
+        s << "INSERT INTO invoices (order_id, amount, currency, issued_at) "
+             "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?",
+            useRef(at), useRef(id), now;
+    }
+    addEvent(s, id, "step_completed", {"", "", step, ""}, at);
+    return true;
 }
 
 bool OrderStore::finishProcessing(const std::string& id)
 {
     bool moved = false;
     bool releasedPayments = false;
-    committer_.write([&](Session& s) {
-        moved = moveOrder(s, id, OrderStatus::Processing, OrderStatus::AwaitingPayment, "");
-        if (!moved) return;
-        // Payments that arrived while the order was being processed.
-        std::vector<std::string> held;
-        s << "SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id",
-            useRef(id), into(held), now;
-        for (const auto& paymentId : held) {
-            s << "UPDATE payments SET dispatched = 1 WHERE id = ?", useRef(paymentId), now;
-            queueMessage(s, kPaymentsQueue, paymentMessage(paymentId));
-        }
-        releasedPayments = !held.empty();
-    });
+    committer_.write([&](Session& s) { moved = finishIn(s, id, releasedPayments); });
     if (releasedPayments) notify(kPaymentsQueue);
     return moved;
+}
+
+bool OrderStore::finishIn(Session& s, const std::string& id, bool& releasedPayments)
+{
+    releasedPayments = false;
+    if (!moveOrder(s, id, OrderStatus::Processing, OrderStatus::AwaitingPayment, "")) return false;
+    // Payments that arrived while the order was being processed.
+    std::vector<std::string> held;
+    s << "SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id",
+        useRef(id), into(held), now;
+    for (const auto& paymentId : held) {
+        s << "UPDATE payments SET dispatched = 1 WHERE id = ?", useRef(paymentId), now;
+        queueMessage(s, kPaymentsQueue, paymentMessage(paymentId));
+    }
+    releasedPayments = !held.empty();
+    return true;
+}
+
+OrderStore::InstantResult OrderStore::processInstantly(const std::string& id, const std::vector<std::string>& steps)
+{
+    InstantResult result;
+    bool releasedPayments = false;
+    committer_.write([&](Session& s) {
+        result = InstantResult{};
+        const auto status = readOrderStatus(s, id);
+        if (!status) throw PoisonMessage("order " + id + " does not exist");
+        result.before = *status;
+        if (*status == OrderStatus::Queued) {
+            moveOrder(s, id, OrderStatus::Queued, OrderStatus::Processing, "");
+        } else if (*status != OrderStatus::Processing) {
+            return;  // cancelled, or finished before: a redelivery
+        }
+        for (const auto& step : steps) {
+            Poco::Int64 done = 0;
+            s << "SELECT COUNT(*) FROM order_steps WHERE order_id = ? AND step = ?", useRef(id), useRef(step),
+                into(done), now;
+            if (done) continue;
+            addEvent(s, id, "step_started", {"", "", step, ""}, clock::nowRfc3339());
+            completeStepIn(s, id, step);
+            result.stepsRun.push_back(step);
+        }
+        result.finished = finishIn(s, id, releasedPayments);
+    });
+    if (releasedPayments) notify(kPaymentsQueue);
+    return result;
 }
 
 bool OrderStore::failOrder(const std::string& id, const std::string& reason)

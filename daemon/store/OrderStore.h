@@ -85,6 +85,16 @@ public:
     bool completeStep(const std::string& id, const std::string& step);
     /// processing -> awaiting_payment, and queues the payments held for it.
     bool finishProcessing(const std::string& id);
+    /// With no time to wait between steps, the whole processing in one
+    /// transaction: queued -> processing, every step not yet in the ledger
+    /// (step_started, effect, step_completed), -> awaiting_payment. The same
+    /// events and effects as the step-by-step path, in a third of the syncs.
+    struct InstantResult {
+        OrderStatus before = OrderStatus::Queued;
+        std::vector<std::string> stepsRun;
+        bool finished = false;
+    };
+    InstantResult processInstantly(const std::string& id, const std::vector<std::string>& steps);
     /// Any non-final state -> failed; held payments are rejected.
     bool failOrder(const std::string& id, const std::string& reason);
 
@@ -109,6 +119,8 @@ private:
     std::optional<StoredAnswer> checkIdempotency(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void rememberAnswer(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void notify(const std::string& queue);
+    static bool completeStepIn(Poco::Data::Session& s, const std::string& id, const std::string& step);
+    static bool finishIn(Poco::Data::Session& s, const std::string& id, bool& releasedPayments);
     std::map<std::string, std::int64_t> countByStatus(const std::string& table);
 
     Database& db_;

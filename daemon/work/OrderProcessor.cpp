@@ -44,6 +44,7 @@ void OrderProcessor::handle(const Delivery& d, const Sleep& sleep)
 {
     const std::string id = decodeOrderId(d.body);
     const Fields fields{{"ORDER_ID", id}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}};
+    if (processingTime_.count() == 0) return handleInstantly(d, id, fields);
     const OrderStatus status = store_.startProcessing(id);
     if (status != OrderStatus::Processing) {
         // Cancelled while queued, or a redelivery of finished work.
@@ -65,6 +66,28 @@ void OrderProcessor::handle(const Delivery& d, const Sleep& sleep)
         logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " completed", fields);
     }
     if (store_.finishProcessing(id)) {
+        Metrics::instance().ordersProcessed.fetch_add(1);
+        logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
+    }
+}
+
+void OrderProcessor::handleInstantly(const Delivery& d, const std::string& id, const Fields& fields)
+{
+    const auto result = store_.processInstantly(id, std::vector<std::string>(kSteps.begin(), kSteps.end()));
+    if (result.before != OrderStatus::Queued && result.before != OrderStatus::Processing) {
+        logLine(log_, Poco::Message::PRIO_INFORMATION,
+                "order " + id + " is " + std::string(toString(result.before)) + ", nothing to process", fields);
+        return;
+    }
+    // Logged after the commit, as they happened inside it.
+    logLine(log_, Poco::Message::PRIO_INFORMATION,
+            "order " + id + " processing" + (d.redelivered() ? " (redelivery " + std::to_string(d.attempt) + ")" : ""),
+            fields);
+    for (const auto& step : result.stepsRun) {
+        logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " started", fields);
+        logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " completed", fields);
+    }
+    if (result.finished) {
         Metrics::instance().ordersProcessed.fetch_add(1);
         logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
     }

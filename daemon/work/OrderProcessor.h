@@ -1,5 +1,6 @@
 #pragma once
 
+#include "logging/Log.h"
 #include "store/OrderStore.h"
 #include "work/ConsumerTask.h"
 
@@ -29,6 +30,9 @@ public:
     static std::string decodeOrderId(const std::string& body);
 
 private:
+    /// processing_ms = 0: every step in one transaction.
+    void handleInstantly(const Delivery& d, const std::string& id, const Fields& fields);
+
     OrderStore& store_;
     std::chrono::milliseconds processingTime_;
     Poco::Logger& log_;

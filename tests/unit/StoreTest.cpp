@@ -213,3 +213,39 @@ TEST_CASE("every list query reads an index in order, never sorts or scans by sta
         }
     }
 }
+
+TEST_CASE("instant processing runs each step once, in one transaction, and resumes after a crash", "[store]")
+{
+    Fixture f;
+    const std::vector<std::string> steps{"validate", "reserve_stock", "prepare_invoice"};
+    const Order o = f.newOrder();
+    // A previous delivery got as far as the first step before the crash.
+    REQUIRE(f.store->startProcessing(o.id) == OrderStatus::Processing);
+    REQUIRE(f.store->completeStep(o.id, "validate"));
+
+    const auto first = f.store->processInstantly(o.id, steps);
+    CHECK(first.before == OrderStatus::Processing);
+    CHECK(first.stepsRun == std::vector<std::string>{"reserve_stock", "prepare_invoice"});
+    CHECK(first.finished);
+    CHECK(f.store->getOrder(o.id)->status == OrderStatus::AwaitingPayment);
+
+    // A redelivery of the same message changes nothing.
+    const auto again = f.store->processInstantly(o.id, steps);
+    CHECK(again.before == OrderStatus::AwaitingPayment);
+    CHECK(again.stepsRun.empty());
+    CHECK_FALSE(again.finished);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
+          3);
+    CHECK(f.count("SELECT COUNT(*) FROM invoices WHERE order_id = '" + o.id + "'") == 1);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'awaiting_payment'") == 1);
+
+    // A queued order goes all the way in one call; a cancelled one not at all.
+    const Order fresh = f.newOrder();
+    CHECK(f.store->processInstantly(fresh.id, steps).finished);
+    const Order cancelled = f.newOrder();
+    f.store->cancelOrder(cancelled.id);
+    const auto none = f.store->processInstantly(cancelled.id, steps);
+    CHECK(none.before == OrderStatus::Cancelled);
+    CHECK(none.stepsRun.empty());
+    CHECK(f.store->getOrder(cancelled.id)->status == OrderStatus::Cancelled);
+}

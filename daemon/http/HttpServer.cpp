@@ -230,13 +230,21 @@ void HttpServer::serve(Poco::Net::StreamSocket socket)
                 }
                 handler->handleRequest(request, response);
                 // A body the handler did not read would be taken for the
-                // next request: read it away, or end the connection.
-                std::istream& rest = request.stream();
-                char sink[4096];
-                std::streamsize drained = 0;
-                while (drained <= static_cast<std::streamsize>(settings_.maxBodyBytes) && rest.read(sink, sizeof sink))
-                    drained += rest.gcount();
-                keepAlive = response.getKeepAlive() && !stopping_ && rest.eof();
+                // next request: read it away, or end the connection. A
+                // request with neither Content-Length nor chunked encoding
+                // has no body (RFC 9112), whatever Poco's stream would wait for.
+                bool bodyConsumed = true;
+                if (request.getChunkedTransferEncoding() ||
+                    (request.hasContentLength() && request.getContentLength64() > 0)) {
+                    std::istream& rest = request.stream();
+                    char sink[4096];
+                    std::streamsize drained = 0;
+                    while (drained <= static_cast<std::streamsize>(settings_.maxBodyBytes) &&
+                           rest.read(sink, sizeof sink))
+                        drained += rest.gcount();
+                    bodyConsumed = rest.eof();
+                }
+                keepAlive = response.getKeepAlive() && !stopping_ && bodyConsumed;
             } catch (const Poco::Net::NoMessageException&) {
                 return;  // closed by the client between requests
             } catch (const Poco::Net::MessageException& e) {

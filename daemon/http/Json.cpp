@@ -86,6 +86,9 @@ std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes
     const std::string mediaType = Poco::toLower(Poco::trim(contentType.substr(0, contentType.find(';'))));
     if (mediaType != "application/json") throw ProblemException(Problem::unsupportedMediaType(contentType));
 
+    // Neither Content-Length nor chunked: the request has no body (RFC 9112);
+    // Poco's stream would instead wait for the connection to close.
+    if (!request.hasContentLength() && !request.getChunkedTransferEncoding()) return {};
     std::istream& in = request.stream();
     if (request.hasContentLength() && request.getContentLength64() > static_cast<Poco::Int64>(maxBytes)) {
         discardRest(in);

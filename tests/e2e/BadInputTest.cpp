@@ -360,3 +360,35 @@ TEST_CASE("Many idle connections do not starve a real request", "[badinput][time
     for (auto& s : idle) CHECK(closedByServer(*s, 10s));
     requireAlive(d);
 }
+
+TEST_CASE("A POST with neither Content-Length nor chunked encoding has no body and is answered at once",
+          "[badinput][http]")
+{
+    // RFC 9112: such a request has no body. Poco's stream would wait for the
+    // connection to close; the daemon must not (it held the answer for a
+    // whole http.read_timeout before).
+    Daemon d({"orders.processing_ms=60000", "http.read_timeout=5s"});
+    HttpClient c(d.port());
+    c.createOrder(orderJson("first@example.com"));  // keeps the worker busy
+    const auto id = c.createOrder(orderJson("second@example.com"));
+
+    const auto started = std::chrono::steady_clock::now();
+    auto cancel = rawExchange(d.port(),
+                              "POST /orders/" + id + "/cancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 4s);
+    parseRaw(cancel);
+    INFO(cancel.data);
+    CHECK(cancel.status == 200);
+    CHECK(cancel.body.find("\"cancelled\"") != std::string::npos);
+
+    auto empty = rawExchange(d.port(),
+                             "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Connection: close\r\n\r\n",
+                             4s);
+    parseRaw(empty);
+    INFO(empty.data);
+    CHECK(empty.status == 400);
+    CHECK(isProblem(empty.contentType));
+    // Both well before the 5 s read timeout (the raw exchange ends when the
+    // server closes the connection after its answer).
+    CHECK(std::chrono::steady_clock::now() - started < 3s);
+}

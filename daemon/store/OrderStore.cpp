@@ -287,7 +287,7 @@ std::optional<StoredAnswer> OrderStore::createPayment(const Payment& payment,
             throw Conflict("order " + payment.orderId + " is " + std::string(toString(*orderStatus)) +
                            " and takes no more payments");
         }
-        queued = *orderStatus == OrderStatus::AwaitingPayment;
+        queued = !holdsPayments(*orderStatus);  // awaiting_payment: queue it now
         const Poco::Int64 amount = payment.amount;
         const Poco::Int64 dispatched = queued ? 1 : 0;
         s << "INSERT INTO payments (id, order_id, status, reason, amount, currency, method, reference, dispatched, "
@@ -356,12 +356,6 @@ std::string OrderStore::listFilter(bool byStatus, bool afterId, int limit)
     if (byStatus) tail += " AND status = ?";
     if (afterId) tail += " AND id < ?";
     return tail + " ORDER BY id DESC LIMIT " + std::to_string(limit);
-}
-
-std::optional<OrderStatus> OrderStore::orderStatus(const std::string& id)
-{
-    Session s = db_.reader();
-    return readOrderStatus(s, id);
 }
 
 OrderStatus OrderStore::startProcessing(const std::string& id)

@@ -73,7 +73,6 @@ public:
 
     // --- workers ----------------------------------------------------------
 
-    std::optional<OrderStatus> orderStatus(const std::string& id);
     /// queued -> processing; returns the status after (unchanged if the
     /// order was no longer queued).
     OrderStatus startProcessing(const std::string& id);

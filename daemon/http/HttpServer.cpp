@@ -3,6 +3,7 @@
 #include "http/Problem.h"
 #include "logging/Log.h"
 
+#include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponseImpl.h>
@@ -12,7 +13,11 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <memory>
+#include <sstream>
+#include <string_view>
+#include <vector>
 
 namespace orderpay::http {
 namespace {
@@ -26,7 +31,20 @@ public:
 };
 
 /// A request head larger than this is not waited for: Poco refuses it.
-constexpr int kMaxHead = 64 * 1024;
+constexpr std::size_t kMaxHead = 64 * 1024;
+/// The gate waits for bodies up to http.max_body_bytes, but not beyond
+/// this: a whole request must fit in the socket's receive buffer.
+constexpr std::size_t kMaxGateBody = 1024 * 1024;
+
+/// The end of the last chunk of a chunked body without trailers ("0" CRLF
+/// CRLF). A body with trailers is not recognised as whole in the gate and
+/// times out there; no client of a JSON API sends them.
+bool endsChunkedBody(std::string_view body)
+{
+    constexpr std::string_view last = "0\r\n\r\n";
+    if (body.size() < last.size() || body.substr(body.size() - last.size()) != last) return false;
+    return body.size() == last.size() || body.substr(0, body.size() - last.size()).ends_with("\r\n");
+}
 
 Poco::Timespan toTimespan(std::chrono::milliseconds ms)
 {
@@ -38,7 +56,12 @@ Poco::Timespan toTimespan(std::chrono::milliseconds ms)
 HttpServer::HttpServer(Service& service, const HttpSettings& settings)
     : router_(service), settings_(settings), params_(new Poco::Net::HTTPServerParams)
 {
+    gateBodyLimit_ = std::min(settings.maxBodyBytes, kMaxGateBody);
     listener_.bind(Poco::Net::SocketAddress(settings.host, settings.port), true);
+    // Room for a whole request while it waits, unread, in the gate (accepted
+    // sockets inherit it; set before listen() so the window scale fits).
+    const int wanted = static_cast<int>(kMaxHead + gateBodyLimit_);
+    if (listener_.getReceiveBufferSize() < wanted) listener_.setReceiveBufferSize(wanted);
     listener_.listen(1024);
     port_ = listener_.address().port();
 
@@ -118,35 +141,79 @@ void HttpServer::park(const Poco::Net::StreamSocket& socket)
     pollSet_.add(socket, Poco::Net::PollSet::POLL_READ);
 }
 
-HttpServer::Head HttpServer::peekHead(const Poco::Net::StreamSocket& socket)
+HttpServer::Request HttpServer::peekRequest(const Poco::Net::StreamSocket& socket, bool& needsContinue) const
 {
-    std::string buffer(kMaxHead, '\0');
-    const int n = ::recv(socket.impl()->sockfd(), buffer.data(), buffer.size(), MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0) return Head::Closed;
-    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? Head::Incomplete : Head::Closed;
-    if (n >= kMaxHead) return Head::Complete;  // too big to wait for: let Poco refuse it
-    buffer.resize(static_cast<std::size_t>(n));
-    return buffer.find("\r\n\r\n") != std::string::npos ? Head::Complete : Head::Incomplete;
+    needsContinue = false;
+    // One buffer per thread (the gate, and workers looking for a next
+    // request): peeking copies only what has arrived.
+    thread_local std::vector<char> space;
+    space.resize(std::max(space.size(), kMaxHead + gateBodyLimit_));
+    const ssize_t n = ::recv(socket.impl()->sockfd(), space.data(), space.size(), MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return Request::Closed;
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? Request::Incomplete : Request::Closed;
+    const std::string_view buffer(space.data(), static_cast<std::size_t>(n));
+
+    const std::size_t headEnd = buffer.find("\r\n\r\n");
+    if (headEnd == std::string::npos)
+        return buffer.size() >= kMaxHead ? Request::Complete : Request::Incomplete;  // too big: Poco refuses it
+    const std::size_t bodyStart = headEnd + 4;
+
+    // The head is whole: Poco reads it (from the copy) to say how long the body is.
+    Poco::Net::HTTPRequest head;
+    try {
+        std::istringstream in(std::string(buffer.substr(0, bodyStart)));
+        head.read(in);
+    } catch (const Poco::Exception&) {
+        return Request::Complete;  // a bad head: the worker's Poco session answers it
+    }
+    const std::string_view body = buffer.substr(bodyStart);
+    bool whole = true;
+    if (head.getChunkedTransferEncoding()) {
+        whole = body.size() >= gateBodyLimit_ || endsChunkedBody(body);
+    } else if (head.hasContentLength()) {
+        const auto length = head.getContentLength64();
+        whole = length < 0 || static_cast<std::uint64_t>(length) > gateBodyLimit_ ||
+                body.size() >= static_cast<std::uint64_t>(length);
+    }
+    if (whole) return Request::Complete;
+    needsContinue = head.getExpectContinue();
+    return Request::Incomplete;
 }
 
 void HttpServer::examine(const Poco::Net::StreamSocket& socket)
 {
-    const Head head = peekHead(socket);
-    if (head == Head::Incomplete) return;
+    bool needsContinue = false;
+    const Request request = peekRequest(socket, needsContinue);
+    if (request == Request::Incomplete) {
+        if (needsContinue) {
+            // The client waits for "100 Continue" before sending its body,
+            // and the gate waits for the body: say it, once.
+            std::lock_guard lock(waitingMutex_);
+            auto it = waiting_.find(socket.impl()->sockfd());
+            if (it != waiting_.end() && !it->second.continued) {
+                it->second.continued = true;
+                static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                ::send(socket.impl()->sockfd(), kContinue, sizeof kContinue - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+            }
+        }
+        return;
+    }
     pollSet_.remove(socket);
     Poco::Net::StreamSocket owned;
+    bool continued = false;
     {
         std::lock_guard lock(waitingMutex_);
         auto it = waiting_.find(socket.impl()->sockfd());
         if (it == waiting_.end()) return;
         owned = it->second.socket;
+        continued = it->second.continued;
         waiting_.erase(it);
     }
-    if (head == Head::Closed) {
+    if (request == Request::Closed) {
         owned.close();
         return;
     }
-    dispatch(owned);
+    dispatch(owned, continued);
 }
 
 void HttpServer::expire()
@@ -166,22 +233,22 @@ void HttpServer::expire()
     }
     for (auto& socket : expired) {
         pollSet_.remove(socket);
-        // Bytes of a request were sent but never the whole head: say so.
+        // Bytes of a request were sent but never the whole request: say so.
         // An idle keep-alive connection is just closed.
         char byte;
         if (::recv(socket.impl()->sockfd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-            refuse(socket, 408, "the request head did not arrive within http.read_timeout");
+            refuse(socket, 408, "the request did not arrive within http.read_timeout");
         }
         socket.close();
     }
 }
 
-void HttpServer::dispatch(const Poco::Net::StreamSocket& socket)
+void HttpServer::dispatch(const Poco::Net::StreamSocket& socket, bool continued)
 {
     {
         std::lock_guard lock(queueMutex_);
         if (ready_.size() < static_cast<std::size_t>(settings_.maxQueued)) {
-            ready_.push_back(socket);
+            ready_.push_back({socket, continued});
             queueReady_.notify_one();
             return;
         }
@@ -194,16 +261,16 @@ void HttpServer::dispatch(const Poco::Net::StreamSocket& socket)
 void HttpServer::workerLoop()
 {
     for (;;) {
-        Poco::Net::StreamSocket socket;
+        Ready next;
         {
             std::unique_lock lock(queueMutex_);
             queueReady_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
             if (ready_.empty()) return;  // stopping, and nothing left to answer
-            socket = ready_.front();
+            next = ready_.front();
             ready_.pop_front();
         }
         try {
-            serve(socket);
+            serve(next.socket, next.continued);
         } catch (const std::exception& e) {
             static Poco::Logger& log = Poco::Logger::get("orderpay.http");
             logLine(log, Poco::Message::PRIO_DEBUG, std::string("connection ended: ") + e.what());
@@ -211,7 +278,7 @@ void HttpServer::workerLoop()
     }
 }
 
-void HttpServer::serve(Poco::Net::StreamSocket socket)
+void HttpServer::serve(Poco::Net::StreamSocket socket, bool continued)
 {
     Session session(socket, params_);
     for (;;) {
@@ -225,9 +292,11 @@ void HttpServer::serve(Poco::Net::StreamSocket socket)
                 response.setKeepAlive(request.getKeepAlive() && !stopping_);
                 response.set("Server", "orderpay");
                 std::unique_ptr<Poco::Net::HTTPRequestHandler> handler(router_.createRequestHandler(request));
-                if (request.getExpectContinue() && response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
+                if (request.getExpectContinue() && !continued &&
+                    response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
                     response.sendContinue();
                 }
+                continued = false;  // the gate's "100 Continue" was for the first request only
                 handler->handleRequest(request, response);
                 // A body the handler did not read would be taken for the
                 // next request: read it away, or end the connection. A
@@ -264,7 +333,10 @@ void HttpServer::serve(Poco::Net::StreamSocket socket)
         // Clients on keep-alive usually send the next request at once; a
         // short wait for it saves a trip through the gate.
         Poco::Net::StreamSocket s = session.socket();
-        if (s.poll(Poco::Timespan(0, 1000), Poco::Net::Socket::SELECT_READ) && peekHead(s) == Head::Complete) continue;
+        bool needsContinue = false;
+        if (s.poll(Poco::Timespan(0, 1000), Poco::Net::Socket::SELECT_READ) &&
+            peekRequest(s, needsContinue) == Request::Complete)
+            continue;
         park(session.detachSocket());
         return;
     }

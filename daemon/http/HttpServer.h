@@ -26,10 +26,12 @@ namespace orderpay::http {
 /// is accepted, so connections that send nothing (or a byte a second) hold
 /// every thread and starve real clients. Here a gate thread watches all
 /// connections with epoll and hands one to the worker threads only once a
-/// whole request head has arrived; connections that do not complete their
-/// head within http.read_timeout are closed (408). Between keep-alive
-/// requests a connection goes back to the gate, so idle clients hold no
-/// thread either. Request parsing, the handlers and error answers stay
+/// whole request - head and body - has arrived in the socket's receive
+/// buffer (peeked, not read); connections that do not complete their request
+/// within http.read_timeout are closed (408). Between keep-alive requests a
+/// connection goes back to the gate, so idle clients hold no thread either.
+/// Bodies larger than the gate waits for (over http.max_body_bytes, so
+/// about to be refused with 413) are handed over with their head. Request parsing, the handlers and error answers stay
 /// Poco's (HTTPServerSession, HTTPServerRequestImpl), with problem+json
 /// for heads Poco refuses.
 class HttpServer {
@@ -51,8 +53,13 @@ private:
     struct Waiting {
         Poco::Net::StreamSocket socket;
         Clock::time_point deadline;
+        bool continued = false;  // "100 Continue" already sent for its request
     };
-    enum class Head { Incomplete, Complete, Closed };
+    struct Ready {
+        Poco::Net::StreamSocket socket;
+        bool continued = false;
+    };
+    enum class Request { Incomplete, Complete, Closed };
 
     void gateLoop();
     void workerLoop();
@@ -60,15 +67,19 @@ private:
     void examine(const Poco::Net::StreamSocket& socket);
     void expire();
     void park(const Poco::Net::StreamSocket& socket);
-    void dispatch(const Poco::Net::StreamSocket& socket);
-    void serve(Poco::Net::StreamSocket socket);
-    static Head peekHead(const Poco::Net::StreamSocket& socket);
+    void dispatch(const Poco::Net::StreamSocket& socket, bool continued);
+    void serve(Poco::Net::StreamSocket socket, bool continued);
+    /// Whether the first request in the socket's receive buffer is there
+    /// whole. `needsContinue` is set when its head asks for "100 Continue"
+    /// before the client sends the body.
+    Request peekRequest(const Poco::Net::StreamSocket& socket, bool& needsContinue) const;
     static void refuse(Poco::Net::StreamSocket& socket, int status, const std::string& detail);
 
     Router router_;
     const HttpSettings settings_;
     Poco::Net::HTTPServerParams::Ptr params_;
     Poco::Net::ServerSocket listener_;
+    std::size_t gateBodyLimit_ = 0;  // bodies up to this size are waited for in the gate
     std::uint16_t port_ = 0;
 
     Poco::Net::PollSet pollSet_;
@@ -77,7 +88,7 @@ private:
 
     std::mutex queueMutex_;
     std::condition_variable queueReady_;
-    std::deque<Poco::Net::StreamSocket> ready_;  // whole head received, waiting for a worker
+    std::deque<Ready> ready_;  // whole request received, waiting for a worker
 
     std::atomic<bool> stopping_{false};
     std::thread gate_;

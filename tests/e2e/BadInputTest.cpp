@@ -10,7 +10,11 @@
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Timespan.h>
 
+#include <algorithm>
+#include <atomic>
 #include <memory>
+#include <sstream>
+#include <thread>
 
 using namespace e2e;
 
@@ -391,4 +395,129 @@ TEST_CASE("A POST with neither Content-Length nor chunked encoding has no body a
     // Both well before the 5 s read timeout (the raw exchange ends when the
     // server closes the connection after its answer).
     CHECK(std::chrono::steady_clock::now() - started < 3s);
+}
+
+TEST_CASE("Slow bodies on more connections than http.max_threads never starve /health/live", "[badinput][timeout][slowloris]")
+{
+    // Slowloris on the body: each connection sends a whole head, then its
+    // body one byte at a time. No worker thread may be held by them: the
+    // gate waits for the whole request (head and body) before a thread
+    // takes it, and drops it after http.read_timeout.
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=3s", "http.max_threads=2"});
+    const std::string body = orderJson("slow@example.com");
+    std::vector<std::unique_ptr<Poco::Net::StreamSocket>> slow;
+    for (int i = 0; i < 8; ++i) {
+        auto s = std::make_unique<Poco::Net::StreamSocket>();
+        s->connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+        const std::string head = i % 2 == 0
+            ? "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n"
+            : "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n";
+        s->sendBytes(head.data(), static_cast<int>(head.size()));
+        slow.push_back(std::move(s));
+    }
+    std::atomic<bool> stop{false};
+    std::thread trickler([&] {
+        // One byte per connection every 100 ms until told to stop (the
+        // deadline keeps a failing test from hanging here).
+        const auto deadline = std::chrono::steady_clock::now() + 20s;
+        std::size_t next = 0;
+        while (!stop && std::chrono::steady_clock::now() < deadline) {
+            for (auto& s : slow) {
+                try {
+                    s->sendBytes(&body[next % body.size()], 1);
+                } catch (const Poco::Exception&) {
+                    // dropped by the server: fine
+                }
+            }
+            ++next;
+            std::this_thread::sleep_until(std::chrono::steady_clock::now() + 100ms);  // pacing until the next tick
+        }
+    });
+
+    HttpClient c(d.port());
+    c.setTimeout(3s);
+    int answered = 0;
+    std::chrono::milliseconds slowest{0};
+    for (int i = 0; i < 10; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        Response r;
+        REQUIRE_NOTHROW(r = c.get("/health/live"));
+        auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        slowest = std::max(slowest, took);
+        if (r.status == 200) ++answered;
+    }
+    const auto id = c.createOrder(orderJson("meanwhile@example.com"));
+    stop = true;
+    trickler.join();
+    INFO("slowest /health/live: " << slowest.count() << " ms");
+    CHECK(answered == 10);
+    CHECK(slowest < 1000ms);
+    CHECK(c.getOrder(id).status == 200);
+    // Every slow connection is dropped (408) once its time is up.
+    for (auto& s : slow) CHECK(closedByServer(*s, 10s));
+    // and none of their half-sent orders was stored
+    CHECK(orderCount(d) == 1);
+    requireAlive(d);
+}
+
+TEST_CASE("Expect: 100-continue and a chunked body sent in pieces are answered as usual", "[badinput][http]")
+{
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=5s"});
+    const std::string body = orderJson("continue@example.com");
+
+    // The client waits for "100 Continue" before it sends the body, as curl
+    // does for larger bodies; the gate must say it, not wait for the body.
+    Poco::Net::StreamSocket s;
+    s.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    s.setReceiveTimeout(Poco::Timespan(3, 0));
+    const std::string head = "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    s.sendBytes(head.data(), static_cast<int>(head.size()));
+    char buf[4096];
+    int n = 0;
+    REQUIRE_NOTHROW(n = s.receiveBytes(buf, sizeof buf));
+    std::string interim(buf, static_cast<std::size_t>(std::max(n, 0)));
+    INFO("interim: " << interim);
+    REQUIRE(interim.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0) == 0);
+    s.sendBytes(body.data(), static_cast<int>(body.size()));
+    std::string answer = interim.substr(std::string("HTTP/1.1 100 Continue\r\n\r\n").size());
+    for (;;) {
+        int m = 0;
+        REQUIRE_NOTHROW(m = s.receiveBytes(buf, sizeof buf));
+        if (m <= 0) break;
+        answer.append(buf, static_cast<std::size_t>(m));
+    }
+    INFO("answer: " << answer);
+    // Exactly one interim answer, then the final one.
+    CHECK(answer.find("100 Continue") == std::string::npos);
+    CHECK(answer.rfind("HTTP/1.1 202", 0) == 0);
+
+    // A chunked body in two pieces with a pause between them.
+    const std::string half = std::to_string(body.size() / 2);
+    std::ostringstream first, second;
+    first << "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+             "Connection: close\r\n\r\n"
+          << std::hex << body.size() / 2 << "\r\n" << body.substr(0, body.size() / 2) << "\r\n";
+    second << std::hex << body.size() - body.size() / 2 << "\r\n" << body.substr(body.size() / 2) << "\r\n0\r\n\r\n";
+    Poco::Net::StreamSocket c;
+    c.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    c.setReceiveTimeout(Poco::Timespan(0, 300 * 1000));
+    const std::string a = first.str(), b = second.str();
+    c.sendBytes(a.data(), static_cast<int>(a.size()));
+    // Nothing is answered before the body is whole.
+    CHECK_THROWS_AS(c.receiveBytes(buf, sizeof buf), Poco::TimeoutException);
+    c.sendBytes(b.data(), static_cast<int>(b.size()));
+    c.setReceiveTimeout(Poco::Timespan(3, 0));
+    std::string chunkedAnswer;
+    for (;;) {
+        int m = 0;
+        REQUIRE_NOTHROW(m = c.receiveBytes(buf, sizeof buf));
+        if (m <= 0) break;
+        chunkedAnswer.append(buf, static_cast<std::size_t>(m));
+    }
+    INFO("chunked answer: " << chunkedAnswer);
+    CHECK(chunkedAnswer.rfind("HTTP/1.1 202", 0) == 0);
+    CHECK(orderCount(d) == 2);
 }

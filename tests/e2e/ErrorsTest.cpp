@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <csignal>
+
 #include <algorithm>
 #include <regex>
 
@@ -315,7 +317,8 @@ TEST_CASE("With a token file every route but health and metrics requires the bea
 {
     TempDir secrets;
     auto tokenFile = secrets.write("tokens", "s3cr3t-token-one\nsecond-token-two\n", 0600);
-    Daemon d({"orders.processing_ms=0", "http.auth.token_file=" + tokenFile});
+    // At the most verbose logging level, so the log check below sees every line.
+    Daemon d({"orders.processing_ms=0", "http.auth.token_file=" + tokenFile, "logging.level=trace"});
     HttpClient anon(d.port());
     HttpClient authed(d.port(), "s3cr3t-token-one");
     const std::string body = orderJson("auth@example.com");
@@ -349,6 +352,18 @@ TEST_CASE("With a token file every route but health and metrics requires the bea
         CHECK(anon.get(open).status == 200);
     }
     CHECK(authed.listAllOrderIds().size() == 2);
+
+    // Neither the tokens nor the wrong guesses reach the log, also not after
+    // a reload re-reads the file.
+    d.signal(SIGHUP);
+    CHECK(eventually([&] { return d.log().find("reload") != std::string::npos; }, 10s));
+    CHECK(authed.getOrder(id).status == 200);
+    const auto log = d.log();
+    CHECK(!log.empty());
+    for (const char* secret : {"s3cr3t-token", "second-token-two", "czNjcjN0LXRva2VuLW9uZQ", "Bearer"}) {
+        INFO("found in the log: " << secret);
+        CHECK(log.find(secret) == std::string::npos);
+    }
 }
 
 TEST_CASE("Binding a non-loopback address without a token file is refused", "[errors][auth]")

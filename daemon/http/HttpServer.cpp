@@ -346,12 +346,26 @@ void HttpServer::refuse(Poco::Net::StreamSocket& socket, int status, const std::
 {
     // From the gate thread: a few hundred bytes into an empty send buffer
     // do not block, and the timeout bounds the case where they would.
+    // What the client sent is read away first: closing a socket with unread
+    // bytes resets the connection, and the reset can destroy the answer
+    // before the client reads it.
+    char sink[16 * 1024];
+    for (std::size_t drained = 0; drained < kMaxHead + kMaxGateBody;) {
+        const ssize_t n = ::recv(socket.impl()->sockfd(), sink, sizeof sink, MSG_DONTWAIT);
+        if (n <= 0) break;
+        drained += static_cast<std::size_t>(n);
+    }
     try {
         socket.setSendTimeout(Poco::Timespan(0, 100 * 1000));
         Poco::Net::HTTPServerSession session(socket, new Poco::Net::HTTPServerParams);
-        Poco::Net::HTTPServerResponseImpl response(session);
-        response.setKeepAlive(false);
-        sendProblem(response, status == 408 ? Problem::requestTimeout() : Problem::unavailable(detail, 1));
+        {
+            // The body is flushed when the response goes: before the socket
+            // leaves the session (whose destructor would close it).
+            Poco::Net::HTTPServerResponseImpl response(session);
+            response.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
+            response.setKeepAlive(false);
+            sendProblem(response, status == 408 ? Problem::requestTimeout() : Problem::unavailable(detail, 1));
+        }
         socket = session.detachSocket();
     } catch (const Poco::Exception&) {
         // The client is gone; the connection is closed next either way.

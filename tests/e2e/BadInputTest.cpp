@@ -339,6 +339,8 @@ TEST_CASE("A slow client trickling its headers is dropped after http.read_timeou
     std::string answer;
     CHECK(closedByServer(slow, 6s, "X-Slow-Header-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &answer));
     INFO("answer: " << answer);
+    CHECK(answer.rfind("HTTP/1.1 408", 0) == 0);
+    CHECK(answer.find("application/problem+json") != std::string::npos);
     requireAlive(d);
 }
 
@@ -455,8 +457,13 @@ TEST_CASE("Slow bodies on more connections than http.max_threads never starve /h
     CHECK(answered == 10);
     CHECK(slowest < 1000ms);
     CHECK(c.getOrder(id).status == 200);
-    // Every slow connection is dropped (408) once its time is up.
-    for (auto& s : slow) CHECK(closedByServer(*s, 10s));
+    // Every slow connection is dropped with a 408 once its time is up.
+    for (auto& s : slow) {
+        std::string answer;
+        CHECK(closedByServer(*s, 10s, {}, &answer));
+        INFO("answer: " << answer);
+        CHECK(answer.rfind("HTTP/1.1 408", 0) == 0);
+    }
     // and none of their half-sent orders was stored
     CHECK(orderCount(d) == 1);
     requireAlive(d);
@@ -520,4 +527,55 @@ TEST_CASE("Expect: 100-continue and a chunked body sent in pieces are answered a
     INFO("chunked answer: " << chunkedAnswer);
     CHECK(chunkedAnswer.rfind("HTTP/1.1 202", 0) == 0);
     CHECK(orderCount(d) == 2);
+}
+
+TEST_CASE("A full request queue answers 503 with Retry-After at once and recovers", "[badinput][timeout][queue]")
+{
+    // One worker thread, room for one waiting request. A client that asks
+    // for megabytes and does not read them holds the worker (its writes
+    // block, up to http.read_timeout); the next request waits in the queue,
+    // the one after finds the queue full.
+    Daemon d({"orders.processing_ms=60000", "http.max_threads=1", "http.max_queued=1", "http.read_timeout=20s"});
+    HttpClient c(d.port());
+    std::map<std::string, std::string> metadata;
+    for (int k = 0; k < 20; ++k) metadata["key" + std::to_string(k)] = std::string(1000, 'm');
+    for (int i = 0; i < 200; ++i) c.createOrder(orderJson("big" + std::to_string(i) + "@example.com", {{"BOOK-42", 1, 100}}, "EUR", metadata));
+
+    Poco::Net::StreamSocket hog(Poco::Net::SocketAddress::IPv4);  // created now, so its buffer can be set before connect
+    hog.setReceiveBufferSize(4096);
+    hog.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    std::string pipelined;
+    for (int i = 0; i < 4; ++i) pipelined += "GET /orders?limit=200 HTTP/1.1\r\nHost: x\r\n\r\n";  // ~16 MB of answers
+    hog.sendBytes(pipelined.data(), static_cast<int>(pipelined.size()));
+    // The worker has taken the hog's requests once answer bytes arrive.
+    REQUIRE(eventually([&] { return hog.available() > 0; }, 10s));
+
+    // The worker is held once a request on another connection gets no answer.
+    Poco::Net::StreamSocket waiting;
+    waiting.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    const std::string live = "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    waiting.sendBytes(live.data(), static_cast<int>(live.size()));
+    waiting.setReceiveTimeout(Poco::Timespan(1, 0));
+    char buf[4096];
+    REQUIRE_THROWS_AS(waiting.receiveBytes(buf, sizeof buf), Poco::TimeoutException);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    auto full = rawExchange(d.port(), live, 5s);
+    parseRaw(full);
+    INFO(full.data);
+    CHECK(full.status == 503);
+    CHECK(isProblem(full.contentType));
+    CHECK(full.data.find("Retry-After:") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+
+    // The hog goes away: the worker is free, the waiting request is answered.
+    hog.close();
+    waiting.setReceiveTimeout(Poco::Timespan(10, 0));
+    std::string answer;
+    int n = 0;
+    REQUIRE_NOTHROW(n = waiting.receiveBytes(buf, sizeof buf));
+    answer.assign(buf, static_cast<std::size_t>(std::max(n, 0)));
+    INFO(answer);
+    CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+    requireAlive(d);
 }

@@ -11,6 +11,7 @@
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -51,6 +52,13 @@ Poco::Timespan toTimespan(std::chrono::milliseconds ms)
     return Poco::Timespan(static_cast<long>(ms.count() / 1000), static_cast<long>(ms.count() % 1000) * 1000);
 }
 
+/// Bytes written to the socket that the client has not taken yet.
+int unsentBytes(const Poco::Net::StreamSocket& socket)
+{
+    int n = 0;
+    return ::ioctl(socket.impl()->sockfd(), TIOCOUTQ, &n) == 0 ? n : 0;
+}
+
 }  // namespace
 
 HttpServer::HttpServer(Service& service, const HttpSettings& settings)
@@ -79,7 +87,10 @@ void HttpServer::start()
 {
     pollSet_.add(listener_, Poco::Net::PollSet::POLL_READ);
     gate_ = std::thread([this] { gateLoop(); });
-    for (int i = 0; i < settings_.maxThreads; ++i) workers_.emplace_back([this] { workerLoop(); });
+    for (int i = 0; i < settings_.maxThreads; ++i) {
+        exchanges_.push_back(std::make_unique<Exchange>());
+        workers_.emplace_back([this, &exchange = *exchanges_.back()] { workerLoop(exchange); });
+    }
 }
 
 void HttpServer::stop()
@@ -113,6 +124,7 @@ void HttpServer::gateLoop()
         }
         if (Clock::now() - lastExpiry >= std::chrono::milliseconds(100)) {
             expire();
+            cutOverdue();
             lastExpiry = Clock::now();
         }
     }
@@ -243,6 +255,20 @@ void HttpServer::expire()
     }
 }
 
+void HttpServer::cutOverdue()
+{
+    const auto now = Clock::now();
+    for (auto& exchange : exchanges_) {
+        std::lock_guard lock(exchange->mutex);
+        if (exchange->fd == POCO_INVALID_SOCKET || exchange->deadline > now) continue;
+        // The worker is blocked writing to a client that does not read: the
+        // write fails at once, the worker moves on. Under the lock, so the
+        // descriptor is still the worker's (it clears it before closing).
+        ::shutdown(exchange->fd, SHUT_RDWR);
+        exchange->fd = POCO_INVALID_SOCKET;
+    }
+}
+
 void HttpServer::dispatch(const Poco::Net::StreamSocket& socket, bool continued)
 {
     {
@@ -258,7 +284,7 @@ void HttpServer::dispatch(const Poco::Net::StreamSocket& socket, bool continued)
     s.close();
 }
 
-void HttpServer::workerLoop()
+void HttpServer::workerLoop(Exchange& exchange)
 {
     for (;;) {
         Ready next;
@@ -270,7 +296,7 @@ void HttpServer::workerLoop()
             ready_.pop_front();
         }
         try {
-            serve(next.socket, next.continued);
+            serve(next.socket, next.continued, exchange);
         } catch (const std::exception& e) {
             static Poco::Logger& log = Poco::Logger::get("orderpay.http");
             logLine(log, Poco::Message::PRIO_DEBUG, std::string("connection ended: ") + e.what());
@@ -278,12 +304,35 @@ void HttpServer::workerLoop()
     }
 }
 
-void HttpServer::serve(Poco::Net::StreamSocket socket, bool continued)
+void HttpServer::serve(Poco::Net::StreamSocket socket, bool continued, Exchange& exchange)
 {
     Session session(socket, params_);
-    for (;;) {
-        bool keepAlive = false;
+    // While a request is answered the gate may cut the connection if the
+    // client does not take the answer in time; never once it is closed or parked.
+    struct Watched {
+        Exchange& exchange;
+        Watched(Exchange& e, poco_socket_t fd, Clock::time_point deadline) : exchange(e)
         {
+            std::lock_guard lock(exchange.mutex);
+            exchange.fd = fd;
+            exchange.deadline = deadline;
+        }
+        ~Watched()
+        {
+            std::lock_guard lock(exchange.mutex);
+            exchange.fd = POCO_INVALID_SOCKET;
+        }
+    };
+    // Each request gets http.read_timeout for its answer to be taken; a
+    // pipelined one whose predecessor's answer still sits unsent in the
+    // socket inherits that deadline (else a slow reader could pipeline its
+    // way past it).
+    Clock::time_point deadline = Clock::now() + settings_.readTimeout;
+    for (bool first = true;; first = false) {
+        bool keepAlive = false;
+        if (!first && unsentBytes(socket) == 0) deadline = Clock::now() + settings_.readTimeout;
+        {
+            Watched watched(exchange, socket.impl()->sockfd(), deadline);
             Poco::Net::HTTPServerResponseImpl response(session);
             try {
                 Poco::Net::HTTPServerRequestImpl request(response, session, params_.get());

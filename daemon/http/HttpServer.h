@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -31,7 +32,9 @@ namespace orderpay::http {
 /// within http.read_timeout are closed (408). Between keep-alive requests a
 /// connection goes back to the gate, so idle clients hold no thread either.
 /// Bodies larger than the gate waits for (over http.max_body_bytes, so
-/// about to be refused with 413) are handed over with their head. Request parsing, the handlers and error answers stay
+/// about to be refused with 413) are handed over with their head. A client
+/// that does not take its answer within http.read_timeout (a slow reader)
+/// has its connection cut by the gate, which frees the thread. Request parsing, the handlers and error answers stay
 /// Poco's (HTTPServerSession, HTTPServerRequestImpl), with problem+json
 /// for heads Poco refuses.
 class HttpServer {
@@ -60,15 +63,22 @@ private:
         bool continued = false;
     };
     enum class Request { Incomplete, Complete, Closed };
+    /// The connection a worker thread is answering, and by when.
+    struct Exchange {
+        std::mutex mutex;
+        poco_socket_t fd = POCO_INVALID_SOCKET;
+        Clock::time_point deadline;
+    };
 
     void gateLoop();
-    void workerLoop();
+    void workerLoop(Exchange& exchange);
     void accept();
     void examine(const Poco::Net::StreamSocket& socket);
     void expire();
+    void cutOverdue();
     void park(const Poco::Net::StreamSocket& socket);
     void dispatch(const Poco::Net::StreamSocket& socket, bool continued);
-    void serve(Poco::Net::StreamSocket socket, bool continued);
+    void serve(Poco::Net::StreamSocket socket, bool continued, Exchange& exchange);
     /// Whether the first request in the socket's receive buffer is there
     /// whole. `needsContinue` is set when its head asks for "100 Continue"
     /// before the client sends the body.
@@ -93,6 +103,7 @@ private:
     std::atomic<bool> stopping_{false};
     std::thread gate_;
     std::vector<std::thread> workers_;
+    std::vector<std::unique_ptr<Exchange>> exchanges_;  // one per worker thread
 };
 
 }  // namespace orderpay::http

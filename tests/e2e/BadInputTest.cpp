@@ -71,6 +71,29 @@ bool closedByServer(Poco::Net::StreamSocket& s, std::chrono::milliseconds timeou
     return false;
 }
 
+// 200 orders of about 20 KB each (metadata), so a page of them is 4 MB.
+void createBigOrders(const HttpClient& c)
+{
+    std::map<std::string, std::string> metadata;
+    for (int k = 0; k < 20; ++k) metadata["key" + std::to_string(k)] = std::string(1000, 'm');
+    for (int i = 0; i < 200; ++i)
+        c.createOrder(orderJson("big" + std::to_string(i) + "@example.com", {{"BOOK-42", 1, 100}}, "EUR", metadata));
+}
+
+// A slow reader: asks for about 16 MB of orders (four pipelined pages) on a
+// connection with a tiny receive buffer, and never reads the answers.
+std::unique_ptr<Poco::Net::StreamSocket> connectHog(unsigned short port)
+{
+    // Created now, so its buffer can be set before connect.
+    auto hog = std::make_unique<Poco::Net::StreamSocket>(Poco::Net::SocketAddress::IPv4);
+    hog->setReceiveBufferSize(4096);
+    hog->connect(Poco::Net::SocketAddress("127.0.0.1", port), Poco::Timespan(5, 0));
+    std::string pipelined;
+    for (int i = 0; i < 4; ++i) pipelined += "GET /orders?limit=200 HTTP/1.1\r\nHost: x\r\n\r\n";
+    hog->sendBytes(pipelined.data(), static_cast<int>(pipelined.size()));
+    return hog;
+}
+
 } // namespace
 
 TEST_CASE("A truncated body (Content-Length larger than sent) stores nothing and harms nothing", "[badinput]")
@@ -537,18 +560,10 @@ TEST_CASE("A full request queue answers 503 with Retry-After at once and recover
     // the one after finds the queue full.
     Daemon d({"orders.processing_ms=60000", "http.max_threads=1", "http.max_queued=1", "http.read_timeout=20s"});
     HttpClient c(d.port());
-    std::map<std::string, std::string> metadata;
-    for (int k = 0; k < 20; ++k) metadata["key" + std::to_string(k)] = std::string(1000, 'm');
-    for (int i = 0; i < 200; ++i) c.createOrder(orderJson("big" + std::to_string(i) + "@example.com", {{"BOOK-42", 1, 100}}, "EUR", metadata));
-
-    Poco::Net::StreamSocket hog(Poco::Net::SocketAddress::IPv4);  // created now, so its buffer can be set before connect
-    hog.setReceiveBufferSize(4096);
-    hog.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
-    std::string pipelined;
-    for (int i = 0; i < 4; ++i) pipelined += "GET /orders?limit=200 HTTP/1.1\r\nHost: x\r\n\r\n";  // ~16 MB of answers
-    hog.sendBytes(pipelined.data(), static_cast<int>(pipelined.size()));
+    createBigOrders(c);
+    auto hog = connectHog(d.port());
     // The worker has taken the hog's requests once answer bytes arrive.
-    REQUIRE(eventually([&] { return hog.available() > 0; }, 10s));
+    REQUIRE(eventually([&] { return hog->available() > 0; }, 10s));
 
     // The worker is held once a request on another connection gets no answer.
     Poco::Net::StreamSocket waiting;
@@ -569,7 +584,7 @@ TEST_CASE("A full request queue answers 503 with Retry-After at once and recover
     CHECK(std::chrono::steady_clock::now() - t0 < 2s);
 
     // The hog goes away: the worker is free, the waiting request is answered.
-    hog.close();
+    hog->close();
     waiting.setReceiveTimeout(Poco::Timespan(10, 0));
     std::string answer;
     int n = 0;
@@ -577,5 +592,59 @@ TEST_CASE("A full request queue answers 503 with Retry-After at once and recover
     answer.assign(buf, static_cast<std::size_t>(std::max(n, 0)));
     INFO(answer);
     CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+    requireAlive(d);
+}
+
+TEST_CASE("Slow readers on more connections than http.max_threads are cut off after http.read_timeout", "[badinput][timeout][slowloris]")
+{
+    // A client that does not take its answer holds the thread writing it;
+    // the gate cuts such a connection once http.read_timeout has passed
+    // since its request, so /health/live is answered within about that.
+    Daemon d({"orders.processing_ms=60000", "http.max_threads=2", "http.read_timeout=2s"});
+    HttpClient c(d.port());
+    createBigOrders(c);
+    std::vector<std::unique_ptr<Poco::Net::StreamSocket>> hogs;
+    for (int i = 0; i < 3; ++i) hogs.push_back(connectHog(d.port()));
+    // Both threads are taken once two hogs have answer bytes waiting.
+    REQUIRE(eventually([&] {
+        int answered = 0;
+        for (auto& h : hogs) answered += h->available() > 0 ? 1 : 0;
+        return answered >= 2;
+    }, 10s));
+
+    c.setTimeout(10s);
+    const auto t0 = std::chrono::steady_clock::now();
+    Response r;
+    REQUIRE_NOTHROW(r = c.get("/health/live"));
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    INFO("took " << took.count() << " ms; " << r.describe());
+    CHECK(r.status == 200);
+    CHECK(took < 5000ms);  // read_timeout (2 s) plus the gate's tick and a loaded machine's margin
+
+    // The hogs that held the threads were cut: reading what they got ends
+    // well before their 16 MB (the third may have been served in full since).
+    int cut = 0;
+    for (auto& h : hogs) {
+        std::size_t total = 0;
+        bool ended = false;
+        const auto deadline = std::chrono::steady_clock::now() + 15s;
+        h->setReceiveTimeout(Poco::Timespan(1, 0));
+        char buf[65536];
+        while (!ended && std::chrono::steady_clock::now() < deadline) {
+            try {
+                const int n = h->receiveBytes(buf, sizeof buf);
+                if (n <= 0) ended = true;
+                else total += static_cast<std::size_t>(n);
+            } catch (const Poco::TimeoutException&) {
+                continue;
+            } catch (const Poco::Exception&) {
+                ended = true;  // reset
+            }
+        }
+        INFO("received " << total << " bytes");
+        CHECK(ended);
+        if (total < 16u * 1000 * 1000) ++cut;
+    }
+    CHECK(cut >= 2);
     requireAlive(d);
 }

@@ -29,8 +29,8 @@ void ApiHandler::handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net:
     } catch (const ProblemException& e) {
         answer(e.problem);
     } catch (const StoreUnavailable& e) {
-        static Poco::Logger& log = Poco::Logger::get("orderpay.http");
-        logLine(log, Poco::Message::PRIO_WARNING, std::string("write refused: ") + e.what());
+        // Not logged per request: the Committer logs when the database
+        // starts and stops refusing writes.
         answer(Problem::unavailable(e.what(), 5));
     } catch (const NotFound& e) {
         answer(Problem::notFound(e.what()));

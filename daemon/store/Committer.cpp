@@ -1,6 +1,7 @@
 #include "store/Committer.h"
 
 #include "domain/Errors.h"
+#include "logging/Log.h"
 
 using namespace Poco::Data::Keywords;
 
@@ -80,10 +81,15 @@ void Committer::runBatch(std::deque<Unit*>& batch)
         for (Unit* u : batch) u->error = classified;
     };
 
+    // While the database refuses writes, a commit that changed nothing (a
+    // lease finding no message) proves nothing: count the changes.
+    Poco::Int64 changesBefore = 0;
     try {
         s << "BEGIN IMMEDIATE", now;
+        if (!writable_) s << "SELECT total_changes()", into(changesBefore), now;
     } catch (...) {
         failAll(std::current_exception());
+        noteWritable(false, batch.front()->error);
         std::lock_guard lock(mutex_);
         ++stats_.failedCommits;
         return;
@@ -123,6 +129,7 @@ void Committer::runBatch(std::deque<Unit*>& batch)
     if (!environmentalFailure) {
         try {
             s << "COMMIT", now;
+            if (!writable_) noteWritable(changedSince(s, changesBefore));
             std::lock_guard lock(mutex_);
             ++stats_.transactions;
             stats_.units += batch.size();
@@ -140,8 +147,39 @@ void Committer::runBatch(std::deque<Unit*>& batch)
         // SQLITE_IOERR); the transaction is gone either way.
     }
     failAll(environmentalCause);
+    noteWritable(false, batch.front()->error);
     std::lock_guard lock(mutex_);
     ++stats_.failedCommits;
+}
+
+bool Committer::changedSince(Poco::Data::Session& s, Poco::Int64 changesBefore)
+{
+    try {
+        Poco::Int64 changesAfter = 0;
+        s << "SELECT total_changes()", into(changesAfter), now;
+        return changesAfter > changesBefore;
+    } catch (const std::exception&) {
+        return false;  // the batch committed all the same; the next one will tell
+    }
+}
+
+void Committer::noteWritable(bool writable, const std::exception_ptr& cause)
+{
+    if (writable == writable_) return;
+    writable_ = writable;
+    static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+    if (writable) {
+        logLine(log, Poco::Message::PRIO_NOTICE, "the database takes writes again");
+        return;
+    }
+    std::string why = "unknown cause";
+    try {
+        if (cause) std::rethrow_exception(cause);
+    } catch (const std::exception& e) {
+        why = e.what();
+    }
+    logLine(log, Poco::Message::PRIO_ERROR,
+            "the database refuses writes (" + why + "); write requests are answered 503 until it takes them again");
 }
 
 }  // namespace orderpay

@@ -51,6 +51,11 @@ private:
 
     void run();
     void runBatch(std::deque<Unit*>& batch);
+    // Logs a change between taking and refusing writes, once per change:
+    // a full disk refuses every request until it is freed, and one line
+    // says so, not one per refused request.
+    void noteWritable(bool writable, const std::exception_ptr& cause = nullptr);
+    static bool changedSince(Poco::Data::Session& s, Poco::Int64 changesBefore);
 
     Database& db_;
     const bool groupCommit_;
@@ -62,6 +67,7 @@ private:
     std::deque<Unit*> queue_;
     bool stopping_ = false;
     Stats stats_;
+    bool writable_ = true;  // the last commit's outcome; the Committer's thread only
     std::thread thread_;
 };
 

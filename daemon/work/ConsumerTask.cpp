@@ -33,6 +33,11 @@ void ConsumerTask::runTask()
         std::optional<Delivery> d;
         try {
             d = broker_.fetch(queue_, std::chrono::milliseconds(500));
+        } catch (const StoreUnavailable&) {
+            // The database refuses writes; the store logs that once, not
+            // every worker once a second. Try again in a while.
+            if (sleep(1000)) break;
+            continue;
         } catch (const std::exception& e) {
             logLine(log_, Poco::Message::PRIO_ERROR, "cannot fetch from queue " + queue_ + ": " + e.what(),
                     {{"QUEUE", queue_}});
@@ -42,6 +47,8 @@ void ConsumerTask::runTask()
         if (!d) continue;
         try {
             settle(*d);
+        } catch (const StoreUnavailable&) {
+            settleWhenWritable(*d);
         } catch (const std::exception& e) {
             // The broker could not record the outcome (database unavailable):
             // the lease runs out and the message comes back; the handler's
@@ -52,6 +59,24 @@ void ConsumerTask::runTask()
             if (sleep(1000)) break;
         }
         touch();
+    }
+}
+
+void ConsumerTask::settleWhenWritable(const Delivery& d)
+{
+    while (!sleep(1000)) {
+        touch();
+        try {
+            settle(d);
+            return;
+        } catch (const StoreUnavailable&) {
+            // Still refused (logged once by the store); the watchdog heard from us.
+        } catch (const std::exception& e) {
+            logLine(log_, Poco::Message::PRIO_ERROR,
+                    "cannot settle message " + std::to_string(d.messageId) + " on " + queue_ + ": " + e.what(),
+                    {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}});
+            return;
+        }
     }
 }
 
@@ -88,6 +113,10 @@ void ConsumerTask::settle(const Delivery& d)
         broker_.release(d);
         logLine(log_, Poco::Message::PRIO_INFORMATION, "shutting down: message handed back to queue " + queue_,
                 fields);
+    } catch (const StoreUnavailable&) {
+        // Not the message's fault, and recording a retry would fail too:
+        // runTask settles it again once the database takes writes.
+        throw;
     } catch (const PermanentError& e) {
         const std::string reason = std::string("cannot be processed: ") + e.what();
         handler_.onDeadLetter(d, reason);

@@ -49,6 +49,10 @@ public:
 
 private:
     void settle(const Delivery& d);
+    // After the database refused a message's outcome: settles it again once
+    // the database takes writes (the handler is idempotent), instead of
+    // leaving it to wait out its lease.
+    void settleWhenWritable(const Delivery& d);
     void touch();
 
     Broker& broker_;

@@ -1,6 +1,7 @@
 #include "broker/RabbitMqBroker.h"
 
 #include "domain/Clock.h"
+#include "domain/Errors.h"
 #include "logging/Log.h"
 #include "metrics/Metrics.h"
 #include "store/JsonText.h"
@@ -161,6 +162,9 @@ void RabbitMqBroker::relayLoop()
             c.reset();
             setRelayConnected(false, e.what());
             continue;
+        } catch (const StoreUnavailable&) {
+            // The database refuses writes: the store logs that once, not the
+            // relay every second. The messages wait in the outbox meanwhile.
         } catch (const std::exception& e) {
             logLine(log_, Poco::Message::PRIO_WARNING, std::string("outbox relay: ") + e.what());
         }

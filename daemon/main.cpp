@@ -1,9 +1,19 @@
 #include "app/OrderpayApp.h"
 
+#include <cstdlib>
 #include <iostream>
+
+#include <malloc.h>
 
 int main(int argc, char** argv)
 {
+    // glibc gives each thread that allocates its own arena (up to 8 per
+    // core), and memory freed in an arena stays with it. Under steady load
+    // the HTTP, worker and committer threads kept growing the RSS for
+    // minutes with no live heap growth behind it (the soak campaign, issue
+    // 6: +20 % in 4 min); two arenas keep it flat. MALLOC_ARENA_MAX, if the
+    // operator sets it, still wins.
+    if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
     try {
         orderpay::OrderpayApp app;
         return app.run(argc, argv);

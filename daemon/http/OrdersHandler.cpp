@@ -76,23 +76,21 @@ void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerR
     sendJson(response, 200, toText(renderOrder(order, true)));
 }
 
-void OrdersHandler::list(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
+ListQuery parseListQuery(const std::string& uri)
 {
     Poco::URI::QueryParameters params;
     try {
-        params = Poco::URI(request.getURI()).getQueryParameters();
+        params = Poco::URI(uri).getQueryParameters();
     } catch (const Poco::Exception& e) {
         throw ProblemException(Problem::badRequest("the query string cannot be decoded: " + e.message()));
     }
-    std::optional<OrderStatus> status;
-    int limit = 50;
-    std::string after;
+    ListQuery query;
     std::vector<FieldError> errors;
     for (const auto& [name, value] : params) {
         if (name == "status") {
             if (value.empty()) continue;
-            status = parseOrderStatus(value);
-            if (!status) {
+            query.status = parseOrderStatus(value);
+            if (!query.status) {
                 errors.push_back({"status", "must be one of queued, processing, awaiting_payment, paid, failed, "
                                             "cancelled"});
             }
@@ -101,16 +99,22 @@ void OrdersHandler::list(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPS
             if (!Poco::NumberParser::tryParse(value, n) || n < 1 || n > 200) {
                 errors.push_back({"limit", "must be an integer from 1 to 200"});
             } else {
-                limit = n;
+                query.limit = n;
             }
         } else if (name == "after") {
             if (value.empty()) continue;
             if (!ids::isValid(value, "ord_")) errors.push_back({"after", "must be an order id"});
-            else after = value;
+            else query.after = value;
         }
     }
     if (!errors.empty()) throw ProblemException(Problem::validation(std::move(errors)));
+    return query;
+}
 
+void OrdersHandler::list(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
+{
+    const ListQuery query = parseListQuery(request.getURI());
+    const auto& [status, limit, after] = query;
     // One more than asked tells whether there is a next page.
     auto orders = service_.store.listOrders(status, limit + 1, after);
     const bool more = static_cast<int>(orders.size()) > limit;

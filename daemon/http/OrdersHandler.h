@@ -1,8 +1,22 @@
 #pragma once
 
+#include "domain/Order.h"
 #include "http/ApiHandler.h"
 
+#include <optional>
+#include <string>
+
 namespace orderpay::http {
+
+/// GET /orders' query string: ?status=&limit=&after=.
+struct ListQuery {
+    std::optional<OrderStatus> status;
+    int limit = 50;
+    std::string after;  // an order id, or empty for the first page
+};
+/// Decodes and checks the query of `uri` (the request target). Throws
+/// ProblemException: 400 if it cannot be decoded, 422 naming each bad value.
+ListQuery parseListQuery(const std::string& uri);
 
 /// /orders (GET list, POST create), /orders/{id} (GET) and
 /// /orders/{id}/cancel (POST).

@@ -12,47 +12,57 @@
 
 namespace orderpay::http {
 
-Poco::Net::HTTPRequestHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& request)
+Route route(const std::string& method, const std::string& uri)
 {
-    const std::string& uri = request.getURI();
     const std::string path = uri.substr(0, uri.find_first_of("?#"));
     std::vector<std::string> parts;
     for (const auto& p : Poco::StringTokenizer(path, "/", Poco::StringTokenizer::TOK_IGNORE_EMPTY)) parts.push_back(p);
-    const std::string& method = request.getMethod();
     const bool get = method == "GET" || method == "HEAD";
     const bool post = method == "POST";
-    using Orders = OrdersHandler::Action;
-    using Payments = PaymentsHandler::Action;
+    using T = Route::Target;
+    auto either = [](bool allowed, T target, std::string pattern, std::string allow, std::string id = {}) {
+        if (allowed) return Route{target, std::move(pattern), std::move(id), {}};
+        return Route{T::MethodNotAllowed, std::move(pattern), {}, std::move(allow)};
+    };
 
     if (parts.size() == 1 && parts[0] == "orders") {
-        if (get) return new OrdersHandler(service_, "/orders", Orders::List);
-        if (post) return new OrdersHandler(service_, "/orders", Orders::Create);
-        return new MethodNotAllowedHandler(service_, "/orders", "GET, POST");
+        if (post) return Route{T::CreateOrder, "/orders", {}, {}};
+        return either(get, T::ListOrders, "/orders", "GET, POST");
     }
-    if (parts.size() == 2 && parts[0] == "orders") {
-        if (get) return new OrdersHandler(service_, "/orders/{id}", Orders::Get, parts[1]);
-        return new MethodNotAllowedHandler(service_, "/orders/{id}", "GET");
-    }
+    if (parts.size() == 2 && parts[0] == "orders") return either(get, T::GetOrder, "/orders/{id}", "GET", parts[1]);
     if (parts.size() == 3 && parts[0] == "orders" && parts[2] == "cancel") {
-        if (post) return new OrdersHandler(service_, "/orders/{id}/cancel", Orders::Cancel, parts[1]);
-        return new MethodNotAllowedHandler(service_, "/orders/{id}/cancel", "POST");
+        return either(post, T::CancelOrder, "/orders/{id}/cancel", "POST", parts[1]);
     }
     if (parts.size() == 2 && parts[0] == "payment" && parts[1] == "confirm") {
-        if (post) return new PaymentsHandler(service_, "/payment/confirm", Payments::Confirm);
-        return new MethodNotAllowedHandler(service_, "/payment/confirm", "POST");
+        return either(post, T::ConfirmPayment, "/payment/confirm", "POST");
     }
     if (parts.size() == 2 && parts[0] == "payments") {
-        if (get) return new PaymentsHandler(service_, "/payments/{id}", Payments::Get, parts[1]);
-        return new MethodNotAllowedHandler(service_, "/payments/{id}", "GET");
+        return either(get, T::GetPayment, "/payments/{id}", "GET", parts[1]);
     }
     if (parts.size() == 2 && parts[0] == "health" && (parts[1] == "live" || parts[1] == "ready")) {
-        const std::string route = "/health/" + parts[1];
-        if (get) return new HealthHandler(service_, route, parts[1] == "ready");
-        return new MethodNotAllowedHandler(service_, route, "GET");
+        return either(get, T::Health, "/health/" + parts[1], "GET", parts[1]);
     }
-    if (parts.size() == 1 && parts[0] == "metrics") {
-        if (get) return new MetricsHandler(service_);
-        return new MethodNotAllowedHandler(service_, "/metrics", "GET");
+    if (parts.size() == 1 && parts[0] == "metrics") return either(get, T::Metrics, "/metrics", "GET");
+    return Route{};
+}
+
+Poco::Net::HTTPRequestHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& request)
+{
+    Route r = route(request.getMethod(), request.getURI());
+    using T = Route::Target;
+    using Orders = OrdersHandler::Action;
+    using Payments = PaymentsHandler::Action;
+    switch (r.target) {
+    case T::ListOrders: return new OrdersHandler(service_, r.pattern, Orders::List);
+    case T::CreateOrder: return new OrdersHandler(service_, r.pattern, Orders::Create);
+    case T::GetOrder: return new OrdersHandler(service_, r.pattern, Orders::Get, r.id);
+    case T::CancelOrder: return new OrdersHandler(service_, r.pattern, Orders::Cancel, r.id);
+    case T::ConfirmPayment: return new PaymentsHandler(service_, r.pattern, Payments::Confirm);
+    case T::GetPayment: return new PaymentsHandler(service_, r.pattern, Payments::Get, r.id);
+    case T::Health: return new HealthHandler(service_, r.pattern, r.id == "ready");
+    case T::Metrics: return new MetricsHandler(service_);
+    case T::MethodNotAllowed: return new MethodNotAllowedHandler(service_, r.pattern, r.allow);
+    case T::NotFound: break;
     }
     return new NotFoundHandler(service_);
 }

@@ -181,6 +181,19 @@ std::size_t utf8ErrorOffset(std::string_view s)
 
 bool isValidUtf8(std::string_view s) { return utf8ErrorOffset(s) == std::string_view::npos; }
 
+std::string toValidUtf8(std::string_view s)
+{
+    std::string out;
+    out.reserve(s.size());
+    for (auto bad = utf8ErrorOffset(s); bad != std::string_view::npos; bad = utf8ErrorOffset(s)) {
+        out.append(s.substr(0, bad));
+        out.append("\xEF\xBF\xBD");  // U+FFFD REPLACEMENT CHARACTER
+        s.remove_prefix(bad + 1);
+    }
+    out.append(s);
+    return out;
+}
+
 bool isIdempotencyKey(const std::string& s)
 {
     return !s.empty() && s.size() <= 255 &&

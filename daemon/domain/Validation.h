@@ -60,6 +60,9 @@ std::size_t utf8Length(const std::string& s);
 bool isValidUtf8(std::string_view s);
 /// Offset of the first byte that is not part of valid UTF-8, or npos.
 std::size_t utf8ErrorOffset(std::string_view s);
+/// `s` with each byte that is not part of valid UTF-8 replaced by U+FFFD,
+/// for text that echoes what a client sent (a request target, a header).
+std::string toValidUtf8(std::string_view s);
 /// Idempotency-Key: 1-255 printable ASCII characters.
 bool isIdempotencyKey(const std::string& s);
 

@@ -31,8 +31,8 @@ std::string parseError(const std::string& text)
 std::size_t errorOffset(const std::string& body, const std::string& error)
 {
     if (error.find("unexpected end of text") != std::string::npos ||
-        error.find("unterminated string") != std::string::npos)
-        return body.size();  // the body stops short
+        error.find("unterminated string") != std::string::npos || error.find('\xFF') != std::string::npos)
+        return body.size();  // the body stops short (see readableError)
     std::size_t lo = 0, hi = body.size();  // prefix hi fails with `error`, prefix lo does not
     while (lo + 1 < hi) {
         const std::size_t mid = lo + (hi - lo) / 2;
@@ -40,6 +40,28 @@ std::size_t errorOffset(const std::string& body, const std::string& error)
         else lo = mid;
     }
     return hi == 0 ? 0 : hi - 1;
+}
+
+/// The parser names the byte it did not expect as is: the end of the text
+/// as the byte 0xFF (never part of a body, which is valid UTF-8 by then), and
+/// a lead or continuation byte alone, which is not text. Both are spelt out.
+std::string readableError(const std::string& message)
+{
+    static const std::string kEnd = "byte '\xFF'";
+    std::string out;
+    for (std::size_t i = 0; i < message.size(); ++i) {
+        const auto b = static_cast<unsigned char>(message[i]);
+        if (message.compare(i, kEnd.size(), kEnd) == 0) {
+            out += "the end of the body";
+            i += kEnd.size() - 1;
+        } else if (b >= 0x80) {
+            static const char kHex[] = "0123456789ABCDEF";
+            out += {'0', 'x', kHex[b >> 4], kHex[b & 0xF]};
+        } else {
+            out += message[i];
+        }
+    }
+    return out;
 }
 
 /// Reads and drops what is left of a refused body, up to a bound, so the
@@ -132,7 +154,7 @@ Poco::Dynamic::Var parseJson(const std::string& body)
             {{"", "a number near byte offset " + std::to_string(errorOffset(body, e.message())) +
                       " is out of range: amounts and quantities are 64-bit integers"}}));
     } catch (const Poco::Exception& e) {
-        const std::string what = body.empty() ? std::string("the body is empty") : e.message();
+        const std::string what = body.empty() ? std::string("the body is empty") : readableError(e.message());
         throw ProblemException(
             Problem::malformedJson(what + " at byte offset " + std::to_string(errorOffset(body, e.message()))));
     }

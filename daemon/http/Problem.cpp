@@ -113,27 +113,33 @@ Problem Problem::internal()
             {}, {}, false};
 }
 
-void sendProblem(Poco::Net::HTTPServerResponse& response, const Problem& problem)
+std::string problemBody(const Problem& problem)
 {
+    // Details may echo what the client sent (a request target, a header, the
+    // byte a JSON parser stumbled on): the answer must stay valid UTF-8 JSON.
     Poco::JSON::Object body(Poco::JSON_PRESERVE_KEY_ORDER);
     body.set("type", problem.type);
     body.set("title", problem.title);
     body.set("status", problem.status);
-    body.set("detail", problem.detail);
+    body.set("detail", toValidUtf8(problem.detail));
     if (!problem.errors.empty()) {
         Poco::JSON::Array errors;
         for (const auto& e : problem.errors) {
             Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
-            o.set("field", e.field);
-            o.set("message", e.message);
+            o.set("field", toValidUtf8(e.field));
+            o.set("message", toValidUtf8(e.message));
             errors.add(o);
         }
         body.set("errors", errors);
     }
     std::ostringstream out;
     body.stringify(out);
-    const std::string text = out.str();
+    return out.str();
+}
 
+void sendProblem(Poco::Net::HTTPServerResponse& response, const Problem& problem)
+{
+    const std::string text = problemBody(problem);
     response.setStatusAndReason(static_cast<HTTPResponse::HTTPStatus>(problem.status));
     response.setContentType("application/problem+json");
     for (const auto& [name, value] : problem.headers) response.set(name, value);

@@ -43,6 +43,8 @@ public:
     Problem problem;
 };
 
+/// The application/problem+json body of `problem`.
+std::string problemBody(const Problem& problem);
 void sendProblem(Poco::Net::HTTPServerResponse& response, const Problem& problem);
 
 }  // namespace orderpay::http

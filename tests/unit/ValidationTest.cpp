@@ -133,3 +133,13 @@ TEST_CASE("UTF-8 and header checks", "[validation]")
     CHECK_FALSE(isIdempotencyKey(std::string(256, 'k')));
     CHECK_FALSE(isIdempotencyKey("tab\there"));
 }
+
+TEST_CASE("text echoed to a client is made valid UTF-8", "[validation]")
+{
+    CHECK(toValidUtf8("plain \xc3\xbc") == "plain \xc3\xbc");
+    CHECK(toValidUtf8("/\xff\xfe") == "/\xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK(toValidUtf8("abc\xe2\x82") == "abc\xEF\xBF\xBD\xEF\xBF\xBD");  // each byte of a cut character
+    CHECK(toValidUtf8("x\xed\xa0\x80y") == "x\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDy");
+    CHECK(toValidUtf8(std::string("a\0b", 3)) == std::string("a\0b", 3));
+    CHECK(isValidUtf8(toValidUtf8("\xc3\x28\xf0\x9f\x92")));
+}

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <sys/time.h>
+#include <utility>
 #include <vector>
 
 namespace orderpay {
@@ -75,6 +76,17 @@ AmqpConnection::AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbea
 {
     conn_ = amqp_new_connection();
     if (!conn_) throw AmqpError("cannot allocate an AMQP connection");
+    // The destructor does not run when the constructor throws, as every
+    // failed connect does (RabbitMQ down, a wrong password): without this,
+    // each reconnect attempt of an outage leaked a connection and its buffers.
+    struct DestroyUnlessOpened {
+        amqp_connection_state_t& conn;
+        bool opened = false;
+        ~DestroyUnlessOpened()
+        {
+            if (!opened) amqp_destroy_connection(std::exchange(conn, nullptr));
+        }
+    } guard{conn_};
     amqp_socket_t* socket = nullptr;
     if (uri.tls) {
         socket = amqp_ssl_socket_new(conn_);
@@ -94,7 +106,8 @@ AmqpConnection::AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbea
     // No RPC may block forever on a broker that stopped answering.
     timeval rpcTimeout = toTimeval(std::chrono::seconds(10));
     checkStatus(amqp_set_rpc_timeout(conn_, &rpcTimeout), "set the RPC timeout");
-    amqp_table_entry_t property{bytes(std::string("connection_name")), {}};
+    // A literal, not a temporary std::string: the login below reads it.
+    amqp_table_entry_t property{amqp_cstring_bytes("connection_name"), {}};
     property.value.kind = AMQP_FIELD_KIND_UTF8;
     property.value.value.bytes = bytes(name_);
     amqp_table_t properties{1, &property};
@@ -105,6 +118,7 @@ AmqpConnection::AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbea
     open_ = true;
     amqp_channel_open(conn_, 1);
     checkReply(amqp_get_rpc_reply(conn_), "open a channel");
+    guard.opened = true;
 }
 
 AmqpConnection::~AmqpConnection()

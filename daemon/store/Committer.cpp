@@ -8,7 +8,7 @@ using namespace Poco::Data::Keywords;
 namespace orderpay {
 
 Committer::Committer(Database& db, bool groupCommit, int maxBatch)
-    : db_(db), groupCommit_(groupCommit), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
+    : db_(db), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
 {
     thread_ = std::thread([this] { run(); });
 }

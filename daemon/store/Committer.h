@@ -58,7 +58,6 @@ private:
     static bool changedSince(Poco::Data::Session& s, Poco::Int64 changesBefore);
 
     Database& db_;
-    const bool groupCommit_;
     const std::size_t maxBatch_;
 
     mutable std::mutex mutex_;

@@ -1,10 +1,11 @@
 // Power loss (issue 6, point 2): is an acknowledged order on disk before its
 // 202? orderpayd runs with PowerLossShim preloaded, which keeps for each
 // database file a shadow of what a disk would hold after a power cut (the
-// content as of the last successful fsync/fdatasync). Clients post orders,
-// the daemon is SIGKILLed at a random moment, every database file is replaced
+// content as of the last successful fsync/fdatasync). Clients post orders
+// and payments, the daemon is SIGKILLed at a random moment, every database file is replaced
 // by its shadow (never-synced files vanish, the -shm goes as on a reboot) and
-// the daemon restarts: every acknowledged order must be there and processed.
+// the daemon restarts: every acknowledged order and payment must be there and
+// be processed exactly once.
 // The negative control runs the same with store.sqlite.synchronous=normal,
 // which answers before the WAL is synced; the method must catch it losing
 // acknowledged orders, or it proves nothing.
@@ -83,28 +84,40 @@ struct PowerLossDisk {
     }
 };
 
-// Posts orders from `clients` threads until the daemon is killed after a
-// random delay; returns the ids that got a 202.
-std::vector<std::string> postUntilKilled(Daemon& d, int clients, std::chrono::milliseconds killAfter,
-                                         const std::string& tag)
+struct Acknowledged {
+    std::vector<std::string> orders;
+    std::vector<std::pair<std::string, std::string>> payments; // payment id, order id
+};
+
+// Posts orders from `clients` threads, and for every fourth one a payment,
+// until the daemon is killed after `killAfter`; returns what got a 202.
+Acknowledged postUntilKilled(Daemon& d, int clients, std::chrono::milliseconds killAfter, const std::string& tag)
 {
     std::atomic<bool> stop{false};
     std::mutex mu;
-    std::vector<std::string> acked;
+    Acknowledged acked;
     std::vector<std::thread> posters;
     for (int t = 0; t < clients; ++t) {
         posters.emplace_back([&, t] {
             HttpClient c(d.port());
             c.setTimeout(10s);
             for (int i = 0; !stop; ++i) {
+                const std::string name = tag + "-" + std::to_string(t) + "-" + std::to_string(i);
                 try {
-                    auto r = c.postOrder(
-                        orderJson(tag + "-" + std::to_string(t) + "-" + std::to_string(i) + "@example.com"));
+                    auto r = c.postOrder(orderJson(name + "@example.com"));
                     if (r.status != 202) continue;
                     auto id = getString(r.jsonObject(), "id"); // no Catch macros off the main thread
                     if (!id) continue;
+                    {
+                        std::lock_guard<std::mutex> lock(mu);
+                        acked.orders.push_back(*id);
+                    }
+                    if (i % 4 != 0) continue;
+                    auto p = c.postPayment(paymentJson(*id, 2500, "EUR", "card", "psp-" + name));
+                    auto pid = p.status == 202 ? getString(p.jsonObject(), "id") : std::nullopt;
+                    if (!pid) continue;
                     std::lock_guard<std::mutex> lock(mu);
-                    acked.push_back(*id);
+                    acked.payments.emplace_back(*pid, *id);
                 } catch (const Poco::Exception&) {
                     return; // the daemon is gone
                 }
@@ -115,7 +128,7 @@ std::vector<std::string> postUntilKilled(Daemon& d, int clients, std::chrono::mi
     eventually(
         [&] {
             std::lock_guard<std::mutex> lock(mu);
-            return !acked.empty();
+            return !acked.orders.empty();
         },
         30s, 5ms);
     const auto killAt = std::chrono::steady_clock::now() + killAfter;
@@ -126,14 +139,16 @@ std::vector<std::string> postUntilKilled(Daemon& d, int clients, std::chrono::mi
     return acked;
 }
 
-// How many of `acked` the restarted daemon does not know.
-std::size_t countLost(const HttpClient& c, const std::vector<std::string>& acked)
+// How many of `acked` (orders and payments) the restarted daemon does not know.
+std::size_t countLost(const HttpClient& c, const Acknowledged& acked)
 {
     const auto listed = c.listAllOrderIds();
     const std::set<std::string> present(listed.begin(), listed.end());
     std::size_t lost = 0;
-    for (const auto& id : acked)
+    for (const auto& id : acked.orders)
         if (!present.count(id)) ++lost;
+    for (const auto& [payment, order] : acked.payments)
+        if (c.get("/payments/" + payment).status != 200) ++lost;
     return lost;
 }
 
@@ -154,7 +169,8 @@ std::size_t duplicated(const Poco::JSON::Object::Ptr& order)
 
 } // namespace
 
-TEST_CASE("Power loss: every order acknowledged before the cut is on disk after it", "[durability][power-loss]")
+TEST_CASE("Power loss: every order and payment acknowledged before the cut is on disk after it",
+          "[durability][power-loss]")
 {
     const int rounds = longRun() ? 40 : 5;
     const int clients = 4;
@@ -165,7 +181,7 @@ TEST_CASE("Power loss: every order acknowledged before the cut is on disk after 
     // ------------------------------------------------------------- the campaign
     PowerLossDisk disk;
     Daemon d({"orders.processing_ms=0", "store.sqlite.path=" + disk.dbPath()}, Daemon::Wait::Ready, disk.env());
-    std::vector<std::string> allAcked;
+    Acknowledged allAcked;
     std::size_t lost = 0;
     std::uintmax_t discardedBytes = 0, controlDiscarded = 0;
     for (int round = 0; round < rounds; ++round) {
@@ -176,24 +192,33 @@ TEST_CASE("Power loss: every order acknowledged before the cut is on disk after 
         d.restart();
         HttpClient c(d.port());
         const auto roundLost = countLost(c, acked);
-        INFO(acked.size() << " acknowledged this round, " << roundLost << " lost");
+        INFO(acked.orders.size() << " orders and " << acked.payments.size() << " payments acknowledged this round, "
+                                 << roundLost << " lost");
         CHECK(roundLost == 0);
         lost += roundLost;
-        allAcked.insert(allAcked.end(), acked.begin(), acked.end());
+        allAcked.orders.insert(allAcked.orders.end(), acked.orders.begin(), acked.orders.end());
+        allAcked.payments.insert(allAcked.payments.end(), acked.payments.begin(), acked.payments.end());
     }
     // Nothing lost since either (a later cut must not take an earlier order),
-    // and every order reaches the end of its processing exactly once.
+    // and every order reaches the end of its processing exactly once: paid
+    // if a payment for it was acknowledged, which then succeeded once.
     HttpClient c(d.port());
     CHECK(countLost(c, allAcked) == 0);
+    std::map<std::string, std::string> paymentOf; // order id -> payment id
+    for (const auto& [payment, order] : allAcked.payments) paymentOf[order] = payment;
     std::size_t processed = 0, duplicates = 0;
-    for (const auto& id : allAcked) {
-        INFO("order " << id);
-        auto r = c.waitForOrderStatus(id, "awaiting_payment", 60s);
-        if (r.status == 200) {
-            checkProcessedExactlyOnce(r.obj());
-            duplicates += duplicated(r.obj());
-            ++processed;
-        }
+    for (const auto& id : allAcked.orders) {
+        const auto payment = paymentOf.find(id);
+        INFO("order " << id << (payment != paymentOf.end() ? ", payment " + payment->second : std::string()));
+        if (payment != paymentOf.end()) c.waitForPaymentStatus(payment->second, "succeeded", 60s);
+        auto r = c.waitForOrderStatus(id, payment != paymentOf.end() ? "paid" : "awaiting_payment", 60s);
+        if (r.status != 200) continue;
+        const auto o = r.obj();
+        checkProcessedExactlyOnce(o);
+        duplicates += duplicated(o);
+        if (payment != paymentOf.end() && countEvents(events(o), "payment", "payment_id", payment->second) != 1)
+            ++duplicates;
+        ++processed;
     }
     CHECK(duplicates == 0);
     CHECK(d.running());
@@ -211,7 +236,7 @@ TEST_CASE("Power loss: every order acknowledged before the cut is on disk after 
         auto acked = postUntilKilled(control, clients, 500ms, "control" + std::to_string(round));
         controlDiscarded += controlDisk.cut();
         control.restart();
-        controlAcked += acked.size();
+        controlAcked += acked.orders.size() + acked.payments.size();
         controlLost += countLost(HttpClient(control.port()), acked);
     }
     INFO("the negative control (synchronous=normal) lost nothing: the harness cannot see unsynced writes");
@@ -220,8 +245,9 @@ TEST_CASE("Power loss: every order acknowledged before the cut is on disk after 
     const auto seconds =
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
     std::cout << "RESULT campaign=power-loss broker=embedded rounds=" << rounds << " clients=" << clients
-              << " acknowledged=" << allAcked.size() << " processed=" << processed << " lost=" << lost
-              << " duplicates=" << duplicates << " bytes_discarded=" << discardedBytes
-              << " control_acknowledged=" << controlAcked << " control_lost=" << controlLost
-              << " control_bytes_discarded=" << controlDiscarded << " seconds=" << seconds << std::endl;
+              << " orders=" << allAcked.orders.size() << " payments=" << allAcked.payments.size()
+              << " processed=" << processed << " lost=" << lost << " duplicates=" << duplicates
+              << " bytes_discarded=" << discardedBytes << " control_acknowledged=" << controlAcked
+              << " control_lost=" << controlLost << " control_bytes_discarded=" << controlDiscarded
+              << " seconds=" << seconds << std::endl;
 }

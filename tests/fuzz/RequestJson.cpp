@@ -86,6 +86,21 @@ void checkPayment(const NewPayment& p)
           "the rendered payment says something else: " + text);
 }
 
+/// A refusal that names a byte offset names one inside the body (or its end).
+void checkOffset(const http::Problem& problem, const std::string& body)
+{
+    std::string text = problem.detail;
+    for (const auto& e : problem.errors) text += "\n" + e.message;
+    static const std::string kOffset = "byte offset ";
+    for (auto at = text.find(kOffset); at != std::string::npos; at = text.find(kOffset, at + 1)) {
+        const auto from = at + kOffset.size();
+        const auto to = text.find_first_not_of("0123456789", from);
+        const std::string digits = text.substr(from, to == std::string::npos ? std::string::npos : to - from);
+        check(!digits.empty() && digits.size() < 19 && std::stoull(digits) <= body.size(),
+              "byte offset '" + digits + "' in a body of " + std::to_string(body.size()) + " bytes: " + text);
+    }
+}
+
 template <typename T>
 void checkVerdict(const Validated<T>& v)
 {
@@ -106,6 +121,7 @@ void requestJson(std::string_view input)
         check(e.problem.status == 400 || e.problem.status == 422,
               "parseJson refused with status " + std::to_string(e.problem.status));
         checkProblem(e.problem);
+        checkOffset(e.problem, body);
         return;
     }
     check(isValidUtf8(body), "parseJson accepted a body that is not UTF-8");

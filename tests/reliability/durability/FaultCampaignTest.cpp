@@ -243,6 +243,7 @@ void episode(Daemon& d, const std::string& name, const std::function<void()>& in
     CHECK(badRefusals == 0);
     CHECK(refusedHere + takenHere == static_cast<std::size_t>(writesDuringFault));
     CHECK(refusedHere > 0);
+    const std::size_t maxRefusalLines = mayTakeSome ? 1 + takenHere + before.size() : 1;
     if (!healthSawDatabase) {
         // It samples the database at most once a second.
         healthSawDatabase = eventually(
@@ -263,12 +264,15 @@ void episode(Daemon& d, const std::string& name, const std::function<void()>& in
         std::string shown;
         for (const auto& l : faultWarnings) shown += l + "\n";
         INFO("warnings logged during the fault:\n" << shown);
-        // Once per change of state: at most one refusal and one recovery
-        // line per write that got through.
+        // Once per change of state. A read-only file changes state once. A
+        // full disk can take a write now and then - a request's, or a
+        // worker's for one of the orders queued before - and each one that
+        // gets through is a change back and forth: a refusal and a recovery
+        // line, never one per refused request.
         CHECK(faultWarnings.size() >= 1);
-        CHECK(faultWarnings.size() <= 2 * (1 + takenHere));
+        CHECK(faultWarnings.size() <= 2 * maxRefusalLines);
         CHECK(occurrences(faultLog, "the database refuses writes") >= 1);
-        CHECK(occurrences(faultLog, "the database refuses writes") <= 1 + takenHere);
+        CHECK(occurrences(faultLog, "the database refuses writes") <= maxRefusalLines);
     }
 
     // Cleared: the daemon notices by itself.
@@ -293,7 +297,7 @@ void episode(Daemon& d, const std::string& name, const std::function<void()>& in
     // Every refusal line has its recovery line.
     CHECK(occurrences(afterLog, "the database takes writes again") ==
           occurrences(afterLog, "the database refuses writes"));
-    CHECK(occurrences(afterLog, "the database refuses writes") <= 1 + takenHere);
+    CHECK(occurrences(afterLog, "the database refuses writes") <= maxRefusalLines);
 
     // Nothing of the refused idempotent request was stored: the same key now
     // creates the order (not a replay), and a second time replays it.

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <csignal>
 #include <iostream>
+#include <malloc.h>
 #include <pthread.h>
 
 #ifndef ORDERPAY_VERSION
@@ -233,7 +234,10 @@ int OrderpayApp::serve(const Settings& settings)
                 std::to_string(settings.work.paymentWorkers) + " payment workers" +
                 (auth.enabled() ? ", bearer auth on" : ""));
 
-    // Expired idempotency keys are swept while waiting for the stop signal.
+    // Expired idempotency keys are swept while waiting for the stop signal;
+    // and memory the allocator holds free goes back to the system (glibc
+    // keeps freed pages inside its arenas: under steady load the RSS crept
+    // up by the fragments, the soak campaign's 10-minute run saw +16 %).
     std::thread sweeper;
     std::mutex sweepMutex;
     std::condition_variable sweepWake;
@@ -247,6 +251,7 @@ int OrderpayApp::serve(const Settings& settings)
             } catch (const std::exception& e) {
                 logLine(log, Poco::Message::PRIO_WARNING, std::string("idempotency key sweep failed: ") + e.what());
             }
+            malloc_trim(0);
             lock.lock();
         }
     });

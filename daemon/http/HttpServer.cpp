@@ -156,14 +156,22 @@ void HttpServer::park(const Poco::Net::StreamSocket& socket)
 HttpServer::Request HttpServer::peekRequest(const Poco::Net::StreamSocket& socket, bool& needsContinue) const
 {
     needsContinue = false;
-    // One buffer per thread (the gate, and workers looking for a next
-    // request): peeking copies only what has arrived.
-    thread_local std::vector<char> space;
-    space.resize(std::max(space.size(), kMaxHead + gateBodyLimit_));
-    const ssize_t n = ::recv(socket.impl()->sockfd(), space.data(), space.size(), MSG_PEEK | MSG_DONTWAIT);
+    // Most requests fit in a small buffer on the stack; only a request that
+    // fills it is peeked again into one as large as a request may be.
+    char small[16 * 1024];
+    std::vector<char> large;
+    char* space = small;
+    std::size_t size = sizeof small;
+    ssize_t n = ::recv(socket.impl()->sockfd(), space, size, MSG_PEEK | MSG_DONTWAIT);
+    if (n == static_cast<ssize_t>(sizeof small)) {
+        large.resize(kMaxHead + gateBodyLimit_);
+        space = large.data();
+        size = large.size();
+        n = ::recv(socket.impl()->sockfd(), space, size, MSG_PEEK | MSG_DONTWAIT);
+    }
     if (n == 0) return Request::Closed;
     if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? Request::Incomplete : Request::Closed;
-    const std::string_view buffer(space.data(), static_cast<std::size_t>(n));
+    const std::string_view buffer(space, static_cast<std::size_t>(n));
 
     const std::size_t headEnd = buffer.find("\r\n\r\n");
     if (headEnd == std::string::npos)

@@ -172,6 +172,17 @@ int OrderpayApp::serve(const Settings& settings)
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+    // The stop signals too: waitForTerminationRequest() blocks them only when
+    // it is called, after start-up. A SIGTERM before that - systemd stopping
+    // a starting service, a test quick to stop it - took the default action
+    // and killed the process (exit 143, seen under ASan). Blocked here, it
+    // waits until the main thread is ready to stop in order.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
     // Refuse an open door before opening anything.
     const bool loopback = Poco::Net::SocketAddress(settings.http.host, settings.http.port).host().isLoopback();

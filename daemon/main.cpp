@@ -12,15 +12,26 @@ int main(int argc, char** argv)
 {
     // glibc's per-thread caches (tcache) keep freed chunks for their thread;
     // neither the arena nor malloc_trim can give those pages back, and with
-    // a few dozen threads they filled slowly for many minutes (the soak
-    // campaign's 10-minute run: +14 % RSS; with the caches off: flat). The
+    // a few dozen threads they fill for many minutes (the soak campaign's
+    // 10-minute runs: the RSS drifts up by 1.5-2 MB, +11 %, with the caches;
+    // flat without). They are worth about a third more accepted orders per
+    // second (docs/performance.md); an operator who prefers that sets
+    // GLIBC_TUNABLES=glibc.malloc.tcache_count=7, which this respects. The
     // tunable is read only when a process starts: set it, and start again
     // once. If the exec fails, run with the caches.
     const char* tunables = std::getenv("GLIBC_TUNABLES");
     if (!tunables || !std::strstr(tunables, "glibc.malloc.tcache_count")) {
         const std::string off = "glibc.malloc.tcache_count=0";
         const std::string value = tunables && *tunables ? std::string(tunables) + ":" + off : off;
-        if (::setenv("GLIBC_TUNABLES", value.c_str(), 1) == 0) ::execv("/proc/self/exe", argv);
+        // The binary's own path, not /proc/self/exe: the kernel names the
+        // process after the file executed, and ps, top and pgrep should
+        // show orderpayd, not "exe".
+        char self[4096];
+        const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0 && ::setenv("GLIBC_TUNABLES", value.c_str(), 1) == 0) {
+            self[n] = '\0';
+            ::execv(self, argv);
+        }
     }
     // glibc gives each thread that allocates its own arena (up to 8 per
     // core), and memory freed in an arena stays with it. Under steady load

@@ -203,6 +203,7 @@ void AmqpConnection::declareQueue(const std::string& name, const std::map<std::s
 
 std::uint32_t AmqpConnection::messageCount(const std::string& queue)
 {
+    amqp_maybe_release_buffers(conn_);
     amqp_queue_declare_ok_t* ok = amqp_queue_declare(conn_, 1, bytes(queue), 1, 0, 0, 0, amqp_empty_table);
     checkReply(amqp_get_rpc_reply(conn_), "inspect queue " + queue);
     return ok ? ok->message_count : 0;
@@ -256,6 +257,9 @@ void AmqpConnection::waitForConfirms(std::uint64_t sequence, std::chrono::millis
     while (!unconfirmed_.empty() && *unconfirmed_.begin() <= sequence) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) fail("get publisher confirms", "no confirm within " + std::to_string(timeout.count()) + " ms");
+        // Decoded frames live in the connection's pool until released; a
+        // publisher that never releases grows by every confirm it reads.
+        amqp_maybe_release_buffers(conn_);
         timeval tv = toTimeval(left);
         amqp_frame_t frame{};
         const int status = amqp_simple_wait_frame_noblock(conn_, &frame, &tv);
@@ -286,6 +290,7 @@ void AmqpConnection::waitForConfirms(std::uint64_t sequence, std::chrono::millis
 
 void AmqpConnection::poll(std::chrono::milliseconds timeout)
 {
+    amqp_maybe_release_buffers(conn_);
     timeval tv = toTimeval(timeout);
     amqp_frame_t frame{};
     const int status = amqp_simple_wait_frame_noblock(conn_, &frame, &tv);

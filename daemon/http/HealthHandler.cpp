@@ -1,6 +1,7 @@
 #include "http/HealthHandler.h"
 
 #include "http/Json.h"
+#include "store/Database.h"
 #include "metrics/Metrics.h"
 
 #include <sstream>
@@ -79,9 +80,24 @@ void MetricsHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServer
         << "# HELP orderpay_store_writes_total Units of work committed; over transactions, the mean group-commit batch.\n"
         << "# TYPE orderpay_store_writes_total counter\n"
         << "orderpay_store_writes_total " << commits.units << "\n"
+        << "# HELP orderpay_store_batch_size Units of work per committed transaction (group commit).\n"
+        << "# TYPE orderpay_store_batch_size histogram\n";
+    for (std::size_t i = 0; i < Committer::kBatchBounds.size(); ++i) {
+        out << "orderpay_store_batch_size_bucket{le=\"" << Committer::kBatchBounds[i] << "\"} " << commits.batchesUpTo[i]
+            << "\n";
+    }
+    out << "orderpay_store_batch_size_bucket{le=\"+Inf\"} " << commits.transactions << "\n"
+        << "orderpay_store_batch_size_sum " << commits.units << "\n"
+        << "orderpay_store_batch_size_count " << commits.transactions << "\n"
         << "# HELP orderpay_store_failed_commits_total Transactions the database refused.\n"
         << "# TYPE orderpay_store_failed_commits_total counter\n"
         << "orderpay_store_failed_commits_total " << commits.failedCommits << "\n"
+        << "# HELP orderpay_sqlite_memory_bytes Heap SQLite holds now (page caches, schemas, statements).\n"
+        << "# TYPE orderpay_sqlite_memory_bytes gauge\n"
+        << "orderpay_sqlite_memory_bytes " << Database::memoryUsed() << "\n"
+        << "# HELP orderpay_sqlite_memory_highwater_bytes The most heap SQLite has held since start.\n"
+        << "# TYPE orderpay_sqlite_memory_highwater_bytes gauge\n"
+        << "orderpay_sqlite_memory_highwater_bytes " << Database::memoryHighwater() << "\n"
         << "# HELP orderpay_broker_connected 1 while the broker is connected.\n"
         << "# TYPE orderpay_broker_connected gauge\n"
         << "orderpay_broker_connected " << (service_.broker.connected() ? 1 : 0) << "\n";

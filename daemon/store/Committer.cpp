@@ -3,6 +3,8 @@
 #include "domain/Errors.h"
 #include "logging/Log.h"
 
+#include <memory>
+
 using namespace Poco::Data::Keywords;
 
 namespace orderpay {
@@ -33,7 +35,7 @@ Committer::Stats Committer::stats() const
 
 void Committer::write(Work work)
 {
-    Unit unit{std::move(work), nullptr, false};
+    Unit unit{std::move(work), nullptr, false, false};
     {
         std::unique_lock lock(mutex_);
         if (stopping_) throw StoreUnavailable("the store is shutting down");
@@ -42,6 +44,15 @@ void Committer::write(Work work)
         finished_.wait(lock, [&] { return unit.done; });
     }
     if (unit.error) std::rethrow_exception(unit.error);
+}
+
+void Committer::post(Work work)
+{
+    auto unit = std::make_unique<Unit>(Unit{std::move(work), nullptr, false, true});
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;  // like a crash before the commit: the work is redone
+    queue_.push_back(unit.release());
+    pending_.notify_one();
 }
 
 void Committer::run()
@@ -61,7 +72,10 @@ void Committer::run()
         runBatch(batch);
         {
             std::lock_guard lock(mutex_);
-            for (Unit* u : batch) u->done = true;
+            for (Unit* u : batch) {
+                if (u->posted) delete u;
+                else u->done = true;
+            }
         }
         finished_.notify_all();
         batch.clear();
@@ -71,6 +85,7 @@ void Committer::run()
 void Committer::runBatch(std::deque<Unit*>& batch)
 {
     Poco::Data::Session& s = db_.writer();
+    sql::Statements& w = db_.writes();
     auto failAll = [&](const std::exception_ptr& cause) {
         std::exception_ptr classified;
         try {
@@ -83,10 +98,10 @@ void Committer::runBatch(std::deque<Unit*>& batch)
 
     // While the database refuses writes, a commit that changed nothing (a
     // lease finding no message) proves nothing: count the changes.
-    Poco::Int64 changesBefore = 0;
+    std::int64_t changesBefore = 0;
     try {
-        s << "BEGIN IMMEDIATE", now;
-        if (!writable_) s << "SELECT total_changes()", into(changesBefore), now;
+        w("BEGIN IMMEDIATE").exec();
+        if (!writable_) changesBefore = totalChanges(w);
     } catch (...) {
         failAll(std::current_exception());
         noteWritable(false, batch.front()->error);
@@ -99,7 +114,7 @@ void Committer::runBatch(std::deque<Unit*>& batch)
     std::exception_ptr environmentalCause;
     for (Unit* u : batch) {
         try {
-            s << "SAVEPOINT unit", now;
+            w("SAVEPOINT unit").exec();
         } catch (...) {
             environmentalFailure = true;
             environmentalCause = std::current_exception();
@@ -107,7 +122,7 @@ void Committer::runBatch(std::deque<Unit*>& batch)
         }
         try {
             u->work(s);
-            s << "RELEASE unit", now;
+            w("RELEASE unit").exec();
         } catch (const std::exception& e) {
             u->error = std::current_exception();
             if (Database::isEnvironmental(e)) {
@@ -116,8 +131,8 @@ void Committer::runBatch(std::deque<Unit*>& batch)
                 break;
             }
             try {
-                s << "ROLLBACK TO unit", now;
-                s << "RELEASE unit", now;
+                w("ROLLBACK TO unit").exec();
+                w("RELEASE unit").exec();
             } catch (...) {
                 environmentalFailure = true;
                 environmentalCause = std::current_exception();
@@ -128,11 +143,13 @@ void Committer::runBatch(std::deque<Unit*>& batch)
 
     if (!environmentalFailure) {
         try {
-            s << "COMMIT", now;
-            if (!writable_) noteWritable(changedSince(s, changesBefore));
+            w("COMMIT").exec();
+            if (!writable_) noteWritable(changedSince(w, changesBefore));
             std::lock_guard lock(mutex_);
             ++stats_.transactions;
             stats_.units += batch.size();
+            for (std::size_t i = 0; i < kBatchBounds.size(); ++i)
+                if (batch.size() <= static_cast<std::size_t>(kBatchBounds[i])) ++stats_.batchesUpTo[i];
             return;
         } catch (...) {
             environmentalCause = std::current_exception();
@@ -141,7 +158,7 @@ void Committer::runBatch(std::deque<Unit*>& batch)
 
     // The disk, not the request, failed: nothing of this batch is kept.
     try {
-        s << "ROLLBACK", now;
+        w("ROLLBACK").exec();
     } catch (...) {
         // Already rolled back by SQLite itself (it does so on SQLITE_FULL and
         // SQLITE_IOERR); the transaction is gone either way.
@@ -152,12 +169,17 @@ void Committer::runBatch(std::deque<Unit*>& batch)
     ++stats_.failedCommits;
 }
 
-bool Committer::changedSince(Poco::Data::Session& s, Poco::Int64 changesBefore)
+std::int64_t Committer::totalChanges(sql::Statements& w)
+{
+    std::int64_t n = 0;
+    w("SELECT total_changes()").query([&](sql::Statement& row) { n = row.integer(0); });
+    return n;
+}
+
+bool Committer::changedSince(sql::Statements& w, std::int64_t changesBefore)
 {
     try {
-        Poco::Int64 changesAfter = 0;
-        s << "SELECT total_changes()", into(changesAfter), now;
-        return changesAfter > changesBefore;
+        return totalChanges(w) > changesBefore;
     } catch (const std::exception&) {
         return false;  // the batch committed all the same; the next one will tell
     }

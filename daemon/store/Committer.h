@@ -2,6 +2,7 @@
 
 #include "store/Database.h"
 
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -23,10 +24,16 @@ class Committer {
 public:
     using Work = std::function<void(Poco::Data::Session&)>;
 
+    /// Upper bounds of the batch-size histogram (units per transaction).
+    static constexpr std::array<int, 9> kBatchBounds{1, 2, 4, 8, 16, 32, 64, 128, 256};
+
     struct Stats {
         std::uint64_t transactions = 0;
         std::uint64_t units = 0;
         std::uint64_t failedCommits = 0;
+        /// Committed transactions by batch size: [i] counts those of at
+        /// most kBatchBounds[i] units (cumulative, as Prometheus wants).
+        std::array<std::uint64_t, kBatchBounds.size()> batchesUpTo{};
     };
 
     Committer(Database& db, bool groupCommit, int maxBatch);
@@ -39,6 +46,14 @@ public:
     /// itself failed (nothing of `work` is then stored).
     void write(Work work);
 
+    /// Queues `work` for the next transaction and returns at once. For
+    /// writes whose loss is harmless because they are redone anyway (a
+    /// queue acknowledgement: without it the message is delivered again,
+    /// and its handler is idempotent): they share a sync with the next
+    /// waited-for write instead of costing one of their own. An error is
+    /// dropped (the database's state changes are logged by the Committer).
+    void post(Work work);
+
     void stop();
     Stats stats() const;
 
@@ -47,6 +62,7 @@ private:
         Work work;
         std::exception_ptr error;
         bool done = false;
+        bool posted = false;  // nobody waits: the Committer deletes it
     };
 
     void run();
@@ -55,7 +71,8 @@ private:
     // a full disk refuses every request until it is freed, and one line
     // says so, not one per refused request.
     void noteWritable(bool writable, const std::exception_ptr& cause = nullptr);
-    static bool changedSince(Poco::Data::Session& s, Poco::Int64 changesBefore);
+    static std::int64_t totalChanges(sql::Statements& w);
+    static bool changedSince(sql::Statements& w, std::int64_t changesBefore);
 
     Database& db_;
     const std::size_t maxBatch_;

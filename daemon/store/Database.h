@@ -1,11 +1,16 @@
 #pragma once
 
 #include "app/Settings.h"
+#include "store/Sql.h"
 
 #include <Poco/Data/Session.h>
 #include <Poco/Data/SessionPool.h>
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
 #include <string>
 
 namespace orderpay {
@@ -24,11 +29,23 @@ public:
 
     /// Only the Committer's thread may use this session.
     Poco::Data::Session& writer() { return *writer_; }
+    /// The writer's prepared statements (the hot paths'); the Committer's thread only.
+    sql::Statements& writes() { return *writes_; }
 
     /// A session for reads, from a pool; never share it between threads.
     Poco::Data::Session reader();
 
+    /// The calling thread's own read connection and its prepared
+    /// statements, opened on first use and kept: the hot reads (GET by id,
+    /// the workers' look-ups) then prepare nothing and wait for no pool.
+    sql::Statements& localReader();
+
     const std::string& path() const { return path_; }
+
+    /// Bytes SQLite holds on the heap (page caches, schemas, statements)
+    /// in this process, and the most it has held.
+    static std::int64_t memoryUsed();
+    static std::int64_t memoryHighwater();
 
     /// Turns an SQLite exception into StoreUnavailable where the cause is
     /// the environment (disk full, read-only, I/O, locked), and rethrows it.
@@ -42,7 +59,16 @@ private:
     std::string path_;
     std::string synchronous_;
     std::unique_ptr<Poco::Data::Session> writer_;
+    std::unique_ptr<sql::Statements> writes_;  // finalized before the writer closes
     std::unique_ptr<Poco::Data::SessionPool> readers_;
+
+    struct LocalReader {
+        Poco::Data::Session session;
+        sql::Statements statements;  // finalized before the session closes
+        explicit LocalReader(const std::string& path);
+    };
+    std::mutex localMutex_;
+    std::unordered_map<std::thread::id, std::unique_ptr<LocalReader>> localReaders_;
 };
 
 }  // namespace orderpay

@@ -46,12 +46,6 @@ std::vector<OrderItem> itemsFromJson(const std::string& text)
     return items;
 }
 
-std::optional<std::string> nullIfEmpty(const std::string& s)
-{
-    if (s.empty()) return std::nullopt;
-    return s;
-}
-
 struct EventFields {
     std::string status;
     std::string reason;
@@ -59,152 +53,151 @@ struct EventFields {
     std::string paymentId;
 };
 
-void addEvent(Session& s, const std::string& orderId, const std::string& type, const EventFields& f,
+void addEvent(sql::Statements& w, const std::string& orderId, const std::string& type, const EventFields& f,
               const std::string& at)
 {
-    Poco::Int64 seq = 0;
-    s << "SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?", useRef(orderId), into(seq), now;
-    s << "INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id) "
-         "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))",
-        useRef(orderId), useRef(seq), useRef(at), useRef(type), useRef(f.status), useRef(f.reason), useRef(f.step), useRef(f.paymentId), now;
+    std::int64_t seq = 1;
+    w("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?")
+        .query([&](sql::Statement& row) { seq = row.integer(0); }, orderId);
+    w("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id) "
+      "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
+        .exec(orderId, seq, at, type, f.status, f.reason, f.step, f.paymentId);
 }
 
-void queueMessage(Session& s, const std::string& queue, const std::string& body)
+void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body)
 {
-    const Poco::Int64 at = clock::nowMillis();
-    s << "INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) "
-         "VALUES (?, ?, 'ready', 0, 0, ?, ?)",
-        useRef(queue), useRef(body), useRef(at), useRef(at), now;
+    const std::int64_t at = clock::nowMillis();
+    w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) VALUES (?, ?, 'ready', 0, 0, ?, ?)")
+        .exec(queue, body, at, at);
 }
 
 std::string orderMessage(const std::string& orderId) { return R"({"order_id":")" + orderId + R"("})"; }
 std::string paymentMessage(const std::string& paymentId) { return R"({"payment_id":")" + paymentId + R"("})"; }
 
-std::optional<OrderStatus> readOrderStatus(Session& s, const std::string& id)
+std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string& id)
 {
-    std::string status;
-    Statement st(s);
-    st << "SELECT status FROM orders WHERE id = ?", useRef(id), into(status);
-    if (st.execute() == 0) return std::nullopt;
-    return parseOrderStatus(status);
+    std::optional<OrderStatus> status;
+    w("SELECT status FROM orders WHERE id = ?").query([&](sql::Statement& row) { status = parseOrderStatus(row.text(0)); }, id);
+    return status;
 }
 
 /// Moves an order from `from` to `to` with its status event; false (and
 /// nothing written) if the order was not in `from`.
-bool moveOrder(Session& s, const std::string& id, OrderStatus from, OrderStatus to, const std::string& reason)
+bool moveOrder(sql::Statements& w, const std::string& id, OrderStatus from, OrderStatus to, const std::string& reason)
 {
     const std::string at = clock::nowRfc3339();
-    const std::string fromName(toString(from));
-    const std::string toName(toString(to));
-    Statement st(s);
-    st << "UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?",
-        useRef(toName), useRef(reason), useRef(at), useRef(id), useRef(fromName);
-    if (st.execute() == 0) return false;
-    addEvent(s, id, "status", {toName, reason, "", ""}, at);
+    const std::string_view fromName = toString(from);
+    const std::string_view toName = toString(to);
+    if (w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
+            .exec(toName, reason, at, id, fromName) == 0)
+        return false;
+    addEvent(w, id, "status", {std::string(toName), reason, "", ""}, at);
     return true;
 }
 
 /// Rejects the payments still queued for an order that will never take them.
-void rejectHeldPayments(Session& s, const std::string& orderId)
+void rejectHeldPayments(sql::Statements& w, const std::string& orderId)
 {
     std::vector<std::string> ids;
-    s << "SELECT id FROM payments WHERE order_id = ? AND status = 'queued'", useRef(orderId), into(ids), now;
+    w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued'")
+        .query([&](sql::Statement& row) { ids.push_back(row.text(0)); }, orderId);
     const std::string at = clock::nowRfc3339();
     const std::string reason(kOrderNotPayable);
     for (const auto& id : ids) {
-        s << "UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?", useRef(reason), useRef(at),
-            useRef(id), now;
-        addEvent(s, orderId, "payment", {"rejected", reason, "", id}, at);
+        w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
+        addEvent(w, orderId, "payment", {"rejected", reason, "", id}, at);
     }
 }
 
-std::vector<Payment> loadPayments(Session& s, const std::string& where, const std::string& key)
+constexpr std::string_view kPaymentColumns =
+    "SELECT id, order_id, status, reason, amount, currency, method, reference, created_at, updated_at FROM payments ";
+
+Payment paymentFromRow(const sql::Statement& row)
 {
-    std::vector<std::string> ids, orderIds, statuses, reasons, currencies, methods, references, created, updated;
-    std::vector<Poco::Int64> amounts;
-    s << "SELECT id, order_id, status, COALESCE(reason, ''), amount, currency, method, reference, created_at, "
-         "updated_at FROM payments WHERE " +
-             where + " ORDER BY id",
-        useRef(key), into(ids), into(orderIds), into(statuses), into(reasons), into(amounts), into(currencies),
-        into(methods), into(references), into(created), into(updated), now;
-    std::vector<Payment> payments(ids.size());
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        Payment& p = payments[i];
-        p.id = ids[i];
-        p.orderId = orderIds[i];
-        p.status = parsePaymentStatus(statuses[i]).value_or(PaymentStatus::Queued);
-        p.reason = nullIfEmpty(reasons[i]);
-        p.amount = amounts[i];
-        p.currency = currencies[i];
-        p.method = methods[i];
-        p.reference = references[i];
-        p.createdAt = created[i];
-        p.updatedAt = updated[i];
-    }
+    Payment p;
+    p.id = row.text(0);
+    p.orderId = row.text(1);
+    p.status = parsePaymentStatus(row.text(2)).value_or(PaymentStatus::Queued);
+    if (!row.isNull(3)) p.reason = row.text(3);
+    p.amount = row.integer(4);
+    p.currency = row.text(5);
+    p.method = row.text(6);
+    p.reference = row.text(7);
+    p.createdAt = row.text(8);
+    p.updatedAt = row.text(9);
+    return p;
+}
+
+/// Payments `WHERE <where>` (one `?`, bound to `key`), by id.
+std::vector<Payment> loadPayments(sql::Statements& q, std::string_view where, const std::string& key)
+{
+    std::vector<Payment> payments;
+    q(std::string(kPaymentColumns) + "WHERE " + std::string(where) + " ORDER BY id")
+        .query([&](sql::Statement& row) { payments.push_back(paymentFromRow(row)); }, key);
     return payments;
 }
 
-std::vector<Order> loadOrders(Session& s, const std::string& sqlTail, const std::vector<std::string>& params)
+constexpr std::string_view kOrderColumns =
+    "SELECT id, status, reason, customer, currency, total_amount, items, metadata, created_at, updated_at FROM orders ";
+
+Order orderFromRow(const sql::Statement& row)
 {
-    std::vector<std::string> ids, statuses, reasons, customers, currencies, items, metadata, created, updated;
-    std::vector<Poco::Int64> totals;
-    Statement st(s);
-    st << "SELECT id, status, COALESCE(reason, ''), customer, currency, total_amount, items, metadata, created_at, "
-          "updated_at FROM orders " +
-              sqlTail,
-        into(ids), into(statuses), into(reasons), into(customers), into(currencies), into(totals), into(items),
-        into(metadata), into(created), into(updated);
-    for (const auto& p : params) st.addBind(useRef(p));
-    st.execute();
-    std::vector<Order> orders(ids.size());
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        Order& o = orders[i];
-        o.id = ids[i];
-        o.status = parseOrderStatus(statuses[i]).value_or(OrderStatus::Queued);
-        o.reason = nullIfEmpty(reasons[i]);
-        o.customer = customers[i];
-        o.currency = currencies[i];
-        o.totalAmount = totals[i];
-        o.items = itemsFromJson(items[i]);
-        o.metadata = stringMapFromJson(metadata[i]);
-        o.createdAt = created[i];
-        o.updatedAt = updated[i];
-    }
+    Order o;
+    o.id = row.text(0);
+    o.status = parseOrderStatus(row.text(1)).value_or(OrderStatus::Queued);
+    if (!row.isNull(2)) o.reason = row.text(2);
+    o.customer = row.text(3);
+    o.currency = row.text(4);
+    o.totalAmount = row.integer(5);
+    o.items = itemsFromJson(row.text(6));
+    o.metadata = stringMapFromJson(row.text(7));
+    o.createdAt = row.text(8);
+    o.updatedAt = row.text(9);
+    return o;
+}
+
+/// Orders selected by `sqlTail` (WHERE ... ORDER BY ... LIMIT ?), its
+/// parameters bound in order.
+template <typename... T>
+std::vector<Order> loadOrders(sql::Statements& q, const std::string& sqlTail, const T&... params)
+{
+    std::vector<Order> orders;
+    q(std::string(kOrderColumns) + sqlTail).query([&](sql::Statement& row) { orders.push_back(orderFromRow(row)); },
+                                                  params...);
     return orders;
 }
 
-void loadEvents(Session& s, Order& order)
+void loadEvents(sql::Statements& q, Order& order)
 {
-    std::vector<std::string> at, type, status, reason, step, paymentId;
-    s << "SELECT at, type, COALESCE(status, ''), COALESCE(reason, ''), COALESCE(step, ''), COALESCE(payment_id, '') "
-         "FROM order_events WHERE order_id = ? ORDER BY seq",
-        useRef(order.id), into(at), into(type), into(status), into(reason), into(step), into(paymentId), now;
-    for (std::size_t i = 0; i < at.size(); ++i) {
-        OrderEvent e{at[i], type[i], {}};
-        if (!paymentId[i].empty()) e.fields.emplace_back("payment_id", paymentId[i]);
-        if (!step[i].empty()) e.fields.emplace_back("step", step[i]);
-        if (!status[i].empty()) e.fields.emplace_back("status", status[i]);
-        if (!reason[i].empty()) e.fields.emplace_back("reason", reason[i]);
-        order.events.push_back(std::move(e));
-    }
+    q("SELECT at, type, status, reason, step, payment_id FROM order_events WHERE order_id = ? ORDER BY seq")
+        .query(
+            [&](sql::Statement& row) {
+                OrderEvent e{row.text(0), row.text(1), {}};
+                if (!row.isNull(5)) e.fields.emplace_back("payment_id", row.text(5));
+                if (!row.isNull(4)) e.fields.emplace_back("step", row.text(4));
+                if (!row.isNull(2)) e.fields.emplace_back("status", row.text(2));
+                if (!row.isNull(3)) e.fields.emplace_back("reason", row.text(3));
+                order.events.push_back(std::move(e));
+            },
+            order.id);
 }
 
-/// Reads in one transaction, so an order, its payments and its events
-/// come from the same commit.
+/// Reads in one transaction on this thread's read connection, so an
+/// order, its payments and its events come from the same commit.
 template <typename F>
 auto readTransaction(Database& db, F&& f)
 {
-    Session s = db.reader();
-    s << "BEGIN", now;
+    sql::Statements& q = db.localReader();
+    q("BEGIN").exec();
     try {
-        auto result = f(s);
-        s << "COMMIT", now;
+        auto result = f(q);
+        q("COMMIT").exec();
         return result;
     } catch (...) {
         try {
-            s << "ROLLBACK", now;
+            q("ROLLBACK").exec();
         } catch (...) {
-            // The read transaction is gone with the session either way.
+            // Nothing was written; the snapshot ends with the next BEGIN's error at worst.
         }
         throw;
     }
@@ -224,33 +217,38 @@ void OrderStore::notify(const std::string& queue)
     if (listener_) listener_(queue);
 }
 
-std::optional<StoredAnswer> OrderStore::checkIdempotency(Session& s, const IdempotencyRecord& idem)
+std::optional<StoredAnswer> OrderStore::checkIdempotency(Session&, const IdempotencyRecord& idem)
 {
-    std::string hash, location, body;
-    Poco::Int64 status = 0, created = 0;
-    Statement st(s);
-    st << "SELECT request_hash, status, location, body, created_at FROM idempotency_keys WHERE key = ?",
-        useRef(idem.key), into(hash), into(status), into(location), into(body), into(created);
-    if (st.execute() == 0) return std::nullopt;
+    sql::Statements& w = db_.writes();
+    std::optional<StoredAnswer> stored;
+    std::string hash;
+    std::int64_t created = 0;
+    w("SELECT request_hash, status, location, body, created_at FROM idempotency_keys WHERE key = ?")
+        .query(
+            [&](sql::Statement& row) {
+                hash = row.text(0);
+                stored = StoredAnswer{static_cast<int>(row.integer(1)), row.text(2), row.text(3)};
+                created = row.integer(4);
+            },
+            idem.key);
+    if (!stored) return std::nullopt;
     if (clock::nowMillis() - created > idem.ttlMillis) {
         // Expired: the key is free again.
-        s << "DELETE FROM idempotency_keys WHERE key = ?", useRef(idem.key), now;
+        w("DELETE FROM idempotency_keys WHERE key = ?").exec(idem.key);
         return std::nullopt;
     }
     if (hash != idem.requestHash) {
         throw IdempotencyMismatch("this Idempotency-Key was used with a different request");
     }
-    return StoredAnswer{static_cast<int>(status), location, body};
+    return stored;
 }
 
-void OrderStore::rememberAnswer(Session& s, const IdempotencyRecord& idem)
+void OrderStore::rememberAnswer(Session&, const IdempotencyRecord& idem)
 {
-    const Poco::Int64 at = clock::nowMillis();
-    const Poco::Int64 status = idem.answer.status;
-    s << "INSERT INTO idempotency_keys (key, request_hash, status, location, body, created_at) "
-         "VALUES (?, ?, ?, ?, ?, ?)",
-        useRef(idem.key), useRef(idem.requestHash), useRef(status), useRef(idem.answer.location), useRef(idem.answer.body), useRef(at),
-        now;
+    db_.writes()("INSERT INTO idempotency_keys (key, request_hash, status, location, body, created_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?)")
+        .exec(idem.key, idem.requestHash, static_cast<std::int64_t>(idem.answer.status), idem.answer.location,
+              idem.answer.body, clock::nowMillis());
 }
 
 std::optional<StoredAnswer> OrderStore::createOrder(const Order& order, const std::optional<IdempotencyRecord>& idem)
@@ -258,16 +256,15 @@ std::optional<StoredAnswer> OrderStore::createOrder(const Order& order, const st
     std::optional<StoredAnswer> replay;
     committer_.write([&](Session& s) {
         if (idem && (replay = checkIdempotency(s, *idem))) return;
-        const std::string status(toString(order.status));
-        const std::string items = itemsToJson(order.items);
-        const std::string metadata = stringMapToJson(order.metadata);
-        const Poco::Int64 total = order.totalAmount;
-        s << "INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, created_at, "
-             "updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
-            useRef(order.id), useRef(status), useRef(order.customer), useRef(order.currency), useRef(total), useRef(items),
-            useRef(metadata), useRef(order.createdAt), useRef(order.updatedAt), now;
-        addEvent(s, order.id, "status", {status, "", "", ""}, order.createdAt);
-        queueMessage(s, kOrdersQueue, orderMessage(order.id));
+        sql::Statements& w = db_.writes();
+        w("INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, created_at, "
+          "updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)")
+            .exec(order.id, toString(order.status), order.customer, order.currency, order.totalAmount,
+                  itemsToJson(order.items), stringMapToJson(order.metadata), order.createdAt, order.updatedAt);
+        // A new order's first event: no earlier one to count.
+        w("INSERT INTO order_events (order_id, seq, at, type, status) VALUES (?, 1, ?, 'status', ?)")
+            .exec(order.id, order.createdAt, toString(order.status));
+        queueMessage(w, kOrdersQueue, orderMessage(order.id));
         if (idem) rememberAnswer(s, *idem);
     });
     if (!replay) notify(kOrdersQueue);
@@ -281,7 +278,7 @@ std::optional<StoredAnswer> OrderStore::createPayment(const Payment& payment,
     bool queued = false;
     committer_.write([&](Session& s) {
         if (idem && (replay = checkIdempotency(s, *idem))) return;
-        const auto orderStatus = readOrderStatus(s, payment.orderId);
+        const auto orderStatus = readOrderStatus(db_.writes(), payment.orderId);
         if (!orderStatus) throw NotFound("order " + payment.orderId + " does not exist");
         if (refusesPayments(*orderStatus)) {
             throw Conflict("order " + payment.orderId + " is " + std::string(toString(*orderStatus)) +
@@ -294,7 +291,7 @@ std::optional<StoredAnswer> OrderStore::createPayment(const Payment& payment,
              "created_at, updated_at) VALUES (?, ?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)",
             useRef(payment.id), useRef(payment.orderId), useRef(amount), useRef(payment.currency), useRef(payment.method),
             useRef(payment.reference), useRef(dispatched), useRef(payment.createdAt), useRef(payment.updatedAt), now;
-        if (queued) queueMessage(s, kPaymentsQueue, paymentMessage(payment.id));
+        if (queued) queueMessage(db_.writes(), kPaymentsQueue, paymentMessage(payment.id));
         if (idem) rememberAnswer(s, *idem);
     });
     if (queued && !replay) notify(kPaymentsQueue);
@@ -303,15 +300,15 @@ std::optional<StoredAnswer> OrderStore::createPayment(const Payment& payment,
 
 Order OrderStore::cancelOrder(const std::string& id)
 {
-    committer_.write([&](Session& s) {
-        const auto status = readOrderStatus(s, id);
+    committer_.write([&](Session&) {
+        const auto status = readOrderStatus(db_.writes(), id);
         if (!status) throw NotFound("order " + id + " does not exist");
         if (!canTransition(*status, OrderStatus::Cancelled) ||
-            !moveOrder(s, id, *status, OrderStatus::Cancelled, "cancelled by request")) {
+            !moveOrder(db_.writes(), id, *status, OrderStatus::Cancelled, "cancelled by request")) {
             throw Conflict("order " + id + " is " + std::string(toString(*status)) +
                            "; only a queued or awaiting_payment order can be cancelled");
         }
-        rejectHeldPayments(s, id);
+        rejectHeldPayments(db_.writes(), id);
     });
     auto order = getOrder(id);
     if (!order) throw NotFound("order " + id + " does not exist");
@@ -320,20 +317,20 @@ Order OrderStore::cancelOrder(const std::string& id)
 
 std::optional<Order> OrderStore::getOrder(const std::string& id)
 {
-    return readTransaction(db_, [&](Session& s) -> std::optional<Order> {
-        auto orders = loadOrders(s, "WHERE id = ?", {id});
+    return readTransaction(db_, [&](sql::Statements& q) -> std::optional<Order> {
+        auto orders = loadOrders(q, "WHERE id = ?", id);
         if (orders.empty()) return std::nullopt;
         Order& order = orders.front();
-        order.payments = loadPayments(s, "order_id = ?", id);
-        loadEvents(s, order);
+        order.payments = loadPayments(q, "order_id = ?", id);
+        loadEvents(q, order);
         return std::move(order);
     });
 }
 
 std::optional<Payment> OrderStore::getPayment(const std::string& id)
 {
-    return readTransaction(db_, [&](Session& s) -> std::optional<Payment> {
-        auto payments = loadPayments(s, "id = ?", id);
+    return readTransaction(db_, [&](sql::Statements& q) -> std::optional<Payment> {
+        auto payments = loadPayments(q, "id = ?", id);
         if (payments.empty()) return std::nullopt;
         return payments.front();
     });
@@ -341,31 +338,35 @@ std::optional<Payment> OrderStore::getPayment(const std::string& id)
 
 std::vector<Order> OrderStore::listOrders(std::optional<OrderStatus> status, int limit, const std::string& after)
 {
-    std::vector<std::string> params;
-    if (status) params.emplace_back(toString(*status));
-    if (!after.empty()) params.push_back(after);
-    const std::string tail = listFilter(status.has_value(), !after.empty(), limit);
-    return readTransaction(db_, [&](Session& s) { return loadOrders(s, tail, params); });
+    const std::string tail = listFilter(status.has_value(), !after.empty());
+    const std::int64_t n = limit;
+    return readTransaction(db_, [&](sql::Statements& q) {
+        const std::string statusName = status ? std::string(toString(*status)) : std::string();
+        if (status && !after.empty()) return loadOrders(q, tail, statusName, after, n);
+        if (status) return loadOrders(q, tail, statusName, n);
+        if (!after.empty()) return loadOrders(q, tail, after, n);
+        return loadOrders(q, tail, n);
+    });
 }
 
-std::string OrderStore::listFilter(bool byStatus, bool afterId, int limit)
+std::string OrderStore::listFilter(bool byStatus, bool afterId)
 {
     // Served by orders_by_status (status, id) or the primary key (id): the
     // newest-first page is read in index order, never sorted.
     std::string tail = "WHERE 1";
     if (byStatus) tail += " AND status = ?";
     if (afterId) tail += " AND id < ?";
-    return tail + " ORDER BY id DESC LIMIT " + std::to_string(limit);
+    return tail + " ORDER BY id DESC LIMIT ?";
 }
 
 OrderStatus OrderStore::startProcessing(const std::string& id)
 {
     OrderStatus after = OrderStatus::Queued;
-    committer_.write([&](Session& s) {
-        const auto status = readOrderStatus(s, id);
+    committer_.write([&](Session&) {
+        const auto status = readOrderStatus(db_.writes(), id);
         if (!status) throw PoisonMessage("order " + id + " does not exist");
         after = *status;
-        if (*status == OrderStatus::Queued && moveOrder(s, id, OrderStatus::Queued, OrderStatus::Processing, "")) {
+        if (*status == OrderStatus::Queued && moveOrder(db_.writes(), id, OrderStatus::Queued, OrderStatus::Processing, "")) {
             after = OrderStatus::Processing;
         }
     });
@@ -374,15 +375,15 @@ OrderStatus OrderStore::startProcessing(const std::string& id)
 
 bool OrderStore::isStepCompleted(const std::string& id, const std::string& step)
 {
-    Session s = db_.reader();
-    Poco::Int64 n = 0;
-    s << "SELECT COUNT(*) FROM order_steps WHERE order_id = ? AND step = ?", useRef(id), useRef(step), into(n), now;
-    return n > 0;
+    bool done = false;
+    db_.localReader()("SELECT 1 FROM order_steps WHERE order_id = ? AND step = ?")
+        .query([&](sql::Statement&) { done = true; }, id, step);
+    return done;
 }
 
 void OrderStore::recordStepStarted(const std::string& id, const std::string& step)
 {
-    committer_.write([&](Session& s) { addEvent(s, id, "step_started", {"", "", step, ""}, clock::nowRfc3339()); });
+    committer_.write([&](Session&) { addEvent(db_.writes(), id, "step_started", {"", "", step, ""}, clock::nowRfc3339()); });
 }
 
 bool OrderStore::completeStep(const std::string& id, const std::string& step)
@@ -392,30 +393,29 @@ bool OrderStore::completeStep(const std::string& id, const std::string& step)
     return done;
 }
 
-bool OrderStore::completeStepIn(Session& s, const std::string& id, const std::string& step)
+bool OrderStore::completeStepIn(Session&, const std::string& id, const std::string& step)
 {
+    sql::Statements& w = db_.writes();
     const std::string at = clock::nowRfc3339();
-    Statement ledger(s);
-    ledger << "INSERT OR IGNORE INTO order_steps (order_id, step, completed_at) VALUES (?, ?, ?)", useRef(id),
-        useRef(step), useRef(at);
-    if (ledger.execute() == 0) return false;  // done before: a redelivery
+    if (w("INSERT OR IGNORE INTO order_steps (order_id, step, completed_at) VALUES (?, ?, ?)").exec(id, step, at) == 0)
+        return false;  // done before: a redelivery
     // The step's effect, in the same transaction as its ledger entry.
     if (step == "reserve_stock") {
-        auto orders = loadOrders(s, "WHERE id = ?", {id});
-        if (orders.empty()) throw PoisonMessage("order " + id + " does not exist");
-        Poco::Int64 line = 0;
-        for (const auto& item : orders.front().items) {
-            const Poco::Int64 quantity = item.quantity;
-            s << "INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)", useRef(id),
-                useRef(line), useRef(item.sku), useRef(quantity), now;
+        std::optional<std::string> items;
+        w("SELECT items FROM orders WHERE id = ?").query([&](sql::Statement& row) { items = row.text(0); }, id);
+        if (!items) throw PoisonMessage("order " + id + " does not exist");
+        std::int64_t line = 0;
+        for (const auto& item : itemsFromJson(*items)) {
+            w("INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)")
+                .exec(id, line, item.sku, item.quantity);
             ++line;
         }
     } else if (step == "prepare_invoice") {
-        s << "INSERT INTO invoices (order_id, amount, currency, issued_at) "
-             "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?",
-            useRef(at), useRef(id), now;
+        w("INSERT INTO invoices (order_id, amount, currency, issued_at) "
+          "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?")
+            .exec(at, id);
     }
-    addEvent(s, id, "step_completed", {"", "", step, ""}, at);
+    addEvent(w, id, "step_completed", {"", "", step, ""}, at);
     return true;
 }
 
@@ -428,17 +428,18 @@ bool OrderStore::finishProcessing(const std::string& id)
     return moved;
 }
 
-bool OrderStore::finishIn(Session& s, const std::string& id, bool& releasedPayments)
+bool OrderStore::finishIn(Session&, const std::string& id, bool& releasedPayments)
 {
+    sql::Statements& w = db_.writes();
     releasedPayments = false;
-    if (!moveOrder(s, id, OrderStatus::Processing, OrderStatus::AwaitingPayment, "")) return false;
+    if (!moveOrder(w, id, OrderStatus::Processing, OrderStatus::AwaitingPayment, "")) return false;
     // Payments that arrived while the order was being processed.
     std::vector<std::string> held;
-    s << "SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id",
-        useRef(id), into(held), now;
+    w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")
+        .query([&](sql::Statement& row) { held.push_back(row.text(0)); }, id);
     for (const auto& paymentId : held) {
-        s << "UPDATE payments SET dispatched = 1 WHERE id = ?", useRef(paymentId), now;
-        queueMessage(s, kPaymentsQueue, paymentMessage(paymentId));
+        w("UPDATE payments SET dispatched = 1 WHERE id = ?").exec(paymentId);
+        queueMessage(w, kPaymentsQueue, paymentMessage(paymentId));
     }
     releasedPayments = !held.empty();
     return true;
@@ -449,21 +450,22 @@ OrderStore::InstantResult OrderStore::processInstantly(const std::string& id, co
     InstantResult result;
     bool releasedPayments = false;
     committer_.write([&](Session& s) {
+        sql::Statements& w = db_.writes();
         result = InstantResult{};
-        const auto status = readOrderStatus(s, id);
+        const auto status = readOrderStatus(w, id);
         if (!status) throw PoisonMessage("order " + id + " does not exist");
         result.before = *status;
         if (*status == OrderStatus::Queued) {
-            moveOrder(s, id, OrderStatus::Queued, OrderStatus::Processing, "");
+            moveOrder(w, id, OrderStatus::Queued, OrderStatus::Processing, "");
         } else if (*status != OrderStatus::Processing) {
             return;  // cancelled, or finished before: a redelivery
         }
         for (const auto& step : steps) {
-            Poco::Int64 done = 0;
-            s << "SELECT COUNT(*) FROM order_steps WHERE order_id = ? AND step = ?", useRef(id), useRef(step),
-                into(done), now;
+            bool done = false;
+            w("SELECT 1 FROM order_steps WHERE order_id = ? AND step = ?")
+                .query([&](sql::Statement&) { done = true; }, id, step);
             if (done) continue;
-            addEvent(s, id, "step_started", {"", "", step, ""}, clock::nowRfc3339());
+            addEvent(w, id, "step_started", {"", "", step, ""}, clock::nowRfc3339());
             completeStepIn(s, id, step);
             result.stepsRun.push_back(step);
         }
@@ -476,11 +478,11 @@ OrderStore::InstantResult OrderStore::processInstantly(const std::string& id, co
 bool OrderStore::failOrder(const std::string& id, const std::string& reason)
 {
     bool moved = false;
-    committer_.write([&](Session& s) {
-        const auto status = readOrderStatus(s, id);
+    committer_.write([&](Session&) {
+        const auto status = readOrderStatus(db_.writes(), id);
         if (!status || isFinal(*status)) return;
-        moved = moveOrder(s, id, *status, OrderStatus::Failed, reason);
-        if (moved) rejectHeldPayments(s, id);
+        moved = moveOrder(db_.writes(), id, *status, OrderStatus::Failed, reason);
+        if (moved) rejectHeldPayments(db_.writes(), id);
     });
     return moved;
 }
@@ -507,7 +509,7 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
     PaymentOutcome outcome;
     committer_.write([&](Session& s) {
         outcome = PaymentOutcome{};
-        auto payments = loadPayments(s, "id = ?", id);
+        auto payments = loadPayments(db_.writes(), "id = ?", id);
         if (payments.empty()) throw PoisonMessage("payment " + id + " does not exist");
         const Payment& payment = payments.front();
         outcome.orderId = payment.orderId;
@@ -517,7 +519,7 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
             outcome.alreadyFinal = true;
             return;
         }
-        auto orders = loadOrders(s, "WHERE id = ?", {payment.orderId});
+        auto orders = loadOrders(db_.writes(), "WHERE id = ?", payment.orderId);
         if (orders.empty()) throw PoisonMessage("order " + payment.orderId + " does not exist");
         Poco::Int64 sameReference = 0;
         s << "SELECT COUNT(*) FROM payments WHERE reference = ? AND status = 'succeeded' AND id <> ?",
@@ -529,13 +531,13 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
             const std::string reason(*rejection);
             s << "UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?", useRef(reason),
                 useRef(at), useRef(id), now;
-            addEvent(s, payment.orderId, "payment", {"rejected", reason, "", id}, at);
+            addEvent(db_.writes(), payment.orderId, "payment", {"rejected", reason, "", id}, at);
             outcome.status = PaymentStatus::Rejected;
             outcome.reason = reason;
         } else {
             s << "UPDATE payments SET status = 'succeeded', updated_at = ? WHERE id = ?", useRef(at), useRef(id), now;
-            addEvent(s, payment.orderId, "payment", {"succeeded", "", "", id}, at);
-            if (!moveOrder(s, payment.orderId, OrderStatus::AwaitingPayment, OrderStatus::Paid, "")) {
+            addEvent(db_.writes(), payment.orderId, "payment", {"succeeded", "", "", id}, at);
+            if (!moveOrder(db_.writes(), payment.orderId, OrderStatus::AwaitingPayment, OrderStatus::Paid, "")) {
                 throw std::logic_error("order " + payment.orderId + " left awaiting_payment mid-transaction");
             }
             outcome.status = PaymentStatus::Succeeded;
@@ -547,13 +549,13 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
 void OrderStore::abandonPayment(const std::string& id)
 {
     committer_.write([&](Session& s) {
-        auto payments = loadPayments(s, "id = ?", id);
+        auto payments = loadPayments(db_.writes(), "id = ?", id);
         if (payments.empty() || isFinal(payments.front().status)) return;
         const std::string at = clock::nowRfc3339();
         const std::string reason(kProcessingFailed);
         s << "UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?", useRef(reason), useRef(at),
             useRef(id), now;
-        addEvent(s, payments.front().orderId, "payment", {"rejected", reason, "", id}, at);
+        addEvent(db_.writes(), payments.front().orderId, "payment", {"rejected", reason, "", id}, at);
     });
 }
 

@@ -69,7 +69,9 @@ public:
     /// Newest first; ids below `after` only. Orders come without payments and events.
     std::vector<Order> listOrders(std::optional<OrderStatus> status, int limit, const std::string& after);
     /// The WHERE/ORDER BY/LIMIT of that query (status and id bound in that order).
-    static std::string listFilter(bool byStatus, bool afterId, int limit);
+    /// The WHERE ... LIMIT ? tail of a list query; its parameters are the
+    /// status (if byStatus), the id to start after (if afterId), the limit.
+    static std::string listFilter(bool byStatus, bool afterId);
 
     // --- workers ----------------------------------------------------------
 
@@ -118,8 +120,8 @@ private:
     std::optional<StoredAnswer> checkIdempotency(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void rememberAnswer(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void notify(const std::string& queue);
-    static bool completeStepIn(Poco::Data::Session& s, const std::string& id, const std::string& step);
-    static bool finishIn(Poco::Data::Session& s, const std::string& id, bool& releasedPayments);
+    bool completeStepIn(Poco::Data::Session& s, const std::string& id, const std::string& step);
+    bool finishIn(Poco::Data::Session& s, const std::string& id, bool& releasedPayments);
     std::map<std::string, std::int64_t> countByStatus(const std::string& table);
 
     Database& db_;

@@ -292,6 +292,20 @@ void HttpServer::dispatch(const Poco::Net::StreamSocket& socket, bool continued)
     s.close();
 }
 
+bool HttpServer::othersWaiting()
+{
+    std::lock_guard lock(queueMutex_);
+    return !ready_.empty();
+}
+
+void HttpServer::requeue(const Poco::Net::StreamSocket& socket)
+{
+    // Already admitted: not refused for http.max_queued, which bounds new arrivals.
+    std::lock_guard lock(queueMutex_);
+    ready_.push_back({socket, false});
+    queueReady_.notify_one();
+}
+
 void HttpServer::workerLoop(Exchange& exchange)
 {
     for (;;) {
@@ -387,10 +401,18 @@ void HttpServer::serve(Poco::Net::StreamSocket socket, bool continued, Exchange&
         }
         if (!keepAlive) return;
         if (session.buffered() > 0) continue;  // the next request is already here
-        // Clients on keep-alive usually send the next request at once; a
-        // short wait for it saves a trip through the gate.
         Poco::Net::StreamSocket s = session.socket();
         bool needsContinue = false;
+        if (othersWaiting()) {
+            // Fair turns: other connections wait for a thread, so this one
+            // goes to the back of their line (its next request, if whole,
+            // straight there; else through the gate).
+            if (peekRequest(s, needsContinue) == Request::Complete) requeue(session.detachSocket());
+            else park(session.detachSocket());
+            return;
+        }
+        // Clients on keep-alive usually send the next request at once; a
+        // short wait for it saves a trip through the gate.
         if (s.poll(Poco::Timespan(0, 1000), Poco::Net::Socket::SELECT_READ) &&
             peekRequest(s, needsContinue) == Request::Complete)
             continue;

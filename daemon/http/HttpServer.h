@@ -78,6 +78,9 @@ private:
     void cutOverdue();
     void park(const Poco::Net::StreamSocket& socket);
     void dispatch(const Poco::Net::StreamSocket& socket, bool continued);
+    /// A connection with a whole next request, back to the end of the line.
+    void requeue(const Poco::Net::StreamSocket& socket);
+    bool othersWaiting();
     void serve(Poco::Net::StreamSocket socket, bool continued, Exchange& exchange);
     /// Whether the first request in the socket's receive buffer is there
     /// whole. `needsContinue` is set when its head asks for "100 Continue"

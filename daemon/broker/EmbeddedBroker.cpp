@@ -17,7 +17,8 @@ EmbeddedBroker::EmbeddedBroker(Database& db, Committer& committer, const WorkSet
     : db_(db),
       committer_(committer),
       backoffBase_(work.retryBackoff),
-      leaseTime_(std::max<std::chrono::milliseconds>(std::chrono::minutes(1), work.processingTime * 4))
+      leaseTime_(std::max<std::chrono::milliseconds>(std::chrono::minutes(1), work.processingTime * 4)),
+      leaseBatch_(work.processingTime.count() == 0 ? kLeaseBatch : 1)
 {
 }
 
@@ -45,11 +46,24 @@ void EmbeddedBroker::start()
 
 void EmbeddedBroker::stop()
 {
+    std::map<std::string, std::deque<Delivery>> unused;
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
+        unused.swap(leased_);
     }
     wake_.notify_all();
+    // Leased ahead but never handed out: give them back uncounted. If that
+    // fails, the next start gives back every lease anyway.
+    for (const auto& [queue, deliveries] : unused) {
+        for (const auto& d : deliveries) {
+            try {
+                release(d);
+            } catch (const std::exception&) {
+                break;
+            }
+        }
+    }
 }
 
 void EmbeddedBroker::notifyPublished(const std::string&)
@@ -63,37 +77,56 @@ void EmbeddedBroker::notifyPublished(const std::string&)
 
 bool EmbeddedBroker::anythingDue(const std::string& queue)
 {
-    Session s = db_.reader();
-    const Poco::Int64 at = clock::nowMillis();
-    Poco::Int64 n = 0;
-    s << "SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ?)",
-        useRef(queue), useRef(at), into(n), now;
-    return n != 0;
+    bool due = false;
+    db_.localReader()(
+        "SELECT 1 FROM messages WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ? LIMIT 1")
+        .query([&](sql::Statement&) { due = true; }, queue, clock::nowMillis());
+    return due;
 }
 
 std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
 {
     // A cheap read first, so idle consumers do not write (and sync) at all.
     if (!anythingDue(queue)) return std::nullopt;
-    std::optional<Delivery> delivery;
-    committer_.write([&](Session& s) {
-        delivery.reset();
-        const Poco::Int64 at = clock::nowMillis();
-        Poco::Int64 id = 0, attempts = 0, lease = 0;
-        std::string body;
-        Statement pick(s);
-        pick << "SELECT id, body, attempts, lease FROM messages "
-                "WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ? ORDER BY due_at, id LIMIT 1",
-            useRef(queue), useRef(at), into(id), into(body), into(attempts), into(lease);
-        if (pick.execute() == 0) return;
-        const Poco::Int64 until = at + leaseTime_.count();
-        s << "UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? "
-             "WHERE id = ?",
-            useRef(until), useRef(id), now;
-        delivery = Delivery{queue, body, id, lease + 1, static_cast<int>(attempts + 1)};
+    std::vector<Delivery> deliveries;
+    committer_.write([&](Session&) {
+        deliveries.clear();
+        sql::Statements& w = db_.writes();
+        const std::int64_t at = clock::nowMillis();
+        w("SELECT id, body, attempts, lease FROM messages "
+          "WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ? ORDER BY due_at, id LIMIT ?")
+            .query(
+                [&](sql::Statement& row) {
+                    deliveries.push_back(Delivery{queue, row.text(1), row.integer(0), row.integer(3) + 1,
+                                                  static_cast<int>(row.integer(2) + 1)});
+                },
+                queue, at, static_cast<std::int64_t>(leaseBatch_));
+        const std::int64_t until = at + leaseTime_.count();
+        for (const auto& d : deliveries) {
+            w("UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? WHERE id = ?")
+                .exec(until, d.messageId);
+        }
     });
-    if (delivery && delivery->redelivered()) Metrics::instance().redeliveries.fetch_add(1);
-    return delivery;
+    if (deliveries.empty()) return std::nullopt;
+    for (const auto& d : deliveries)
+        if (d.redelivered()) Metrics::instance().redeliveries.fetch_add(1);
+    std::optional<Delivery> first(std::move(deliveries.front()));
+    if (deliveries.size() > 1) {
+        std::lock_guard lock(mutex_);
+        auto& ahead = leased_[queue];
+        for (std::size_t i = 1; i < deliveries.size(); ++i) ahead.push_back(std::move(deliveries[i]));
+    }
+    return first;
+}
+
+std::optional<Delivery> EmbeddedBroker::takeLeased(const std::string& queue)
+{
+    std::lock_guard lock(mutex_);
+    auto it = leased_.find(queue);
+    if (it == leased_.end() || it->second.empty()) return std::nullopt;
+    Delivery d = std::move(it->second.front());
+    it->second.pop_front();
+    return d;
 }
 
 std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chrono::milliseconds timeout)
@@ -106,6 +139,7 @@ std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chr
             if (stopping_) return std::nullopt;
             seen = generation_;
         }
+        if (auto d = takeLeased(queue)) return d;
         if (auto d = tryLease(queue)) return d;
         std::unique_lock lock(mutex_);
         const auto now = std::chrono::steady_clock::now();
@@ -119,9 +153,14 @@ std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chr
 
 void EmbeddedBroker::ack(const Delivery& d)
 {
-    committer_.write([&](Session& s) {
-        s << "DELETE FROM messages WHERE id = ? AND lease = ?", useRef(d.messageId), useRef(d.lease), now;
-    });
+    auto remove = [this, id = d.messageId, lease = d.lease](Session&) {
+        db_.writes()("DELETE FROM messages WHERE id = ? AND lease = ?").exec(id, lease);
+    };
+    // The handler's outcome is committed; losing the ack only means one
+    // more (idempotent) delivery, so with instant processing it need not
+    // wait for a sync of its own.
+    if (leaseBatch_ > 1) committer_.post(remove);
+    else committer_.write(remove);
 }
 
 void EmbeddedBroker::retry(const Delivery& d, const std::string& reason)

@@ -53,7 +53,8 @@ void OrdersHandler::create(Poco::Net::HTTPServerRequest& request, Poco::Net::HTT
     if (auto replay = service_.store.createOrder(order, idem)) return sendAnswer(response, *replay, true);
 
     static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
-    logLine(log, Poco::Message::PRIO_INFORMATION,
+    if (log.information())
+        logLine(log, Poco::Message::PRIO_INFORMATION,
             "order " + order.id + " accepted: " + std::to_string(order.items.size()) + " items, " +
                 std::to_string(order.totalAmount) + " " + order.currency,
             {{"ORDER_ID", order.id}});

@@ -79,6 +79,13 @@ void OrderProcessor::handleInstantly(const Delivery& d, const std::string& id, c
                 "order " + id + " is " + std::string(toString(result.before)) + ", nothing to process", fields);
         return;
     }
+    if (!log_.information()) {
+        // The steps' lines would be dropped: skip building them (the hot path at logging.level=notice or above).
+        if (result.finished) Metrics::instance().ordersProcessed.fetch_add(1);
+        if (result.finished && log_.notice())
+            logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
+        return;
+    }
     // Logged after the commit, as they happened inside it.
     logLine(log_, Poco::Message::PRIO_INFORMATION,
             "order " + id + " processing" + (d.redelivered() ? " (redelivery " + std::to_string(d.attempt) + ")" : ""),

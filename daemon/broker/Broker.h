@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace orderpay {
 
@@ -39,6 +40,16 @@ public:
 
     /// Waits up to `timeout` for a message on `queue`.
     virtual std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout) = 0;
+    /// Waits up to `timeout` for messages on `queue`; returns up to `max`
+    /// of those the broker has at hand (by default: one, as fetch).
+    virtual std::vector<Delivery> fetchSome(const std::string& queue, std::size_t max,
+                                            std::chrono::milliseconds timeout)
+    {
+        (void)max;
+        std::vector<Delivery> ds;
+        if (auto d = fetch(queue, timeout)) ds.push_back(std::move(*d));
+        return ds;
+    }
     /// Done: the work's state change has committed.
     virtual void ack(const Delivery& d) = 0;
     /// Failed for a reason that may pass: deliver again after a backoff.

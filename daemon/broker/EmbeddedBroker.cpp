@@ -151,6 +151,21 @@ std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chr
     }
 }
 
+std::vector<Delivery> EmbeddedBroker::fetchSome(const std::string& queue, std::size_t max,
+                                                std::chrono::milliseconds timeout)
+{
+    std::vector<Delivery> ds;
+    auto first = fetch(queue, timeout);
+    if (!first) return ds;
+    ds.push_back(std::move(*first));
+    while (ds.size() < max) {
+        auto next = takeLeased(queue);
+        if (!next) break;
+        ds.push_back(std::move(*next));
+    }
+    return ds;
+}
+
 void EmbeddedBroker::ack(const Delivery& d)
 {
     auto remove = [this, id = d.messageId, lease = d.lease](Session&) {

@@ -36,6 +36,9 @@ public:
     void start() override;
     void stop() override;
     std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout) override;
+    /// The first message as fetch, then those already leased ahead.
+    std::vector<Delivery> fetchSome(const std::string& queue, std::size_t max,
+                                    std::chrono::milliseconds timeout) override;
     void ack(const Delivery& d) override;
     void retry(const Delivery& d, const std::string& reason) override;
     void deadLetter(const Delivery& d, const std::string& reason) override;

@@ -46,6 +46,27 @@ void Committer::write(Work work)
     if (unit.error) std::rethrow_exception(unit.error);
 }
 
+std::vector<std::exception_ptr> Committer::writeAll(std::vector<Work> works)
+{
+    if (works.empty()) return {};
+    std::vector<Unit> units;
+    units.reserve(works.size());
+    for (auto& work : works) units.push_back(Unit{std::move(work), nullptr, false, false});
+    {
+        std::unique_lock lock(mutex_);
+        if (stopping_) throw StoreUnavailable("the store is shutting down");
+        // Queued together, so they share a transaction unless the batch
+        // limit splits them; taken in order, so the last one done means all are.
+        for (auto& unit : units) queue_.push_back(&unit);
+        pending_.notify_one();
+        finished_.wait(lock, [&] { return units.back().done; });
+    }
+    std::vector<std::exception_ptr> errors;
+    errors.reserve(units.size());
+    for (const auto& unit : units) errors.push_back(unit.error);
+    return errors;
+}
+
 void Committer::post(Work work)
 {
     auto unit = std::make_unique<Unit>(Unit{std::move(work), nullptr, false, true});

@@ -9,6 +9,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace orderpay {
 
@@ -45,6 +46,11 @@ public:
     /// Rethrows what `work` threw; throws StoreUnavailable if the commit
     /// itself failed (nothing of `work` is then stored).
     void write(Work work);
+
+    /// Runs several units in one transaction (each in its own savepoint)
+    /// and returns once they committed: what each threw, nullptr where it
+    /// succeeded. A failed commit fails them all with StoreUnavailable.
+    std::vector<std::exception_ptr> writeAll(std::vector<Work> works);
 
     /// Queues `work` for the next transaction and returns at once. For
     /// writes whose loss is harmless because they are redone anyway (a

@@ -445,11 +445,10 @@ bool OrderStore::finishIn(Session&, const std::string& id, bool& releasedPayment
     return true;
 }
 
-OrderStore::InstantResult OrderStore::processInstantly(const std::string& id, const std::vector<std::string>& steps)
+Committer::Work OrderStore::instantUnit(const std::string& id, const std::vector<std::string>& steps,
+                                       InstantResult& result, bool& releasedPayments)
 {
-    InstantResult result;
-    bool releasedPayments = false;
-    committer_.write([&](Session& s) {
+    return [this, &id, &steps, &result, &releasedPayments](Session& s) {
         sql::Statements& w = db_.writes();
         result = InstantResult{};
         const auto status = readOrderStatus(w, id);
@@ -470,9 +469,38 @@ OrderStore::InstantResult OrderStore::processInstantly(const std::string& id, co
             result.stepsRun.push_back(step);
         }
         result.finished = finishIn(s, id, releasedPayments);
-    });
+    };
+}
+
+OrderStore::InstantResult OrderStore::processInstantly(const std::string& id, const std::vector<std::string>& steps)
+{
+    InstantResult result;
+    bool releasedPayments = false;
+    committer_.write(instantUnit(id, steps, result, releasedPayments));
     if (releasedPayments) notify(kPaymentsQueue);
     return result;
+}
+
+std::vector<OrderStore::InstantOutcome> OrderStore::processInstantly(const std::vector<std::string>& ids,
+                                                                     const std::vector<std::string>& steps)
+{
+    std::vector<InstantOutcome> outcomes(ids.size());
+    std::vector<Committer::Work> units;
+    units.reserve(ids.size());
+    // One flag per order that a unit can hold a bool& to (std::vector<bool> has no such elements).
+    std::vector<std::unique_ptr<bool>> releasedFlags;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        releasedFlags.push_back(std::make_unique<bool>(false));
+        units.push_back(instantUnit(ids[i], steps, outcomes[i].result, *releasedFlags.back()));
+    }
+    const auto errors = committer_.writeAll(std::move(units));
+    bool anyReleased = false;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        outcomes[i].error = errors[i];
+        anyReleased = anyReleased || (!errors[i] && *releasedFlags[i]);
+    }
+    if (anyReleased) notify(kPaymentsQueue);
+    return outcomes;
 }
 
 bool OrderStore::failOrder(const std::string& id, const std::string& reason)

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <exception>
 #include <optional>
 #include <string>
 #include <vector>
@@ -96,6 +97,15 @@ public:
         bool finished = false;
     };
     InstantResult processInstantly(const std::string& id, const std::vector<std::string>& steps);
+    /// processInstantly for several orders in one transaction, each in its
+    /// own savepoint: one order's failure (say, it does not exist) leaves the
+    /// others done. Per order, its result or what it threw.
+    struct InstantOutcome {
+        InstantResult result;
+        std::exception_ptr error;
+    };
+    std::vector<InstantOutcome> processInstantly(const std::vector<std::string>& ids,
+                                                 const std::vector<std::string>& steps);
     /// Any non-final state -> failed; held payments are rejected.
     bool failOrder(const std::string& id, const std::string& reason);
 
@@ -121,6 +131,9 @@ private:
     void rememberAnswer(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void notify(const std::string& queue);
     bool completeStepIn(Poco::Data::Session& s, const std::string& id, const std::string& step);
+    /// The unit of work of processInstantly for one order.
+    Committer::Work instantUnit(const std::string& id, const std::vector<std::string>& steps, InstantResult& result,
+                                bool& releasedPayments);
     bool finishIn(Poco::Data::Session& s, const std::string& id, bool& releasedPayments);
     std::map<std::string, std::int64_t> countByStatus(const std::string& table);
 

@@ -8,6 +8,19 @@
 
 namespace orderpay {
 
+std::vector<std::exception_ptr> MessageHandler::handleSome(const std::vector<Delivery>& ds, const Sleep& sleep)
+{
+    std::vector<std::exception_ptr> errors(ds.size());
+    for (std::size_t i = 0; i < ds.size(); ++i) {
+        try {
+            handle(ds[i], sleep);
+        } catch (...) {
+            errors[i] = std::current_exception();
+        }
+    }
+    return errors;
+}
+
 ConsumerTask::ConsumerTask(const std::string& name, Broker& broker, std::string queue, MessageHandler& handler,
                            int maxAttempts)
     : Poco::Task(name),
@@ -28,11 +41,12 @@ void ConsumerTask::touch()
 
 void ConsumerTask::runTask()
 {
+    const std::size_t batch = std::max<std::size_t>(1, handler_.batchSize());
     while (!isCancelled()) {
         touch();
-        std::optional<Delivery> d;
+        std::vector<Delivery> ds;
         try {
-            d = broker_.fetch(queue_, std::chrono::milliseconds(500));
+            ds = broker_.fetchSome(queue_, batch, std::chrono::milliseconds(500));
         } catch (const StoreUnavailable&) {
             // The database refuses writes; the store logs that once, not
             // every worker once a second. Try again in a while.
@@ -44,22 +58,32 @@ void ConsumerTask::runTask()
             if (sleep(1000)) break;
             continue;
         }
-        if (!d) continue;
-        try {
-            settle(*d);
-        } catch (const StoreUnavailable&) {
-            settleWhenWritable(*d);
-        } catch (const std::exception& e) {
-            // The broker could not record the outcome (database unavailable):
-            // the lease runs out and the message comes back; the handler's
-            // idempotence makes that safe.
-            logLine(log_, Poco::Message::PRIO_ERROR,
-                    "cannot settle message " + std::to_string(d->messageId) + " on " + queue_ + ": " + e.what(),
-                    {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d->messageId)}});
-            if (sleep(1000)) break;
+        if (ds.size() == 1) {
+            if (!guarded(ds.front(), [&](const Delivery& d) { settle(d); })) break;
+        } else if (!ds.empty()) {
+            settleSome(ds);
         }
         touch();
     }
+}
+
+template <typename F>
+bool ConsumerTask::guarded(const Delivery& d, F&& settleOne)
+{
+    try {
+        settleOne(d);
+    } catch (const StoreUnavailable&) {
+        settleWhenWritable(d);
+    } catch (const std::exception& e) {
+        // The broker could not record the outcome (database unavailable):
+        // the lease runs out and the message comes back; the handler's
+        // idempotence makes that safe.
+        logLine(log_, Poco::Message::PRIO_ERROR,
+                "cannot settle message " + std::to_string(d.messageId) + " on " + queue_ + ": " + e.what(),
+                {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}});
+        if (sleep(1000)) return false;
+    }
+    return true;
 }
 
 void ConsumerTask::settleWhenWritable(const Delivery& d)
@@ -80,42 +104,86 @@ void ConsumerTask::settleWhenWritable(const Delivery& d)
     }
 }
 
+MessageHandler::Sleep ConsumerTask::sleeper()
+{
+    // Sleeping through a processing step is progress: the watchdog hears
+    // from this worker at least every half second.
+    return [this](std::chrono::milliseconds ms) {
+        const auto end = std::chrono::steady_clock::now() + ms;
+        for (auto left = ms; left.count() > 0;
+             left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now())) {
+            if (sleep(std::min<long>(left.count(), 500))) return true;
+            touch();
+        }
+        return false;
+    };
+}
+
+bool ConsumerTask::gaveUp(const Delivery& d)
+{
+    if (d.attempt <= maxAttempts_) return false;
+    const std::string reason = "gave up after " + std::to_string(maxAttempts_) +
+                               " deliveries (retry.max_attempts); the last one never finished";
+    handler_.onDeadLetter(d, reason);
+    broker_.deadLetter(d, reason);
+    logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason,
+            {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}});
+    return true;
+}
+
 void ConsumerTask::settle(const Delivery& d)
 {
-    const Fields fields{{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}};
-    if (d.attempt > maxAttempts_) {
-        const std::string reason = "gave up after " + std::to_string(maxAttempts_) +
-                                   " deliveries (retry.max_attempts); the last one never finished";
-        handler_.onDeadLetter(d, reason);
-        broker_.deadLetter(d, reason);
-        logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason, fields);
-        return;
-    }
+    if (gaveUp(d)) return;
     if (const char* wedge = std::getenv("ORDERPAY_FAULT_WEDGE_QUEUE"); wedge && queue_ == wedge) {
         // Test-only fault switch: behave like a handler stuck for good (no
         // progress, no end), so the watchdog's reaction can be tested.
         for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+    std::exception_ptr error;
     try {
-        // Sleeping through a processing step is progress: the watchdog
-        // hears from this worker at least every half second.
-        handler_.handle(d, [this](std::chrono::milliseconds ms) {
-            const auto end = std::chrono::steady_clock::now() + ms;
-            for (auto left = ms; left.count() > 0;
-                 left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now())) {
-                if (sleep(std::min<long>(left.count(), 500))) return true;
-                touch();
-            }
-            return false;
-        });
+        handler_.handle(d, sleeper());
+    } catch (...) {
+        error = std::current_exception();
+    }
+    conclude(d, error);
+}
+
+void ConsumerTask::settleSome(const std::vector<Delivery>& ds)
+{
+    std::vector<Delivery> work;
+    for (const auto& d : ds) {
+        if (!guarded(d, [&](const Delivery& one) {
+                if (!gaveUp(one)) work.push_back(one);
+            }))
+            return;
+    }
+    if (work.empty()) return;
+    if (const char* wedge = std::getenv("ORDERPAY_FAULT_WEDGE_QUEUE"); wedge && queue_ == wedge) {
+        for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // as in settle()
+    }
+    const auto errors = handler_.handleSome(work, sleeper());
+    for (std::size_t i = 0; i < work.size(); ++i) {
+        const std::exception_ptr error = i < errors.size() ? errors[i] : nullptr;
+        if (!guarded(work[i], [&](const Delivery& d) { conclude(d, error); })) return;
+    }
+}
+
+void ConsumerTask::conclude(const Delivery& d, const std::exception_ptr& error)
+{
+    const Fields fields{{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}};
+    if (!error) {
         broker_.ack(d);
+        return;
+    }
+    try {
+        std::rethrow_exception(error);
     } catch (const Interrupted&) {
         broker_.release(d);
         logLine(log_, Poco::Message::PRIO_INFORMATION, "shutting down: message handed back to queue " + queue_,
                 fields);
     } catch (const StoreUnavailable&) {
         // Not the message's fault, and recording a retry would fail too:
-        // runTask settles it again once the database takes writes.
+        // the caller settles it again once the database takes writes.
         throw;
     } catch (const PermanentError& e) {
         const std::string reason = std::string("cannot be processed: ") + e.what();

@@ -7,9 +7,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace orderpay {
 
@@ -30,6 +32,12 @@ public:
 
     virtual ~MessageHandler() = default;
     virtual void handle(const Delivery& d, const Sleep& sleep) = 0;
+    /// How many messages handleSome takes at once; 1 (the default): no batches.
+    virtual std::size_t batchSize() const { return 1; }
+    /// Handles several messages together where that is cheaper (one
+    /// transaction for all); per message, what handling it threw (nullptr:
+    /// done). The same effects as `handle` on each.
+    virtual std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds, const Sleep& sleep);
     /// The message is given up on: record the final state it leaves behind.
     virtual void onDeadLetter(const Delivery& d, const std::string& reason) = 0;
 };
@@ -49,6 +57,16 @@ public:
 
 private:
     void settle(const Delivery& d);
+    void settleSome(const std::vector<Delivery>& ds);
+    /// Ends a handled message: ack, or what `error` calls for (release,
+    /// retry, dead letter); StoreUnavailable is rethrown.
+    void conclude(const Delivery& d, const std::exception_ptr& error);
+    /// Settles `d` with `settleOne`, keeping the worker alive through what
+    /// the database or the broker throws.
+    template <typename F>
+    bool guarded(const Delivery& d, F&& settleOne);
+    bool gaveUp(const Delivery& d);
+    MessageHandler::Sleep sleeper();
     // After the database refused a message's outcome: settles it again once
     // the database takes writes (the handler is idempotent), instead of
     // leaving it to wait out its lease.

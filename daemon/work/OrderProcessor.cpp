@@ -73,15 +73,49 @@ void OrderProcessor::handle(const Delivery& d, const Sleep& sleep)
 
 void OrderProcessor::handleInstantly(const Delivery& d, const std::string& id, const Fields& fields)
 {
-    const auto result = store_.processInstantly(id, std::vector<std::string>(kSteps.begin(), kSteps.end()));
+    reportInstant(d, id, fields, store_.processInstantly(id, std::vector<std::string>(kSteps.begin(), kSteps.end())));
+}
+
+std::size_t OrderProcessor::batchSize() const { return processingTime_.count() == 0 ? 32 : 1; }
+
+std::vector<std::exception_ptr> OrderProcessor::handleSome(const std::vector<Delivery>& ds, const Sleep& sleep)
+{
+    if (processingTime_.count() != 0) return MessageHandler::handleSome(ds, sleep);
+    std::vector<std::exception_ptr> errors(ds.size());
+    std::vector<std::string> ids;
+    std::vector<std::size_t> at;  // index in ds of each id
+    for (std::size_t i = 0; i < ds.size(); ++i) {
+        try {
+            ids.push_back(decodeOrderId(ds[i].body));
+            at.push_back(i);
+        } catch (...) {
+            errors[i] = std::current_exception();
+        }
+    }
+    const auto outcomes = store_.processInstantly(ids, std::vector<std::string>(kSteps.begin(), kSteps.end()));
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+        const Delivery& d = ds[at[k]];
+        if (outcomes[k].error) {
+            errors[at[k]] = outcomes[k].error;
+            continue;
+        }
+        reportInstant(d, ids[k], {{"ORDER_ID", ids[k]}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}},
+                      outcomes[k].result);
+    }
+    return errors;
+}
+
+void OrderProcessor::reportInstant(const Delivery& d, const std::string& id, const Fields& fields,
+                                   const OrderStore::InstantResult& result)
+{
     if (result.before != OrderStatus::Queued && result.before != OrderStatus::Processing) {
         logLine(log_, Poco::Message::PRIO_INFORMATION,
                 "order " + id + " is " + std::string(toString(result.before)) + ", nothing to process", fields);
         return;
     }
+    if (result.finished) Metrics::instance().ordersProcessed.fetch_add(1);
     if (!log_.information()) {
         // The steps' lines would be dropped: skip building them (the hot path at logging.level=notice or above).
-        if (result.finished) Metrics::instance().ordersProcessed.fetch_add(1);
         if (result.finished && log_.notice())
             logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
         return;
@@ -94,10 +128,7 @@ void OrderProcessor::handleInstantly(const Delivery& d, const std::string& id, c
         logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " started", fields);
         logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " completed", fields);
     }
-    if (result.finished) {
-        Metrics::instance().ordersProcessed.fetch_add(1);
-        logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
-    }
+    if (result.finished) logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
 }
 
 void OrderProcessor::onDeadLetter(const Delivery& d, const std::string& reason)

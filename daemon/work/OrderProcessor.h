@@ -20,6 +20,9 @@ public:
     OrderProcessor(OrderStore& store, std::chrono::milliseconds processingTime);
 
     void handle(const Delivery& d, const Sleep& sleep) override;
+    /// With instant processing, up to 32 orders a transaction.
+    std::size_t batchSize() const override;
+    std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds, const Sleep& sleep) override;
     void onDeadLetter(const Delivery& d, const std::string& reason) override;
 
     /// The time step `index` takes: the processing time split evenly, the
@@ -32,6 +35,9 @@ public:
 private:
     /// processing_ms = 0: every step in one transaction.
     void handleInstantly(const Delivery& d, const std::string& id, const Fields& fields);
+    /// The log lines and counters of an order processed instantly.
+    void reportInstant(const Delivery& d, const std::string& id, const Fields& fields,
+                       const OrderStore::InstantResult& result);
 
     OrderStore& store_;
     std::chrono::milliseconds processingTime_;

@@ -167,3 +167,38 @@ TEST_CASE("a lease held by a daemon that died is delivered again after a restart
     CHECK(again->body == "m");
     CHECK(again->attempt == 2);  // the cut-short delivery counts toward retry.max_attempts
 }
+
+TEST_CASE("with instant processing one lease takes a batch; stop gives back what was not handed out", "[queue]")
+{
+    Queue q;
+    q.broker->stop();
+    q.work.processingTime = milliseconds(0);
+    q.startBroker();
+    for (int i = 0; i < 40; ++i) q.publish("m" + std::to_string(i));
+    const auto transactions = q.committer->stats().transactions;
+
+    auto first = q.broker->fetchSome("orders", 10, seconds(2));
+    REQUIRE(first.size() == 10);
+    CHECK(first.front().body == "m0");
+    CHECK(first.back().body == "m9");
+    // One lease transaction took EmbeddedBroker::kLeaseBatch of them.
+    CHECK(q.committer->stats().transactions == transactions + 1);
+    CHECK(q.broker->depths()["orders"].inFlight == EmbeddedBroker::kLeaseBatch);
+    auto second = q.broker->fetchSome("orders", 100, seconds(2));
+    CHECK(second.size() == EmbeddedBroker::kLeaseBatch - 10);  // the rest of that lease, no new one
+    CHECK(q.committer->stats().transactions == transactions + 1);
+    for (const auto& d : first) q.broker->ack(d);
+
+    // 22 leased ahead and handed out, 8 left: the next lease takes them.
+    auto third = q.broker->fetchSome("orders", 3, seconds(2));
+    REQUIRE(third.size() == 3);
+    CHECK(q.broker->depths()["orders"].inFlight == 22 + 8);
+
+    // Stopping gives back the 5 leased but never handed out, uncounted.
+    q.broker->stop();
+    Poco::Data::Session s = q.db->reader();
+    Poco::Int64 ready = 0, counted = 0;
+    s << "SELECT COUNT(*), SUM(attempts) FROM messages WHERE state = 'ready'", into(ready), into(counted), now;
+    CHECK(ready == 5);
+    CHECK(counted == 0);
+}

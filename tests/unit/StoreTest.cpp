@@ -251,3 +251,31 @@ TEST_CASE("instant processing runs each step once, in one transaction, and resum
     CHECK(none.stepsRun.empty());
     CHECK(f.store->getOrder(cancelled.id)->status == OrderStatus::Cancelled);
 }
+
+TEST_CASE("instant processing of several orders shares one transaction; a failing order fails alone", "[store]")
+{
+    Fixture f;
+    const std::vector<std::string> steps{"validate", "reserve_stock", "prepare_invoice"};
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i) ids.push_back(f.newOrder().id);
+    ids.insert(ids.begin() + 2, ids::newOrderId());  // no such order
+    const auto before = f.committer->stats().transactions;
+
+    const auto outcomes = f.store->processInstantly(ids, steps);
+
+    CHECK(f.committer->stats().transactions == before + 1);
+    REQUIRE(outcomes.size() == ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        INFO("order " << i);
+        if (i == 2) {
+            REQUIRE(outcomes[i].error);
+            CHECK_THROWS_AS(std::rethrow_exception(outcomes[i].error), PoisonMessage);
+            continue;
+        }
+        CHECK_FALSE(outcomes[i].error);
+        CHECK(outcomes[i].result.finished);
+        CHECK(f.store->getOrder(ids[i])->status == OrderStatus::AwaitingPayment);
+    }
+    CHECK(f.count("SELECT COUNT(*) FROM invoices") == 5);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed'") == 15);
+}

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 
@@ -125,4 +126,56 @@ TEST_CASE("deliveries cut short by crashes count toward retry.max_attempts", "[w
     REQUIRE(rig.runUntil(handler, 3, [&] { return rig.depth().dead == 1; }));
     CHECK(handler.attempts.empty());  // never handed to the handler again
     CHECK_THAT(handler.reason(), Catch::Matchers::Contains("retry.max_attempts"));
+}
+
+namespace {
+
+/// Takes messages in batches; a body "poison" fails for good.
+class BatchHandler : public MessageHandler {
+public:
+    void handle(const Delivery& d, const Sleep&) override { handleSome({d}, {}); }
+    std::size_t batchSize() const override { return 8; }
+    std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds, const Sleep&) override
+    {
+        std::vector<std::exception_ptr> errors(ds.size());
+        std::lock_guard lock(mutex);
+        batches.push_back(ds.size());
+        for (std::size_t i = 0; i < ds.size(); ++i) {
+            if (ds[i].body == "poison") errors[i] = std::make_exception_ptr(PoisonMessage("cannot decode"));
+            else ++handled;
+        }
+        return errors;
+    }
+    void onDeadLetter(const Delivery&, const std::string&) override {}
+
+    std::mutex mutex;
+    std::vector<std::size_t> batches;
+    int handled = 0;
+};
+
+}  // namespace
+
+TEST_CASE("with instant processing messages are handled in batches, each settled on its own", "[worker]")
+{
+    Rig rig;  // one message "m" queued
+    rig.broker->stop();
+    rig.work.processingTime = milliseconds(0);
+    rig.broker = std::make_unique<EmbeddedBroker>(*rig.db, *rig.committer, rig.work);
+    rig.broker->start();
+    rig.committer->write([](Poco::Data::Session& s) {
+        const Poco::Int64 at = clock::nowMillis();
+        for (int i = 0; i < 20; ++i) {
+            const std::string body = i == 10 ? "poison" : "m";
+            s << "INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', ?, ?, ?)", useRef(body),
+                useRef(at), useRef(at), now;
+        }
+    });
+    BatchHandler handler;
+    REQUIRE(rig.runUntil(handler, 5, [&] {
+        const auto d = rig.depth();
+        return d.ready + d.inFlight == 0 && d.dead == 1;
+    }));
+    std::lock_guard lock(handler.mutex);
+    CHECK(handler.handled == 20);  // 21 messages, one of them poison
+    CHECK(*std::max_element(handler.batches.begin(), handler.batches.end()) == 8);
 }

@@ -273,81 +273,106 @@ void RabbitMqBroker::dropConsumer(Consumer& consumer, const std::string& why)
     consumer.retryAt = std::chrono::steady_clock::now() + consumer.backoff;
 }
 
-int RabbitMqBroker::recordDelivery(std::int64_t messageId)
+void RabbitMqBroker::recordDeliveries(std::vector<Delivery>& ds)
 {
-    Poco::Int64 attempts = 1;
-    committer_.write([&](Session& s) {
-        const Poco::Int64 id = messageId;
-        const Poco::Int64 at = clock::nowMillis();
-        s << "INSERT INTO deliveries (message_id, attempts, last_at) VALUES (?, 1, ?) "
-             "ON CONFLICT (message_id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at",
-            useRef(id), useRef(at), now;
-        s << "SELECT attempts FROM deliveries WHERE message_id = ?", useRef(id), into(attempts), now;
+    std::vector<int> attempts(ds.size(), 1);
+    committer_.write([&](Session&) {
+        auto& upsert = db_.writes()(
+            "INSERT INTO deliveries (message_id, attempts, last_at) VALUES (?, 1, ?) "
+            "ON CONFLICT (message_id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at "
+            "RETURNING attempts");
+        const std::int64_t at = clock::nowMillis();
+        for (std::size_t i = 0; i < ds.size(); ++i) {
+            // A message without our id cannot be counted; it is handled once
+            // and, being foreign, most likely dead-lettered as poison.
+            if (ds[i].messageId <= 0) continue;
+            upsert.query([&](const sql::Statement& row) { attempts[i] = static_cast<int>(row.integer(0)); },
+                         ds[i].messageId, at);
+        }
     });
-    return static_cast<int>(attempts);
+    for (std::size_t i = 0; i < ds.size(); ++i) ds[i].attempt = attempts[i];
 }
 
 void RabbitMqBroker::forgetDelivery(std::int64_t messageId)
 {
     if (messageId <= 0) return;
-    committer_.write([&](Session& s) {
-        const Poco::Int64 id = messageId;
-        s << "DELETE FROM deliveries WHERE message_id = ?", useRef(id), now;
+    // Losing this delete in a crash leaves a count nothing reads again (the
+    // message is settled), so it rides along with the next transaction.
+    committer_.post([this, messageId](Session&) {
+        db_.writes()("DELETE FROM deliveries WHERE message_id = ?").exec(messageId);
     });
+}
+
+bool RabbitMqBroker::ensureConsuming(Consumer& c, const std::string& queue, std::chrono::milliseconds timeout)
+{
+    if (c.connection) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < c.retryAt) {
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(c.retryAt - now, timeout));
+        return false;
+    }
+    try {
+        auto fresh = connect("consumer " + queue);
+        fresh->consume(queueName(queue), static_cast<std::uint16_t>(prefetch_));
+        c.connection = std::move(fresh);
+        if (c.backoff.count() > 0) {
+            Metrics::instance().brokerReconnects.fetch_add(1);
+            logLine(log_, Poco::Message::PRIO_NOTICE, "consumer of " + queue + " reconnected", {{"QUEUE", queue}});
+        }
+        c.backoff = std::chrono::milliseconds(0);
+        return true;
+    } catch (const AmqpError& e) {
+        dropConsumer(c, e.what());
+        return false;
+    }
 }
 
 std::optional<Delivery> RabbitMqBroker::fetch(const std::string& queue, std::chrono::milliseconds timeout)
 {
-    if (stopping_) return std::nullopt;
-    Consumer& c = consumerForThisThread(queue);
-    if (!c.connection) {
-        const auto now = std::chrono::steady_clock::now();
-        if (now < c.retryAt) {
-            std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(c.retryAt - now, timeout));
-            return std::nullopt;
-        }
-        try {
-            auto fresh = connect("consumer " + queue);
-            fresh->consume(queueName(queue), static_cast<std::uint16_t>(prefetch_));
-            c.connection = std::move(fresh);
-            if (c.backoff.count() > 0) {
-                Metrics::instance().brokerReconnects.fetch_add(1);
-                logLine(log_, Poco::Message::PRIO_NOTICE, "consumer of " + queue + " reconnected", {{"QUEUE", queue}});
-            }
-            c.backoff = std::chrono::milliseconds(0);
-        } catch (const AmqpError& e) {
-            dropConsumer(c, e.what());
-            return std::nullopt;
-        }
-    }
-    std::optional<Envelope> envelope = [&]() -> std::optional<Envelope> {
-        try {
-            return c.connection->next(timeout);
-        } catch (const AmqpError& e) {
-            dropConsumer(c, e.what());
-            return std::nullopt;
-        }
-    }();
-    if (!envelope) return std::nullopt;
+    auto ds = fetchSome(queue, 1, timeout);
+    if (ds.empty()) return std::nullopt;
+    return std::move(ds.front());
+}
 
-    Poco::Int64 id = 0;
-    if (!Poco::NumberParser::tryParse64(envelope->messageId(), id) || id <= 0) id = 0;
-    Delivery d{queue, envelope->body(), id, static_cast<std::int64_t>(envelope->deliveryTag()), 1};
+std::vector<Delivery> RabbitMqBroker::fetchSome(const std::string& queue, std::size_t max,
+                                                std::chrono::milliseconds timeout)
+{
+    std::vector<Delivery> ds;
+    if (stopping_) return ds;
+    Consumer& c = consumerForThisThread(queue);
+    if (!ensureConsuming(c, queue, timeout)) return ds;
+    // The first message waits up to `timeout`; the rest of the batch is
+    // what the prefetch has already brought in.
+    std::vector<bool> redelivered;
     try {
-        // A message without our id cannot be counted; it is handled once and,
-        // being foreign, most likely dead-lettered as poison.
-        if (id > 0) d.attempt = recordDelivery(id);
+        for (auto wait = timeout; ds.size() < max; wait = std::chrono::milliseconds(0)) {
+            std::optional<Envelope> envelope = c.connection->next(wait);
+            if (!envelope) break;
+            Poco::Int64 id = 0;
+            if (!Poco::NumberParser::tryParse64(envelope->messageId(), id) || id <= 0) id = 0;
+            ds.push_back(Delivery{queue, envelope->body(), id, static_cast<std::int64_t>(envelope->deliveryTag()), 1});
+            redelivered.push_back(envelope->redelivered());
+        }
+    } catch (const AmqpError& e) {
+        // Closing the connection hands back what it had delivered, uncounted.
+        dropConsumer(c, e.what());
+        return {};
+    }
+    if (ds.empty()) return ds;
+    try {
+        recordDeliveries(ds);
     } catch (...) {
         // Not counted, so not handed out: back to the queue.
         try {
-            c.connection->reject(envelope->deliveryTag(), true);
+            for (const auto& d : ds) c.connection->reject(static_cast<std::uint64_t>(d.lease), true);
         } catch (const AmqpError& e) {
             dropConsumer(c, e.what());
         }
         throw;
     }
-    if (d.redelivered() || envelope->redelivered()) Metrics::instance().redeliveries.fetch_add(1);
-    return d;
+    for (std::size_t i = 0; i < ds.size(); ++i)
+        if (ds[i].redelivered() || redelivered[i]) Metrics::instance().redeliveries.fetch_add(1);
+    return ds;
 }
 
 void RabbitMqBroker::ack(const Delivery& d)

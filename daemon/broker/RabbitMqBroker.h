@@ -49,6 +49,10 @@ public:
     void start() override;
     void stop() override;
     std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout) override;
+    /// Up to `max` of the messages the prefetch has brought in, their
+    /// attempts counted in one transaction.
+    std::vector<Delivery> fetchSome(const std::string& queue, std::size_t max,
+                                    std::chrono::milliseconds timeout) override;
     void ack(const Delivery& d) override;
     void retry(const Delivery& d, const std::string& reason) override;
     void deadLetter(const Delivery& d, const std::string& reason) override;
@@ -76,7 +80,8 @@ private:
     void dropConsumer(Consumer& consumer, const std::string& why);
     void requeueThroughOutbox(const Delivery& d, const std::string& exchange, const std::string& routingKey,
                               const std::map<std::string, std::string>& headers);
-    int recordDelivery(std::int64_t messageId);
+    bool ensureConsuming(Consumer& c, const std::string& queue, std::chrono::milliseconds timeout);
+    void recordDeliveries(std::vector<Delivery>& ds);
     void forgetDelivery(std::int64_t messageId);
     void setRelayConnected(bool connected, const std::string& why);
     std::chrono::milliseconds nextBackoff(std::chrono::milliseconds current);

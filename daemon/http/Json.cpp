@@ -6,6 +6,7 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/JSONException.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/JSON/PrintHandler.h>
 #include <Poco/String.h>
 
 #include <sstream>
@@ -160,60 +161,116 @@ Poco::Dynamic::Var parseJson(const std::string& body)
     }
 }
 
-Poco::JSON::Object::Ptr renderPayment(const Payment& p)
+namespace {
+
+// The answers are written straight to text by Poco's PrintHandler: building
+// Poco::JSON::Object trees first (a map, a Var and a SharedPtr per field) and
+// stringifying them cost as much CPU as parsing the request (the profile in
+// docs/performance.md).
+class Writer {
+public:
+    Writer() : out_(text_) {}
+    std::string text() { return text_.str(); }
+
+    void field(const std::string& key, const std::string& v) { out_.key(key); out_.value(v); }
+    void field(const std::string& key, std::int64_t v) { out_.key(key); out_.value(static_cast<Poco::Int64>(v)); }
+    void field(const std::string& key, const std::optional<std::string>& v)
+    {
+        out_.key(key);
+        if (v) out_.value(*v);
+        else out_.null();
+    }
+    void startObject(const std::string& key) { out_.key(key); out_.startObject(); }
+    void startArray(const std::string& key) { out_.key(key); out_.startArray(); }
+    Poco::JSON::PrintHandler& handler() { return out_; }
+
+    void payment(const Payment& p)
+    {
+        out_.startObject();
+        field("id", p.id);
+        field("order_id", p.orderId);
+        field("status", std::string(toString(p.status)));
+        field("reason", p.reason);
+        field("amount", p.amount);
+        field("currency", p.currency);
+        field("method", p.method);
+        field("reference", p.reference);
+        field("created_at", p.createdAt);
+        field("updated_at", p.updatedAt);
+        out_.endObject();
+    }
+
+    void order(const Order& order, bool withDetails)
+    {
+        out_.startObject();
+        field("id", order.id);
+        field("status", std::string(toString(order.status)));
+        field("reason", order.reason);
+        field("customer", order.customer);
+        field("currency", order.currency);
+        startArray("items");
+        for (const auto& item : order.items) {
+            out_.startObject();
+            field("sku", item.sku);
+            field("quantity", item.quantity);
+            field("unit_amount", item.unitAmount);
+            out_.endObject();
+        }
+        out_.endArray();
+        field("total_amount", order.totalAmount);
+        startObject("metadata");
+        for (const auto& [k, v] : order.metadata) field(k, v);
+        out_.endObject();
+        field("created_at", order.createdAt);
+        field("updated_at", order.updatedAt);
+        if (withDetails) {
+            startArray("payments");
+            for (const auto& p : order.payments) payment(p);
+            out_.endArray();
+            startArray("events");
+            for (const auto& e : order.events) {
+                out_.startObject();
+                field("at", e.at);
+                field("type", e.type);
+                for (const auto& [k, v] : e.fields) field(k, v);
+                out_.endObject();
+            }
+            out_.endArray();
+        }
+        out_.endObject();
+    }
+
+private:
+    std::ostringstream text_;
+    Poco::JSON::PrintHandler out_;
+};
+
+}  // namespace
+
+std::string paymentJson(const Payment& payment)
 {
-    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-    o->set("id", p.id);
-    o->set("order_id", p.orderId);
-    o->set("status", std::string(toString(p.status)));
-    o->set("reason", p.reason ? Poco::Dynamic::Var(*p.reason) : Poco::Dynamic::Var());
-    o->set("amount", p.amount);
-    o->set("currency", p.currency);
-    o->set("method", p.method);
-    o->set("reference", p.reference);
-    o->set("created_at", p.createdAt);
-    o->set("updated_at", p.updatedAt);
-    return o;
+    Writer w;
+    w.payment(payment);
+    return w.text();
 }
 
-Poco::JSON::Object::Ptr renderOrder(const Order& order, bool withDetails)
+std::string orderJson(const Order& order, bool withDetails)
 {
-    Poco::JSON::Object::Ptr o = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-    o->set("id", order.id);
-    o->set("status", std::string(toString(order.status)));
-    o->set("reason", order.reason ? Poco::Dynamic::Var(*order.reason) : Poco::Dynamic::Var());
-    o->set("customer", order.customer);
-    o->set("currency", order.currency);
-    Poco::JSON::Array::Ptr items = new Poco::JSON::Array;
-    for (const auto& item : order.items) {
-        Poco::JSON::Object::Ptr i = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-        i->set("sku", item.sku);
-        i->set("quantity", item.quantity);
-        i->set("unit_amount", item.unitAmount);
-        items->add(i);
-    }
-    o->set("items", items);
-    o->set("total_amount", order.totalAmount);
-    Poco::JSON::Object::Ptr metadata = new Poco::JSON::Object;
-    for (const auto& [k, v] : order.metadata) metadata->set(k, v);
-    o->set("metadata", metadata);
-    o->set("created_at", order.createdAt);
-    o->set("updated_at", order.updatedAt);
-    if (withDetails) {
-        Poco::JSON::Array::Ptr payments = new Poco::JSON::Array;
-        for (const auto& p : order.payments) payments->add(renderPayment(p));
-        o->set("payments", payments);
-        Poco::JSON::Array::Ptr events = new Poco::JSON::Array;
-        for (const auto& e : order.events) {
-            Poco::JSON::Object::Ptr ev = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-            ev->set("at", e.at);
-            ev->set("type", e.type);
-            for (const auto& [k, v] : e.fields) ev->set(k, v);
-            events->add(ev);
-        }
-        o->set("events", events);
-    }
-    return o;
+    Writer w;
+    w.order(order, withDetails);
+    return w.text();
+}
+
+std::string orderListJson(const std::vector<Order>& orders, const std::optional<std::string>& next)
+{
+    Writer w;
+    w.handler().startObject();
+    w.startArray("orders");
+    for (const auto& o : orders) w.order(o, false);
+    w.handler().endArray();
+    w.field("next", next);
+    w.handler().endObject();
+    return w.text();
 }
 
 std::string toText(const Poco::JSON::Object::Ptr& object)

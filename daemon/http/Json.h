@@ -7,7 +7,9 @@
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace orderpay::http {
 
@@ -17,8 +19,11 @@ namespace orderpay::http {
 std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes);
 Poco::Dynamic::Var parseJson(const std::string& body);
 
-Poco::JSON::Object::Ptr renderOrder(const Order& order, bool withDetails);
-Poco::JSON::Object::Ptr renderPayment(const Payment& payment);
+/// The resources as JSON text, as the API answers them.
+std::string orderJson(const Order& order, bool withDetails);
+std::string paymentJson(const Payment& payment);
+/// A page of GET /orders: {"orders": [...], "next": "/orders?..." or null}.
+std::string orderListJson(const std::vector<Order>& orders, const std::optional<std::string>& next);
 std::string toText(const Poco::JSON::Object::Ptr& object);
 
 void sendJson(Poco::Net::HTTPServerResponse& response, int status, const std::string& body);

@@ -8,7 +8,6 @@
 #include "http/Problem.h"
 #include "logging/Log.h"
 
-#include <Poco/JSON/Array.h>
 #include <Poco/NumberParser.h>
 #include <Poco/URI.h>
 
@@ -48,7 +47,7 @@ void OrdersHandler::create(Poco::Net::HTTPServerRequest& request, Poco::Net::HTT
     order.createdAt = order.updatedAt = clock::nowRfc3339();
     order.events.push_back({order.createdAt, "status", {{"status", "queued"}}});
 
-    const StoredAnswer answer{202, "/orders/" + order.id, toText(renderOrder(order, true))};
+    const StoredAnswer answer{202, "/orders/" + order.id, orderJson(order, true)};
     if (idem) idem->answer = answer;
     if (auto replay = service_.store.createOrder(order, idem)) return sendAnswer(response, *replay, true);
 
@@ -65,7 +64,7 @@ void OrdersHandler::get(Poco::Net::HTTPServerResponse& response)
 {
     auto order = ids::isValid(id_, "ord_") ? service_.store.getOrder(id_) : std::nullopt;
     if (!order) throw ProblemException(Problem::notFound("order " + id_ + " does not exist"));
-    sendJson(response, 200, toText(renderOrder(*order, true)));
+    sendJson(response, 200, orderJson(*order, true));
 }
 
 void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse& response)
@@ -74,7 +73,7 @@ void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerR
     const Order order = service_.store.cancelOrder(id_);
     static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
     logLine(log, Poco::Message::PRIO_NOTICE, "order " + id_ + " cancelled", {{"ORDER_ID", id_}});
-    sendJson(response, 200, toText(renderOrder(order, true)));
+    sendJson(response, 200, orderJson(order, true));
 }
 
 ListQuery parseListQuery(const std::string& uri)
@@ -121,19 +120,13 @@ void OrdersHandler::list(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPS
     const bool more = static_cast<int>(orders.size()) > limit;
     if (more) orders.resize(static_cast<std::size_t>(limit));
 
-    Poco::JSON::Object::Ptr result = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
-    Poco::JSON::Array::Ptr array = new Poco::JSON::Array;
-    for (const auto& o : orders) array->add(renderOrder(o, false));
-    result->set("orders", array);
+    std::optional<std::string> next;
     if (more) {
-        std::string next = "/orders?limit=" + std::to_string(limit);
-        if (status) next += "&status=" + std::string(toString(*status));
-        next += "&after=" + orders.back().id;
-        result->set("next", next);
-    } else {
-        result->set("next", Poco::Dynamic::Var());
+        next = "/orders?limit=" + std::to_string(limit);
+        if (status) *next += "&status=" + std::string(toString(*status));
+        *next += "&after=" + orders.back().id;
     }
-    sendJson(response, 200, toText(result));
+    sendJson(response, 200, orderListJson(orders, next));
 }
 
 }  // namespace orderpay::http

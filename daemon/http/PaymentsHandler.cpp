@@ -21,7 +21,7 @@ void PaymentsHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::H
     if (action_ == Action::Get) {
         auto payment = ids::isValid(id_, "pay_") ? service_.store.getPayment(id_) : std::nullopt;
         if (!payment) throw ProblemException(Problem::notFound("payment " + id_ + " does not exist"));
-        return sendJson(response, 200, toText(renderPayment(*payment)));
+        return sendJson(response, 200, paymentJson(*payment));
     }
 
     const std::string body = readBody(request, service_.settings.http.maxBodyBytes);
@@ -40,7 +40,7 @@ void PaymentsHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::H
     payment.reference = in.reference;
     payment.createdAt = payment.updatedAt = clock::nowRfc3339();
 
-    const StoredAnswer answer{202, "/payments/" + payment.id, toText(renderPayment(payment))};
+    const StoredAnswer answer{202, "/payments/" + payment.id, paymentJson(payment)};
     if (idem) idem->answer = answer;
     // An id of the wrong shape cannot name an order; the store would say
     // the same, this just saves the write.

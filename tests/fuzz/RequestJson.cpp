@@ -44,7 +44,7 @@ void checkOrder(const NewOrder& o)
     order.items = o.items;
     order.totalAmount = o.totalAmount;
     order.metadata = o.metadata;
-    const std::string text = http::toText(http::renderOrder(order, true));
+    const std::string text = http::orderJson(order, true);
     check(isValidUtf8(text), "the rendered order is not UTF-8");
     const auto rendered = parseOurJson(text, "the rendered order").extract<Poco::JSON::Object::Ptr>();
     Poco::JSON::Object::Ptr again = new Poco::JSON::Object;
@@ -78,7 +78,7 @@ void checkPayment(const NewPayment& p)
     payment.currency = p.currency;
     payment.method = p.method;
     payment.reference = p.reference;
-    const std::string text = http::toText(http::renderPayment(payment));
+    const std::string text = http::paymentJson(payment);
     const auto rendered = parseOurJson(text, "the rendered payment").extract<Poco::JSON::Object::Ptr>();
     check(rendered->getValue<std::string>("order_id") == p.orderId &&
               rendered->getValue<std::string>("reference") == p.reference &&

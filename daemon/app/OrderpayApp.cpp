@@ -214,7 +214,7 @@ int OrderpayApp::serve(const Settings& settings)
     store.setMessageListener([&broker](const std::string& queue) { broker.notifyPublished(queue); });
     broker.start();
 
-    OrderProcessor orders(store, settings.work.processingTime);
+    OrderProcessor orders(store, settings.work);
     PaymentProcessor payments(store);
     // The workers get a pool of their own: joinAll() on Poco's default pool
     // would also wait for threads that never end (SessionPool's janitor).

@@ -44,6 +44,12 @@ struct WorkSettings {
     int paymentWorkers = 1;
     int maxAttempts = 5;
     std::chrono::milliseconds retryBackoff{1000};
+
+    /// Messages a worker takes at once. With instant processing
+    /// (orders.processing_ms = 0) in batches: one lease, one transaction for
+    /// a batch's outcomes; otherwise one at a time, each leased only when a
+    /// worker is free for it.
+    std::size_t batchSize() const { return processingTime.count() == 0 ? 32 : 1; }
 };
 
 struct LoggingSettings {

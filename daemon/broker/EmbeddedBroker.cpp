@@ -18,7 +18,7 @@ EmbeddedBroker::EmbeddedBroker(Database& db, Committer& committer, const WorkSet
       committer_(committer),
       backoffBase_(work.retryBackoff),
       leaseTime_(std::max<std::chrono::milliseconds>(std::chrono::minutes(1), work.processingTime * 4)),
-      leaseBatch_(work.processingTime.count() == 0 ? kLeaseBatch : 1)
+      leaseBatch_(work.batchSize())
 {
 }
 

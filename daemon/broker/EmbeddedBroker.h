@@ -24,7 +24,7 @@ namespace orderpay {
 /// daemon (which crashed) are given back.
 ///
 /// When processing is instant (orders.processing_ms = 0), one lease
-/// transaction takes up to kLeaseBatch messages, handed to the consumers
+/// transaction takes a batch of messages (WorkSettings::batchSize), handed to the consumers
 /// one by one, and acks join the next transaction instead of waiting for a
 /// sync of their own: a message then costs a fraction of a sync on top of
 /// its handler's. With slow processing a message is leased only when a
@@ -55,8 +55,6 @@ public:
     /// an ack (a wedged consumer). Settable for tests.
     void setLeaseTime(std::chrono::milliseconds t) { leaseTime_ = t; }
 
-    static constexpr int kLeaseBatch = 32;
-
 private:
     std::optional<Delivery> tryLease(const std::string& queue);
     std::optional<Delivery> takeLeased(const std::string& queue);
@@ -66,7 +64,7 @@ private:
     Committer& committer_;
     std::chrono::milliseconds backoffBase_;
     std::chrono::milliseconds leaseTime_;
-    const int leaseBatch_;
+    const std::size_t leaseBatch_;
 
     std::mutex mutex_;
     std::condition_variable wake_;

@@ -9,6 +9,7 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
+#include <array>
 #include <sstream>
 
 using namespace Poco::Data::Keywords;
@@ -128,11 +129,16 @@ Payment paymentFromRow(const sql::Statement& row)
     return p;
 }
 
-/// Payments `WHERE <where>` (one `?`, bound to `key`), by id.
-std::vector<Payment> loadPayments(sql::Statements& q, std::string_view where, const std::string& key)
+enum class PaymentsOf { Id, Order };
+
+/// The payment with id `key`, or the payments of order `key`, by id.
+std::vector<Payment> loadPayments(sql::Statements& q, PaymentsOf of, const std::string& key)
 {
+    // Built once: the statement cache is keyed by the text.
+    static const std::string byId = std::string(kPaymentColumns) + "WHERE id = ? ORDER BY id";
+    static const std::string byOrder = std::string(kPaymentColumns) + "WHERE order_id = ? ORDER BY id";
     std::vector<Payment> payments;
-    q(std::string(kPaymentColumns) + "WHERE " + std::string(where) + " ORDER BY id")
+    q(of == PaymentsOf::Id ? byId : byOrder)
         .query([&](sql::Statement& row) { payments.push_back(paymentFromRow(row)); }, key);
     return payments;
 }
@@ -156,15 +162,20 @@ Order orderFromRow(const sql::Statement& row)
     return o;
 }
 
-/// Orders selected by `sqlTail` (WHERE ... ORDER BY ... LIMIT ?), its
-/// parameters bound in order.
+/// Orders selected by `sql` (kOrderColumns and a tail), its parameters
+/// bound in order.
 template <typename... T>
-std::vector<Order> loadOrders(sql::Statements& q, const std::string& sqlTail, const T&... params)
+std::vector<Order> loadOrders(sql::Statements& q, const std::string& sql, const T&... params)
 {
     std::vector<Order> orders;
-    q(std::string(kOrderColumns) + sqlTail).query([&](sql::Statement& row) { orders.push_back(orderFromRow(row)); },
-                                                  params...);
+    q(sql).query([&](sql::Statement& row) { orders.push_back(orderFromRow(row)); }, params...);
     return orders;
+}
+
+const std::string& orderById()
+{
+    static const std::string sql = std::string(kOrderColumns) + "WHERE id = ?";
+    return sql;
 }
 
 void loadEvents(sql::Statements& q, Order& order)
@@ -318,10 +329,10 @@ Order OrderStore::cancelOrder(const std::string& id)
 std::optional<Order> OrderStore::getOrder(const std::string& id)
 {
     return readTransaction(db_, [&](sql::Statements& q) -> std::optional<Order> {
-        auto orders = loadOrders(q, "WHERE id = ?", id);
+        auto orders = loadOrders(q, orderById(), id);
         if (orders.empty()) return std::nullopt;
         Order& order = orders.front();
-        order.payments = loadPayments(q, "order_id = ?", id);
+        order.payments = loadPayments(q, PaymentsOf::Order, id);
         loadEvents(q, order);
         return std::move(order);
     });
@@ -330,7 +341,7 @@ std::optional<Order> OrderStore::getOrder(const std::string& id)
 std::optional<Payment> OrderStore::getPayment(const std::string& id)
 {
     return readTransaction(db_, [&](sql::Statements& q) -> std::optional<Payment> {
-        auto payments = loadPayments(q, "id = ?", id);
+        auto payments = loadPayments(q, PaymentsOf::Id, id);
         if (payments.empty()) return std::nullopt;
         return payments.front();
     });
@@ -338,14 +349,18 @@ std::optional<Payment> OrderStore::getPayment(const std::string& id)
 
 std::vector<Order> OrderStore::listOrders(std::optional<OrderStatus> status, int limit, const std::string& after)
 {
-    const std::string tail = listFilter(status.has_value(), !after.empty());
+    // The four statements, built once (by status or not, after an id or not).
+    static const std::array<std::string, 4> queries{
+        std::string(kOrderColumns) + listFilter(false, false), std::string(kOrderColumns) + listFilter(false, true),
+        std::string(kOrderColumns) + listFilter(true, false), std::string(kOrderColumns) + listFilter(true, true)};
+    const std::string& sql = queries[(status ? 2 : 0) + (after.empty() ? 0 : 1)];
     const std::int64_t n = limit;
     return readTransaction(db_, [&](sql::Statements& q) {
         const std::string statusName = status ? std::string(toString(*status)) : std::string();
-        if (status && !after.empty()) return loadOrders(q, tail, statusName, after, n);
-        if (status) return loadOrders(q, tail, statusName, n);
-        if (!after.empty()) return loadOrders(q, tail, after, n);
-        return loadOrders(q, tail, n);
+        if (status && !after.empty()) return loadOrders(q, sql, statusName, after, n);
+        if (status) return loadOrders(q, sql, statusName, n);
+        if (!after.empty()) return loadOrders(q, sql, after, n);
+        return loadOrders(q, sql, n);
     });
 }
 
@@ -446,9 +461,9 @@ bool OrderStore::finishIn(Session&, const std::string& id, bool& releasedPayment
 }
 
 Committer::Work OrderStore::instantUnit(const std::string& id, const std::vector<std::string>& steps,
-                                       InstantResult& result, bool& releasedPayments)
+                                       InstantResult& result)
 {
-    return [this, &id, &steps, &result, &releasedPayments](Session& s) {
+    return [this, &id, &steps, &result](Session& s) {
         sql::Statements& w = db_.writes();
         result = InstantResult{};
         const auto status = readOrderStatus(w, id);
@@ -468,16 +483,15 @@ Committer::Work OrderStore::instantUnit(const std::string& id, const std::vector
             completeStepIn(s, id, step);
             result.stepsRun.push_back(step);
         }
-        result.finished = finishIn(s, id, releasedPayments);
+        result.finished = finishIn(s, id, result.releasedPayments);
     };
 }
 
 OrderStore::InstantResult OrderStore::processInstantly(const std::string& id, const std::vector<std::string>& steps)
 {
     InstantResult result;
-    bool releasedPayments = false;
-    committer_.write(instantUnit(id, steps, result, releasedPayments));
-    if (releasedPayments) notify(kPaymentsQueue);
+    committer_.write(instantUnit(id, steps, result));
+    if (result.releasedPayments) notify(kPaymentsQueue);
     return result;
 }
 
@@ -487,17 +501,12 @@ std::vector<OrderStore::InstantOutcome> OrderStore::processInstantly(const std::
     std::vector<InstantOutcome> outcomes(ids.size());
     std::vector<Committer::Work> units;
     units.reserve(ids.size());
-    // One flag per order that a unit can hold a bool& to (std::vector<bool> has no such elements).
-    std::vector<std::unique_ptr<bool>> releasedFlags;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        releasedFlags.push_back(std::make_unique<bool>(false));
-        units.push_back(instantUnit(ids[i], steps, outcomes[i].result, *releasedFlags.back()));
-    }
+    for (std::size_t i = 0; i < ids.size(); ++i) units.push_back(instantUnit(ids[i], steps, outcomes[i].result));
     const auto errors = committer_.writeAll(std::move(units));
     bool anyReleased = false;
     for (std::size_t i = 0; i < ids.size(); ++i) {
         outcomes[i].error = errors[i];
-        anyReleased = anyReleased || (!errors[i] && *releasedFlags[i]);
+        anyReleased = anyReleased || (!errors[i] && outcomes[i].result.releasedPayments);
     }
     if (anyReleased) notify(kPaymentsQueue);
     return outcomes;
@@ -537,7 +546,7 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
     PaymentOutcome outcome;
     committer_.write([&](Session& s) {
         outcome = PaymentOutcome{};
-        auto payments = loadPayments(db_.writes(), "id = ?", id);
+        auto payments = loadPayments(db_.writes(), PaymentsOf::Id, id);
         if (payments.empty()) throw PoisonMessage("payment " + id + " does not exist");
         const Payment& payment = payments.front();
         outcome.orderId = payment.orderId;
@@ -547,7 +556,7 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
             outcome.alreadyFinal = true;
             return;
         }
-        auto orders = loadOrders(db_.writes(), "WHERE id = ?", payment.orderId);
+        auto orders = loadOrders(db_.writes(), orderById(), payment.orderId);
         if (orders.empty()) throw PoisonMessage("order " + payment.orderId + " does not exist");
         Poco::Int64 sameReference = 0;
         s << "SELECT COUNT(*) FROM payments WHERE reference = ? AND status = 'succeeded' AND id <> ?",
@@ -577,7 +586,7 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
 void OrderStore::abandonPayment(const std::string& id)
 {
     committer_.write([&](Session& s) {
-        auto payments = loadPayments(db_.writes(), "id = ?", id);
+        auto payments = loadPayments(db_.writes(), PaymentsOf::Id, id);
         if (payments.empty() || isFinal(payments.front().status)) return;
         const std::string at = clock::nowRfc3339();
         const std::string reason(kProcessingFailed);

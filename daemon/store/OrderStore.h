@@ -95,6 +95,7 @@ public:
         OrderStatus before = OrderStatus::Queued;
         std::vector<std::string> stepsRun;
         bool finished = false;
+        bool releasedPayments = false;  // payments held for the order were queued
     };
     InstantResult processInstantly(const std::string& id, const std::vector<std::string>& steps);
     /// processInstantly for several orders in one transaction, each in its
@@ -132,8 +133,7 @@ private:
     void notify(const std::string& queue);
     bool completeStepIn(Poco::Data::Session& s, const std::string& id, const std::string& step);
     /// The unit of work of processInstantly for one order.
-    Committer::Work instantUnit(const std::string& id, const std::vector<std::string>& steps, InstantResult& result,
-                                bool& releasedPayments);
+    Committer::Work instantUnit(const std::string& id, const std::vector<std::string>& steps, InstantResult& result);
     bool finishIn(Poco::Data::Session& s, const std::string& id, bool& releasedPayments);
     std::map<std::string, std::int64_t> countByStatus(const std::string& table);
 

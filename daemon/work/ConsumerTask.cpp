@@ -119,26 +119,35 @@ MessageHandler::Sleep ConsumerTask::sleeper()
     };
 }
 
-bool ConsumerTask::gaveUp(const Delivery& d)
+void ConsumerTask::deadLetter(const Delivery& d, const std::string& reason)
 {
-    if (d.attempt <= maxAttempts_) return false;
-    const std::string reason = "gave up after " + std::to_string(maxAttempts_) +
-                               " deliveries (retry.max_attempts); the last one never finished";
     handler_.onDeadLetter(d, reason);
     broker_.deadLetter(d, reason);
     logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason,
             {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}});
+}
+
+bool ConsumerTask::gaveUp(const Delivery& d)
+{
+    if (d.attempt <= maxAttempts_) return false;
+    deadLetter(d, "gave up after " + std::to_string(maxAttempts_) +
+                      " deliveries (retry.max_attempts); the last one never finished");
     return true;
 }
 
-void ConsumerTask::settle(const Delivery& d)
+void ConsumerTask::wedgeIfAsked() const
 {
-    if (gaveUp(d)) return;
     if (const char* wedge = std::getenv("ORDERPAY_FAULT_WEDGE_QUEUE"); wedge && queue_ == wedge) {
         // Test-only fault switch: behave like a handler stuck for good (no
         // progress, no end), so the watchdog's reaction can be tested.
         for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+}
+
+void ConsumerTask::settle(const Delivery& d)
+{
+    if (gaveUp(d)) return;
+    wedgeIfAsked();
     std::exception_ptr error;
     try {
         handler_.handle(d, sleeper());
@@ -158,9 +167,7 @@ void ConsumerTask::settleSome(const std::vector<Delivery>& ds)
             return;
     }
     if (work.empty()) return;
-    if (const char* wedge = std::getenv("ORDERPAY_FAULT_WEDGE_QUEUE"); wedge && queue_ == wedge) {
-        for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // as in settle()
-    }
+    wedgeIfAsked();
     const auto errors = handler_.handleSome(work, sleeper());
     for (std::size_t i = 0; i < work.size(); ++i) {
         const std::exception_ptr error = i < errors.size() ? errors[i] : nullptr;
@@ -186,16 +193,10 @@ void ConsumerTask::conclude(const Delivery& d, const std::exception_ptr& error)
         // the caller settles it again once the database takes writes.
         throw;
     } catch (const PermanentError& e) {
-        const std::string reason = std::string("cannot be processed: ") + e.what();
-        handler_.onDeadLetter(d, reason);
-        broker_.deadLetter(d, reason);
-        logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason, fields);
+        deadLetter(d, std::string("cannot be processed: ") + e.what());
     } catch (const std::exception& e) {
         if (d.attempt >= maxAttempts_) {
-            const std::string reason = "failed " + std::to_string(d.attempt) + " times, last: " + e.what();
-            handler_.onDeadLetter(d, reason);
-            broker_.deadLetter(d, reason);
-            logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason, fields);
+            deadLetter(d, "failed " + std::to_string(d.attempt) + " times, last: " + e.what());
         } else {
             broker_.retry(d, e.what());
             logLine(log_, Poco::Message::PRIO_WARNING,

@@ -26,8 +26,11 @@ std::string decodeId(const std::string& body, const std::string& field, const st
 
 }  // namespace
 
-OrderProcessor::OrderProcessor(OrderStore& store, std::chrono::milliseconds processingTime)
-    : store_(store), processingTime_(processingTime), log_(Poco::Logger::get("orderpay.orders"))
+OrderProcessor::OrderProcessor(OrderStore& store, const WorkSettings& work)
+    : store_(store),
+      processingTime_(work.processingTime),
+      batchSize_(work.batchSize()),
+      log_(Poco::Logger::get("orderpay.orders"))
 {
 }
 
@@ -76,7 +79,6 @@ void OrderProcessor::handleInstantly(const Delivery& d, const std::string& id, c
     reportInstant(d, id, fields, store_.processInstantly(id, std::vector<std::string>(kSteps.begin(), kSteps.end())));
 }
 
-std::size_t OrderProcessor::batchSize() const { return processingTime_.count() == 0 ? 32 : 1; }
 
 std::vector<std::exception_ptr> OrderProcessor::handleSome(const std::vector<Delivery>& ds, const Sleep& sleep)
 {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "app/Settings.h"
 #include "logging/Log.h"
 #include "store/OrderStore.h"
 #include "work/ConsumerTask.h"
@@ -17,11 +18,11 @@ class OrderProcessor : public MessageHandler {
 public:
     static constexpr std::array<const char*, 3> kSteps{"validate", "reserve_stock", "prepare_invoice"};
 
-    OrderProcessor(OrderStore& store, std::chrono::milliseconds processingTime);
+    OrderProcessor(OrderStore& store, const WorkSettings& work);
 
     void handle(const Delivery& d, const Sleep& sleep) override;
-    /// With instant processing, up to 32 orders a transaction.
-    std::size_t batchSize() const override;
+    /// With instant processing, a batch of orders a transaction.
+    std::size_t batchSize() const override { return batchSize_; }
     std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds, const Sleep& sleep) override;
     void onDeadLetter(const Delivery& d, const std::string& reason) override;
 
@@ -41,6 +42,7 @@ private:
 
     OrderStore& store_;
     std::chrono::milliseconds processingTime_;
+    std::size_t batchSize_;
     Poco::Logger& log_;
 };
 

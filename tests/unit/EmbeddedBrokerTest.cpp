@@ -181,11 +181,13 @@ TEST_CASE("with instant processing one lease takes a batch; stop gives back what
     REQUIRE(first.size() == 10);
     CHECK(first.front().body == "m0");
     CHECK(first.back().body == "m9");
-    // One lease transaction took EmbeddedBroker::kLeaseBatch of them.
+    // One lease transaction took a batch of them.
+    const auto batch = static_cast<std::int64_t>(q.work.batchSize());
+    REQUIRE(batch == 32);
     CHECK(q.committer->stats().transactions == transactions + 1);
-    CHECK(q.broker->depths()["orders"].inFlight == EmbeddedBroker::kLeaseBatch);
+    CHECK(q.broker->depths()["orders"].inFlight == batch);
     auto second = q.broker->fetchSome("orders", 100, seconds(2));
-    CHECK(second.size() == EmbeddedBroker::kLeaseBatch - 10);  // the rest of that lease, no new one
+    CHECK(static_cast<std::int64_t>(second.size()) == batch - 10);  // the rest of that lease, no new one
     CHECK(q.committer->stats().transactions == transactions + 1);
     for (const auto& d : first) q.broker->ack(d);
 

@@ -5,12 +5,8 @@
 #include "store/JsonText.h"
 
 #include <Poco/Data/Statement.h>
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 
 #include <array>
-#include <sstream>
 
 using namespace Poco::Data::Keywords;
 using Poco::Data::Session;
@@ -18,34 +14,6 @@ using Poco::Data::Statement;
 
 namespace orderpay {
 namespace {
-
-std::string itemsToJson(const std::vector<OrderItem>& items)
-{
-    Poco::JSON::Array array;
-    for (const auto& item : items) {
-        Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
-        o.set("sku", item.sku);
-        o.set("quantity", item.quantity);
-        o.set("unit_amount", item.unitAmount);
-        array.add(o);
-    }
-    std::ostringstream out;
-    array.stringify(out);
-    return out.str();
-}
-
-std::vector<OrderItem> itemsFromJson(const std::string& text)
-{
-    std::vector<OrderItem> items;
-    Poco::JSON::Parser parser;
-    auto array = parser.parse(text).extract<Poco::JSON::Array::Ptr>();
-    for (std::size_t i = 0; i < array->size(); ++i) {
-        auto o = array->getObject(static_cast<unsigned>(i));
-        items.push_back({o->getValue<std::string>("sku"), o->getValue<Poco::Int64>("quantity"),
-                         o->getValue<Poco::Int64>("unit_amount")});
-    }
-    return items;
-}
 
 struct EventFields {
     std::string status;

@@ -28,9 +28,9 @@ namespace orderpay {
 /// Consuming: each worker thread gets its own connection (rabbitmq-c
 /// connections are not thread-safe), manual acks, and the prefetch of
 /// broker.rabbitmq.prefetch. Delivery attempts are counted in the
-/// `deliveries` table, committed before the message is handed out, so a
-/// delivery cut short by a crash counts toward retry.max_attempts as with
-/// the embedded queue. Retry goes through per-attempt delay queues (a TTL
+/// `deliveries` table, committed before the message is handed out (a
+/// batch's in one transaction), so a delivery cut short by a crash counts
+/// toward retry.max_attempts as with the embedded queue. Retry goes through per-attempt delay queues (a TTL
 /// that dead-letters back to the work exchange); dead letters go to
 /// `<prefix><queue>.dead` with the reason in the header x-orderpay-reason.
 /// Both are written to the outbox (committed) before the original is acked,

@@ -35,32 +35,32 @@ Committer::Stats Committer::stats() const
 
 void Committer::write(Work work)
 {
-    Unit unit{std::move(work), nullptr, false, false};
+    Unit unit(std::move(work));
     {
-        std::unique_lock lock(mutex_);
+        std::lock_guard lock(mutex_);
         if (stopping_) throw StoreUnavailable("the store is shutting down");
         queue_.push_back(&unit);
-        pending_.notify_one();
-        finished_.wait(lock, [&] { return unit.done; });
     }
+    pending_.notify_one();
+    unit.done.acquire();
     if (unit.error) std::rethrow_exception(unit.error);
 }
 
 std::vector<std::exception_ptr> Committer::writeAll(std::vector<Work> works)
 {
     if (works.empty()) return {};
-    std::vector<Unit> units;
-    units.reserve(works.size());
-    for (auto& work : works) units.push_back(Unit{std::move(work), nullptr, false, false});
+    // Units do not move (their semaphores cannot): a deque keeps them in place.
+    std::deque<Unit> units;
+    for (auto& work : works) units.emplace_back(std::move(work));
     {
-        std::unique_lock lock(mutex_);
+        std::lock_guard lock(mutex_);
         if (stopping_) throw StoreUnavailable("the store is shutting down");
         // Queued together, so they share a transaction unless the batch
         // limit splits them; taken in order, so the last one done means all are.
         for (auto& unit : units) queue_.push_back(&unit);
-        pending_.notify_one();
-        finished_.wait(lock, [&] { return units.back().done; });
     }
+    pending_.notify_one();
+    for (auto& unit : units) unit.done.acquire();
     std::vector<std::exception_ptr> errors;
     errors.reserve(units.size());
     for (const auto& unit : units) errors.push_back(unit.error);
@@ -69,7 +69,7 @@ std::vector<std::exception_ptr> Committer::writeAll(std::vector<Work> works)
 
 void Committer::post(Work work)
 {
-    auto unit = std::make_unique<Unit>(Unit{std::move(work), nullptr, false, true});
+    auto unit = std::make_unique<Unit>(std::move(work), true);
     std::lock_guard lock(mutex_);
     if (stopping_) return;  // like a crash before the commit: the work is redone
     queue_.push_back(unit.release());
@@ -91,14 +91,12 @@ void Committer::run()
             }
         }
         runBatch(batch);
-        {
-            std::lock_guard lock(mutex_);
-            for (Unit* u : batch) {
-                if (u->posted) delete u;
-                else u->done = true;
-            }
+        for (Unit* u : batch) {
+            // A waited-for unit belongs to its waiter, who may end it as
+            // soon as it is released: nothing touches it after that.
+            if (u->posted) delete u;
+            else u->done.release();
         }
-        finished_.notify_all();
         batch.clear();
     }
 }

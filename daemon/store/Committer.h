@@ -8,6 +8,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -65,10 +66,15 @@ public:
 
 private:
     struct Unit {
+        explicit Unit(Work w, bool isPosted = false) : work(std::move(w)), posted(isPosted) {}
         Work work;
         std::exception_ptr error;
-        bool done = false;
-        bool posted = false;  // nobody waits: the Committer deletes it
+        const bool posted;  // nobody waits: the Committer deletes it
+        // Released once the unit's transaction ended. Each waiter sleeps on
+        // its own: one condition variable for all woke every waiter at every
+        // commit, those of the next batch too, and each then queued for the
+        // mutex (a fifth of the accept path's CPU was scheduler and futex).
+        std::binary_semaphore done{0};
     };
 
     void run();
@@ -85,7 +91,6 @@ private:
 
     mutable std::mutex mutex_;
     std::condition_variable pending_;
-    std::condition_variable finished_;
     std::deque<Unit*> queue_;
     bool stopping_ = false;
     Stats stats_;

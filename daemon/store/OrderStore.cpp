@@ -233,17 +233,21 @@ void OrderStore::rememberAnswer(Session&, const IdempotencyRecord& idem)
 std::optional<StoredAnswer> OrderStore::createOrder(const Order& order, const std::optional<IdempotencyRecord>& idem)
 {
     std::optional<StoredAnswer> replay;
+    // Rendered here, on the request's thread: the writer is one thread for all.
+    const std::string items = itemsToJson(order.items);
+    const std::string metadata = stringMapToJson(order.metadata);
+    const std::string message = orderMessage(order.id);
     committer_.write([&](Session& s) {
         if (idem && (replay = checkIdempotency(s, *idem))) return;
         sql::Statements& w = db_.writes();
         w("INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, created_at, "
           "updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)")
-            .exec(order.id, toString(order.status), order.customer, order.currency, order.totalAmount,
-                  itemsToJson(order.items), stringMapToJson(order.metadata), order.createdAt, order.updatedAt);
+            .exec(order.id, toString(order.status), order.customer, order.currency, order.totalAmount, items,
+                  metadata, order.createdAt, order.updatedAt);
         // A new order's first event: no earlier one to count.
         w("INSERT INTO order_events (order_id, seq, at, type, status) VALUES (?, 1, ?, 'status', ?)")
             .exec(order.id, order.createdAt, toString(order.status));
-        queueMessage(w, kOrdersQueue, orderMessage(order.id));
+        queueMessage(w, kOrdersQueue, message);
         if (idem) rememberAnswer(s, *idem);
     });
     if (!replay) notify(kOrdersQueue);

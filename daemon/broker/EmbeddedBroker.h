@@ -24,8 +24,8 @@ namespace orderpay {
 /// daemon (which crashed) are given back.
 ///
 /// When processing is instant (orders.processing_ms = 0), one lease
-/// transaction takes a batch of messages (WorkSettings::batchSize), handed to the consumers
-/// one by one, and acks join the next transaction instead of waiting for a
+/// transaction takes a batch of messages (WorkSettings::batchSize), handed
+/// to the consumers one by one, and acks join the next transaction instead of waiting for a
 /// sync of their own: a message then costs a fraction of a sync on top of
 /// its handler's. With slow processing a message is leased only when a
 /// consumer takes it, so none waits in memory while its lease runs out.

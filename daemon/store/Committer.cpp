@@ -56,7 +56,7 @@ std::vector<std::exception_ptr> Committer::writeAll(std::vector<Work> works)
         std::lock_guard lock(mutex_);
         if (stopping_) throw StoreUnavailable("the store is shutting down");
         // Queued together, so they share a transaction unless the batch
-        // limit splits them; taken in order, so the last one done means all are.
+        // limit splits them.
         for (auto& unit : units) queue_.push_back(&unit);
     }
     pending_.notify_one();

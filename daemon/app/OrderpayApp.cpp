@@ -256,6 +256,7 @@ int OrderpayApp::serve(const Settings& settings)
     std::condition_variable sweepWake;
     bool stopping = false;
     sweeper = std::thread([&] {
+        pthread_setname_np(pthread_self(), "sweeper");
         std::unique_lock lock(sweepMutex);
         for (unsigned tick = 1; !sweepWake.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; }); ++tick) {
             lock.unlock();
@@ -273,6 +274,7 @@ int OrderpayApp::serve(const Settings& settings)
 
     std::atomic<bool> reloadStop{false};
     std::thread reloader([&] {
+        pthread_setname_np(pthread_self(), "reloader");
         const timespec tick{0, 200 * 1000 * 1000};
         while (!reloadStop) {
             if (sigtimedwait(&hup, nullptr, &tick) == SIGHUP) reload(auth);

@@ -46,16 +46,19 @@ void EmbeddedBroker::start()
 
 void EmbeddedBroker::stop()
 {
-    std::map<std::string, std::deque<Delivery>> unused;
+    std::vector<std::deque<Delivery>> unused;
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
-        unused.swap(leased_);
+        for (auto& [name, q] : queues_) {
+            unused.push_back(std::move(q.leased));
+            q.leased.clear();
+            q.wake.notify_all();
+        }
     }
-    wake_.notify_all();
     // Leased ahead but never handed out: give them back uncounted. If that
     // fails, the next start gives back every lease anyway.
-    for (const auto& [queue, deliveries] : unused) {
+    for (const auto& deliveries : unused) {
         for (const auto& d : deliveries) {
             try {
                 release(d);
@@ -66,13 +69,17 @@ void EmbeddedBroker::stop()
     }
 }
 
-void EmbeddedBroker::notifyPublished(const std::string&)
+EmbeddedBroker::Queue& EmbeddedBroker::queue(const std::string& name)
 {
-    {
-        std::lock_guard lock(mutex_);
-        ++generation_;
-    }
-    wake_.notify_all();
+    return queues_[name];
+}
+
+void EmbeddedBroker::notifyPublished(const std::string& name)
+{
+    std::lock_guard lock(mutex_);
+    Queue& q = queue(name);
+    ++q.generation;
+    q.wake.notify_all();
 }
 
 bool EmbeddedBroker::anythingDue(const std::string& queue)
@@ -113,7 +120,7 @@ std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
     std::optional<Delivery> first(std::move(deliveries.front()));
     if (deliveries.size() > 1) {
         std::lock_guard lock(mutex_);
-        auto& ahead = leased_[queue];
+        auto& ahead = this->queue(queue).leased;
         for (std::size_t i = 1; i < deliveries.size(); ++i) ahead.push_back(std::move(deliveries[i]));
     }
     return first;
@@ -122,10 +129,10 @@ std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
 std::optional<Delivery> EmbeddedBroker::takeLeased(const std::string& queue)
 {
     std::lock_guard lock(mutex_);
-    auto it = leased_.find(queue);
-    if (it == leased_.end() || it->second.empty()) return std::nullopt;
-    Delivery d = std::move(it->second.front());
-    it->second.pop_front();
+    auto& ahead = this->queue(queue).leased;
+    if (ahead.empty()) return std::nullopt;
+    Delivery d = std::move(ahead.front());
+    ahead.pop_front();
     return d;
 }
 
@@ -137,7 +144,7 @@ std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chr
         {
             std::lock_guard lock(mutex_);
             if (stopping_) return std::nullopt;
-            seen = generation_;
+            seen = this->queue(queue).generation;
         }
         if (auto d = takeLeased(queue)) return d;
         if (auto d = tryLease(queue)) return d;
@@ -147,7 +154,8 @@ std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chr
         // Woken by a publish; otherwise look again shortly for messages whose
         // backoff or lease ran out.
         const auto wait = std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(200));
-        wake_.wait_for(lock, wait, [&] { return stopping_ || generation_ != seen; });
+        Queue& q = this->queue(queue);
+        q.wake.wait_for(lock, wait, [&] { return stopping_ || q.generation != seen; });
     }
 }
 

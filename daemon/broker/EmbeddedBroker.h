@@ -66,11 +66,19 @@ private:
     std::chrono::milliseconds leaseTime_;
     const std::size_t leaseBatch_;
 
+    // Per queue, so a publish wakes only that queue's consumers (one wake-up
+    // for all had the idle payments worker run a read after every commit of
+    // the order load: 13 % of the daemon's CPU).
+    struct Queue {
+        std::condition_variable wake;
+        std::uint64_t generation = 0;  // publishes seen
+        std::deque<Delivery> leased;   // leased ahead, not yet handed out
+    };
+    Queue& queue(const std::string& name);  // under mutex_
+
     std::mutex mutex_;
-    std::condition_variable wake_;
-    std::uint64_t generation_ = 0;
     bool stopping_ = false;
-    std::map<std::string, std::deque<Delivery>> leased_;  // leased ahead, not yet handed out; under mutex_
+    std::map<std::string, Queue> queues_;  // under mutex_; entries never go away
 };
 
 }  // namespace orderpay

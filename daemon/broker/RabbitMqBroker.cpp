@@ -13,6 +13,7 @@
 
 
 #include <random>
+#include <pthread.h>
 
 using namespace Poco::Data::Keywords;
 using Poco::Data::Session;
@@ -65,7 +66,10 @@ RabbitMqBroker::~RabbitMqBroker() { stop(); }
 void RabbitMqBroker::start()
 {
     stopping_ = false;
-    relay_ = std::thread([this] { relayLoop(); });
+    relay_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "amqp-relay");
+        relayLoop();
+    });
 }
 
 void RabbitMqBroker::stop()

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string_view>
 #include <vector>
+#include <pthread.h>
 
 namespace orderpay::http {
 namespace {
@@ -86,10 +87,16 @@ HttpServer::~HttpServer() { stop(); }
 void HttpServer::start()
 {
     pollSet_.add(listener_, Poco::Net::PollSet::POLL_READ);
-    gate_ = std::thread([this] { gateLoop(); });
+    gate_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "http-gate");  // top -H, perf, gdb
+        gateLoop();
+    });
     for (int i = 0; i < settings_.maxThreads; ++i) {
         exchanges_.push_back(std::make_unique<Exchange>());
-        workers_.emplace_back([this, &exchange = *exchanges_.back()] { workerLoop(exchange); });
+        workers_.emplace_back([this, i, &exchange = *exchanges_.back()] {
+            pthread_setname_np(pthread_self(), ("http-" + std::to_string(i + 1)).c_str());
+            workerLoop(exchange);
+        });
     }
 }
 

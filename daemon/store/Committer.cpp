@@ -4,6 +4,7 @@
 #include "logging/Log.h"
 
 #include <memory>
+#include <pthread.h>
 
 using namespace Poco::Data::Keywords;
 
@@ -12,7 +13,10 @@ namespace orderpay {
 Committer::Committer(Database& db, bool groupCommit, int maxBatch)
     : db_(db), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
 {
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "writer");
+        run();
+    });
 }
 
 Committer::~Committer() { stop(); }
@@ -33,6 +37,21 @@ Committer::Stats Committer::stats() const
     return stats_;
 }
 
+void Committer::Unit::finish()
+{
+    // Notified under the lock: the waiter may end the unit as soon as it
+    // sees `done`, and it cannot see it before this unlocks.
+    std::lock_guard lock(doneMutex);
+    done = true;
+    doneWake.notify_one();
+}
+
+void Committer::Unit::awaitFinished()
+{
+    std::unique_lock lock(doneMutex);
+    doneWake.wait(lock, [this] { return done; });
+}
+
 void Committer::write(Work work)
 {
     Unit unit(std::move(work));
@@ -42,14 +61,14 @@ void Committer::write(Work work)
         queue_.push_back(&unit);
     }
     pending_.notify_one();
-    unit.done.acquire();
+    unit.awaitFinished();
     if (unit.error) std::rethrow_exception(unit.error);
 }
 
 std::vector<std::exception_ptr> Committer::writeAll(std::vector<Work> works)
 {
     if (works.empty()) return {};
-    // Units do not move (their semaphores cannot): a deque keeps them in place.
+    // Units do not move (their mutexes cannot): a deque keeps them in place.
     std::deque<Unit> units;
     for (auto& work : works) units.emplace_back(std::move(work));
     {
@@ -60,7 +79,7 @@ std::vector<std::exception_ptr> Committer::writeAll(std::vector<Work> works)
         for (auto& unit : units) queue_.push_back(&unit);
     }
     pending_.notify_one();
-    for (auto& unit : units) unit.done.acquire();
+    for (auto& unit : units) unit.awaitFinished();
     std::vector<std::exception_ptr> errors;
     errors.reserve(units.size());
     for (const auto& unit : units) errors.push_back(unit.error);
@@ -95,7 +114,7 @@ void Committer::run()
             // A waited-for unit belongs to its waiter, who may end it as
             // soon as it is released: nothing touches it after that.
             if (u->posted) delete u;
-            else u->done.release();
+            else u->finish();
         }
         batch.clear();
     }

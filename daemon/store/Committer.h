@@ -8,7 +8,6 @@
 #include <exception>
 #include <functional>
 #include <mutex>
-#include <semaphore>
 #include <thread>
 #include <vector>
 
@@ -70,11 +69,18 @@ private:
         Work work;
         std::exception_ptr error;
         const bool posted;  // nobody waits: the Committer deletes it
-        // Released once the unit's transaction ended. Each waiter sleeps on
-        // its own: one condition variable for all woke every waiter at every
+        // Set once the unit's transaction ended. Each waiter sleeps on its
+        // own: one condition variable for all woke every waiter at every
         // commit, those of the next batch too, and each then queued for the
         // mutex (a fifth of the accept path's CPU was scheduler and futex).
-        std::binary_semaphore done{0};
+        // Not a std::binary_semaphore: libstdc++'s spins and sched_yield()s
+        // before it sleeps, and 16 waiting HTTP threads yielding took 7 % of
+        // the CPU from the writer they were waiting for.
+        void finish();
+        void awaitFinished();
+        std::mutex doneMutex;
+        std::condition_variable doneWake;
+        bool done = false;
     };
 
     void run();

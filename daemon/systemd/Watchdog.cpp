@@ -7,6 +7,7 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <pthread.h>
 
 namespace orderpay::systemd {
 namespace {
@@ -39,7 +40,10 @@ Watchdog::~Watchdog() { stop(); }
 
 void Watchdog::start()
 {
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "watchdog");
+        run();
+    });
 }
 
 void Watchdog::stop()

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <thread>
+#include <pthread.h>
 
 namespace orderpay {
 
@@ -41,6 +42,7 @@ void ConsumerTask::touch()
 
 void ConsumerTask::runTask()
 {
+    pthread_setname_np(pthread_self(), name().substr(0, 15).c_str());  // "orders-1", "payments-2"
     const std::size_t batch = std::max<std::size_t>(1, handler_.batchSize());
     while (!isCancelled()) {
         touch();

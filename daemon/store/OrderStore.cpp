@@ -6,6 +6,7 @@
 
 #include <Poco/Data/Statement.h>
 
+#include <algorithm>
 #include <array>
 
 using namespace Poco::Data::Keywords;
@@ -22,15 +23,39 @@ struct EventFields {
     std::string paymentId;
 };
 
+/// Appends one order's events. The last sequence number is read once, at
+/// the first event: only the writer appends, so within one unit of work the
+/// numbers follow each other (processing an order writes eight events, and
+/// reading the maximum for each was a sixth of its statements).
+class OrderEvents {
+public:
+    OrderEvents(sql::Statements& w, const std::string& orderId) : w_(w), orderId_(orderId) {}
+
+    void add(const std::string& type, const EventFields& f, const std::string& at)
+    {
+        if (next_ == 0) {
+            next_ = 1;
+            w_("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?")
+                .query([&](sql::Statement& row) { next_ = row.integer(0); }, orderId_);
+        }
+        w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id) "
+           "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
+            .exec(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId);
+        ++next_;
+    }
+    sql::Statements& statements() const { return w_; }
+    const std::string& orderId() const { return orderId_; }
+
+private:
+    sql::Statements& w_;
+    const std::string& orderId_;
+    std::int64_t next_ = 0;  // 0: not read yet
+};
+
 void addEvent(sql::Statements& w, const std::string& orderId, const std::string& type, const EventFields& f,
               const std::string& at)
 {
-    std::int64_t seq = 1;
-    w("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?")
-        .query([&](sql::Statement& row) { seq = row.integer(0); }, orderId);
-    w("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id) "
-      "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
-        .exec(orderId, seq, at, type, f.status, f.reason, f.step, f.paymentId);
+    OrderEvents(w, orderId).add(type, f, at);
 }
 
 void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body)
@@ -52,16 +77,22 @@ std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string
 
 /// Moves an order from `from` to `to` with its status event; false (and
 /// nothing written) if the order was not in `from`.
-bool moveOrder(sql::Statements& w, const std::string& id, OrderStatus from, OrderStatus to, const std::string& reason)
+bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason)
 {
     const std::string at = clock::nowRfc3339();
     const std::string_view fromName = toString(from);
     const std::string_view toName = toString(to);
-    if (w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
-            .exec(toName, reason, at, id, fromName) == 0)
+    if (events.statements()("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
+            .exec(toName, reason, at, events.orderId(), fromName) == 0)
         return false;
-    addEvent(w, id, "status", {std::string(toName), reason, "", ""}, at);
+    events.add("status", {std::string(toName), reason, "", ""}, at);
     return true;
+}
+
+bool moveOrder(sql::Statements& w, const std::string& id, OrderStatus from, OrderStatus to, const std::string& reason)
+{
+    OrderEvents events(w, id);
+    return moveOrder(events, from, to, reason);
 }
 
 /// Rejects the payments still queued for an order that will never take them.
@@ -76,6 +107,55 @@ void rejectHeldPayments(sql::Statements& w, const std::string& orderId)
         w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
         addEvent(w, orderId, "payment", {"rejected", reason, "", id}, at);
     }
+}
+
+/// Records a processing step and does its effect, once: false if it was
+/// done before (a redelivery).
+bool completeStepIn(OrderEvents& events, const std::string& step)
+{
+    sql::Statements& w = events.statements();
+    const std::string& id = events.orderId();
+    const std::string at = clock::nowRfc3339();
+    if (w("INSERT OR IGNORE INTO order_steps (order_id, step, completed_at) VALUES (?, ?, ?)").exec(id, step, at) == 0)
+        return false;  // done before: a redelivery
+    // The step's effect, in the same transaction as its ledger entry.
+    if (step == "reserve_stock") {
+        std::optional<std::string> items;
+        w("SELECT items FROM orders WHERE id = ?").query([&](sql::Statement& row) { items = row.text(0); }, id);
+        if (!items) throw PoisonMessage("order " + id + " does not exist");
+        std::int64_t line = 0;
+        for (const auto& item : itemsFromJson(*items)) {
+            w("INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)")
+                .exec(id, line, item.sku, item.quantity);
+            ++line;
+        }
+    } else if (step == "prepare_invoice") {
+        w("INSERT INTO invoices (order_id, amount, currency, issued_at) "
+          "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?")
+            .exec(at, id);
+    }
+    events.add("step_completed", {"", "", step, ""}, at);
+    return true;
+}
+
+/// Processing -> awaiting_payment, and the payments that arrived meanwhile
+/// are queued; false (nothing written) if the order was not processing.
+bool finishIn(OrderEvents& events, bool& releasedPayments)
+{
+    sql::Statements& w = events.statements();
+    const std::string& id = events.orderId();
+    releasedPayments = false;
+    if (!moveOrder(events, OrderStatus::Processing, OrderStatus::AwaitingPayment, "")) return false;
+    // Payments that arrived while the order was being processed.
+    std::vector<std::string> held;
+    w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")
+        .query([&](sql::Statement& row) { held.push_back(row.text(0)); }, id);
+    for (const auto& paymentId : held) {
+        w("UPDATE payments SET dispatched = 1 WHERE id = ?").exec(paymentId);
+        queueMessage(w, kPaymentsQueue, paymentMessage(paymentId));
+    }
+    releasedPayments = !held.empty();
+    return true;
 }
 
 constexpr std::string_view kPaymentColumns =
@@ -376,86 +456,54 @@ void OrderStore::recordStepStarted(const std::string& id, const std::string& ste
 bool OrderStore::completeStep(const std::string& id, const std::string& step)
 {
     bool done = false;
-    committer_.write([&](Session& s) { done = completeStepIn(s, id, step); });
+    committer_.write([&](Session&) {
+        OrderEvents events(db_.writes(), id);
+        done = completeStepIn(events, step);
+    });
     return done;
 }
 
-bool OrderStore::completeStepIn(Session&, const std::string& id, const std::string& step)
-{
-    sql::Statements& w = db_.writes();
-    const std::string at = clock::nowRfc3339();
-    if (w("INSERT OR IGNORE INTO order_steps (order_id, step, completed_at) VALUES (?, ?, ?)").exec(id, step, at) == 0)
-        return false;  // done before: a redelivery
-    // The step's effect, in the same transaction as its ledger entry.
-    if (step == "reserve_stock") {
-        std::optional<std::string> items;
-        w("SELECT items FROM orders WHERE id = ?").query([&](sql::Statement& row) { items = row.text(0); }, id);
-        if (!items) throw PoisonMessage("order " + id + " does not exist");
-        std::int64_t line = 0;
-        for (const auto& item : itemsFromJson(*items)) {
-            w("INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)")
-                .exec(id, line, item.sku, item.quantity);
-            ++line;
-        }
-    } else if (step == "prepare_invoice") {
-        w("INSERT INTO invoices (order_id, amount, currency, issued_at) "
-          "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?")
-            .exec(at, id);
-    }
-    addEvent(w, id, "step_completed", {"", "", step, ""}, at);
-    return true;
-}
 
 bool OrderStore::finishProcessing(const std::string& id)
 {
     bool moved = false;
     bool releasedPayments = false;
-    committer_.write([&](Session& s) { moved = finishIn(s, id, releasedPayments); });
+    committer_.write([&](Session&) {
+        OrderEvents events(db_.writes(), id);
+        moved = finishIn(events, releasedPayments);
+    });
     if (releasedPayments) notify(kPaymentsQueue);
     return moved;
 }
 
-bool OrderStore::finishIn(Session&, const std::string& id, bool& releasedPayments)
-{
-    sql::Statements& w = db_.writes();
-    releasedPayments = false;
-    if (!moveOrder(w, id, OrderStatus::Processing, OrderStatus::AwaitingPayment, "")) return false;
-    // Payments that arrived while the order was being processed.
-    std::vector<std::string> held;
-    w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")
-        .query([&](sql::Statement& row) { held.push_back(row.text(0)); }, id);
-    for (const auto& paymentId : held) {
-        w("UPDATE payments SET dispatched = 1 WHERE id = ?").exec(paymentId);
-        queueMessage(w, kPaymentsQueue, paymentMessage(paymentId));
-    }
-    releasedPayments = !held.empty();
-    return true;
-}
 
 Committer::Work OrderStore::instantUnit(const std::string& id, const std::vector<std::string>& steps,
                                        InstantResult& result)
 {
-    return [this, &id, &steps, &result](Session& s) {
+    return [this, &id, &steps, &result](Session&) {
         sql::Statements& w = db_.writes();
         result = InstantResult{};
         const auto status = readOrderStatus(w, id);
         if (!status) throw PoisonMessage("order " + id + " does not exist");
         result.before = *status;
+        OrderEvents events(w, id);
         if (*status == OrderStatus::Queued) {
-            moveOrder(w, id, OrderStatus::Queued, OrderStatus::Processing, "");
+            moveOrder(events, OrderStatus::Queued, OrderStatus::Processing, "");
         } else if (*status != OrderStatus::Processing) {
             return;  // cancelled, or finished before: a redelivery
         }
+        std::vector<std::string> done;  // by an earlier delivery
+        if (*status == OrderStatus::Processing) {
+            w("SELECT step FROM order_steps WHERE order_id = ?")
+                .query([&](sql::Statement& row) { done.push_back(row.text(0)); }, id);
+        }
         for (const auto& step : steps) {
-            bool done = false;
-            w("SELECT 1 FROM order_steps WHERE order_id = ? AND step = ?")
-                .query([&](sql::Statement&) { done = true; }, id, step);
-            if (done) continue;
-            addEvent(w, id, "step_started", {"", "", step, ""}, clock::nowRfc3339());
-            completeStepIn(s, id, step);
+            if (std::find(done.begin(), done.end(), step) != done.end()) continue;
+            events.add("step_started", {"", "", step, ""}, clock::nowRfc3339());
+            completeStepIn(events, step);
             result.stepsRun.push_back(step);
         }
-        result.finished = finishIn(s, id, result.releasedPayments);
+        result.finished = finishIn(events, result.releasedPayments);
     };
 }
 

@@ -131,10 +131,8 @@ private:
     std::optional<StoredAnswer> checkIdempotency(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void rememberAnswer(Poco::Data::Session& s, const IdempotencyRecord& idem);
     void notify(const std::string& queue);
-    bool completeStepIn(Poco::Data::Session& s, const std::string& id, const std::string& step);
     /// The unit of work of processInstantly for one order.
     Committer::Work instantUnit(const std::string& id, const std::vector<std::string>& steps, InstantResult& result);
-    bool finishIn(Poco::Data::Session& s, const std::string& id, bool& releasedPayments);
     std::map<std::string, std::int64_t> countByStatus(const std::string& table);
 
     Database& db_;

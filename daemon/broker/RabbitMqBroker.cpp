@@ -196,23 +196,33 @@ void RabbitMqBroker::relayLoop()
 
 bool RabbitMqBroker::relayOnce(AmqpConnection& c)
 {
-    std::vector<Poco::Int64> ids, messageIds;
-    std::vector<std::string> queues, bodies, exchanges, routingKeys, headers;
-    committer_.write([&](Session& s) {
-        for (auto* v : {&queues, &bodies, &exchanges, &routingKeys, &headers}) v->clear();
+    std::vector<std::int64_t> ids, messageIds;
+    std::vector<std::string> bodies, exchanges, routingKeys, headers;
+    // Prepared once on the writer's connection (sql::Statements): the relay
+    // runs these for every message.
+    static const std::string claimable =
+        "SELECT id, body, COALESCE(exchange, ''), COALESCE(routing_key, queue), COALESCE(headers, ''), "
+        "COALESCE(message_id, id) FROM messages "
+        "WHERE state = 'ready' OR (state = 'publishing' AND due_at <= ?) ORDER BY id LIMIT " +
+        std::to_string(kRelayBatch);
+    committer_.write([&](Session&) {
+        for (auto* v : {&bodies, &exchanges, &routingKeys, &headers}) v->clear();
         ids.clear();
         messageIds.clear();
-        const Poco::Int64 at = clock::nowMillis();
-        const Poco::Int64 until = at + kClaimMillis;
-        s << "SELECT id, queue, body, COALESCE(exchange, ''), COALESCE(routing_key, queue), COALESCE(headers, ''), "
-             "COALESCE(message_id, id) FROM messages "
-             "WHERE state = 'ready' OR (state = 'publishing' AND due_at <= ?) ORDER BY id LIMIT " +
-                 std::to_string(kRelayBatch),
-            useRef(at), into(ids), into(queues), into(bodies), into(exchanges), into(routingKeys), into(headers),
-            into(messageIds), now;
-        for (auto id : ids) {
-            s << "UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?", useRef(until), useRef(id), now;
-        }
+        sql::Statements& w = db_.writes();
+        const std::int64_t at = clock::nowMillis();
+        const std::int64_t until = at + kClaimMillis;
+        w(claimable).query(
+            [&](sql::Statement& row) {
+                ids.push_back(row.integer(0));
+                bodies.push_back(row.text(1));
+                exchanges.push_back(row.text(2));
+                routingKeys.push_back(row.text(3));
+                headers.push_back(row.text(4));
+                messageIds.push_back(row.integer(5));
+            },
+            at);
+        for (auto id : ids) w("UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?").exec(until, id);
     });
     if (ids.empty()) return false;
 
@@ -230,16 +240,16 @@ bool RabbitMqBroker::relayOnce(AmqpConnection& c)
     } catch (...) {
         // Not confirmed: give the rows back for the next attempt.
         try {
-            committer_.write([&](Session& s) {
-                for (auto id : ids) s << "UPDATE messages SET state = 'ready' WHERE id = ?", useRef(id), now;
+            committer_.write([&](Session&) {
+                for (auto id : ids) db_.writes()("UPDATE messages SET state = 'ready' WHERE id = ?").exec(id);
             });
         } catch (const std::exception&) {
             // The claim runs out by itself after kClaimMillis.
         }
         throw;
     }
-    committer_.write([&](Session& s) {
-        for (auto id : ids) s << "DELETE FROM messages WHERE id = ?", useRef(id), now;
+    committer_.write([&](Session&) {
+        for (auto id : ids) db_.writes()("DELETE FROM messages WHERE id = ?").exec(id);
     });
     return static_cast<int>(ids.size()) == kRelayBatch;
 }

@@ -348,12 +348,11 @@ std::optional<StoredAnswer> OrderStore::createPayment(const Payment& payment,
                            " and takes no more payments");
         }
         queued = !holdsPayments(*orderStatus);  // awaiting_payment: queue it now
-        const Poco::Int64 amount = payment.amount;
-        const Poco::Int64 dispatched = queued ? 1 : 0;
-        s << "INSERT INTO payments (id, order_id, status, reason, amount, currency, method, reference, dispatched, "
-             "created_at, updated_at) VALUES (?, ?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)",
-            useRef(payment.id), useRef(payment.orderId), useRef(amount), useRef(payment.currency), useRef(payment.method),
-            useRef(payment.reference), useRef(dispatched), useRef(payment.createdAt), useRef(payment.updatedAt), now;
+        db_.writes()("INSERT INTO payments (id, order_id, status, reason, amount, currency, method, reference, dispatched, "
+                     "created_at, updated_at) VALUES (?, ?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)")
+            .exec(payment.id, payment.orderId, static_cast<std::int64_t>(payment.amount), payment.currency,
+                  payment.method, payment.reference, static_cast<std::int64_t>(queued ? 1 : 0), payment.createdAt,
+                  payment.updatedAt);
         if (queued) queueMessage(db_.writes(), kPaymentsQueue, paymentMessage(payment.id));
         if (idem) rememberAnswer(s, *idem);
     });
@@ -547,14 +546,14 @@ bool OrderStore::failOrder(const std::string& id, const std::string& reason)
 bool OrderStore::startPayment(const std::string& id)
 {
     bool started = false;
-    committer_.write([&](Session& s) {
+    committer_.write([&](Session&) {
+        sql::Statements& w = db_.writes();
         std::string status;
-        Statement st(s);
-        st << "SELECT status FROM payments WHERE id = ?", useRef(id), into(status);
-        if (st.execute() == 0) throw PoisonMessage("payment " + id + " does not exist");
+        if (w("SELECT status FROM payments WHERE id = ?").query([&](sql::Statement& row) { status = row.text(0); }, id) ==
+            0)
+            throw PoisonMessage("payment " + id + " does not exist");
         if (status == "queued") {
-            const std::string at = clock::nowRfc3339();
-            s << "UPDATE payments SET status = 'processing', updated_at = ? WHERE id = ?", useRef(at), useRef(id), now;
+            w("UPDATE payments SET status = 'processing', updated_at = ? WHERE id = ?").exec(clock::nowRfc3339(), id);
         }
         started = status == "queued" || status == "processing";
     });
@@ -564,9 +563,10 @@ bool OrderStore::startPayment(const std::string& id)
 PaymentOutcome OrderStore::settlePayment(const std::string& id)
 {
     PaymentOutcome outcome;
-    committer_.write([&](Session& s) {
+    committer_.write([&](Session&) {
+        sql::Statements& w = db_.writes();
         outcome = PaymentOutcome{};
-        auto payments = loadPayments(db_.writes(), PaymentsOf::Id, id);
+        auto payments = loadPayments(w, PaymentsOf::Id, id);
         if (payments.empty()) throw PoisonMessage("payment " + id + " does not exist");
         const Payment& payment = payments.front();
         outcome.orderId = payment.orderId;
@@ -576,25 +576,25 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
             outcome.alreadyFinal = true;
             return;
         }
-        auto orders = loadOrders(db_.writes(), orderById(), payment.orderId);
+        auto orders = loadOrders(w, orderById(), payment.orderId);
         if (orders.empty()) throw PoisonMessage("order " + payment.orderId + " does not exist");
-        Poco::Int64 sameReference = 0;
-        s << "SELECT COUNT(*) FROM payments WHERE reference = ? AND status = 'succeeded' AND id <> ?",
-            useRef(payment.reference), useRef(id), into(sameReference), now;
+        bool sameReference = false;
+        w("SELECT 1 FROM payments WHERE reference = ? AND status = 'succeeded' AND id <> ? LIMIT 1")
+            .query([&](sql::Statement&) { sameReference = true; }, payment.reference, id);
 
-        const auto rejection = paymentRejection(orders.front(), payment, sameReference > 0);
+        const auto rejection = paymentRejection(orders.front(), payment, sameReference);
         const std::string at = clock::nowRfc3339();
+        OrderEvents events(w, payment.orderId);
         if (rejection) {
             const std::string reason(*rejection);
-            s << "UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?", useRef(reason),
-                useRef(at), useRef(id), now;
-            addEvent(db_.writes(), payment.orderId, "payment", {"rejected", reason, "", id}, at);
+            w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
+            events.add("payment", {"rejected", reason, "", id}, at);
             outcome.status = PaymentStatus::Rejected;
             outcome.reason = reason;
         } else {
-            s << "UPDATE payments SET status = 'succeeded', updated_at = ? WHERE id = ?", useRef(at), useRef(id), now;
-            addEvent(db_.writes(), payment.orderId, "payment", {"succeeded", "", "", id}, at);
-            if (!moveOrder(db_.writes(), payment.orderId, OrderStatus::AwaitingPayment, OrderStatus::Paid, "")) {
+            w("UPDATE payments SET status = 'succeeded', updated_at = ? WHERE id = ?").exec(at, id);
+            events.add("payment", {"succeeded", "", "", id}, at);
+            if (!moveOrder(events, OrderStatus::AwaitingPayment, OrderStatus::Paid, "")) {
                 throw std::logic_error("order " + payment.orderId + " left awaiting_payment mid-transaction");
             }
             outcome.status = PaymentStatus::Succeeded;
@@ -605,14 +605,14 @@ PaymentOutcome OrderStore::settlePayment(const std::string& id)
 
 void OrderStore::abandonPayment(const std::string& id)
 {
-    committer_.write([&](Session& s) {
-        auto payments = loadPayments(db_.writes(), PaymentsOf::Id, id);
+    committer_.write([&](Session&) {
+        sql::Statements& w = db_.writes();
+        auto payments = loadPayments(w, PaymentsOf::Id, id);
         if (payments.empty() || isFinal(payments.front().status)) return;
         const std::string at = clock::nowRfc3339();
         const std::string reason(kProcessingFailed);
-        s << "UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?", useRef(reason), useRef(at),
-            useRef(id), now;
-        addEvent(db_.writes(), payments.front().orderId, "payment", {"rejected", reason, "", id}, at);
+        w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
+        addEvent(w, payments.front().orderId, "payment", {"rejected", reason, "", id}, at);
     });
 }
 

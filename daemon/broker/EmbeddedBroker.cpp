@@ -69,7 +69,7 @@ void EmbeddedBroker::stop()
     }
 }
 
-EmbeddedBroker::Queue& EmbeddedBroker::queue(const std::string& name)
+EmbeddedBroker::Queue& EmbeddedBroker::stateOf(const std::string& name)
 {
     return queues_[name];
 }
@@ -77,7 +77,7 @@ EmbeddedBroker::Queue& EmbeddedBroker::queue(const std::string& name)
 void EmbeddedBroker::notifyPublished(const std::string& name)
 {
     std::lock_guard lock(mutex_);
-    Queue& q = queue(name);
+    Queue& q = stateOf(name);
     ++q.generation;
     q.wake.notify_all();
 }
@@ -120,7 +120,7 @@ std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
     std::optional<Delivery> first(std::move(deliveries.front()));
     if (deliveries.size() > 1) {
         std::lock_guard lock(mutex_);
-        auto& ahead = this->queue(queue).leased;
+        auto& ahead = stateOf(queue).leased;
         for (std::size_t i = 1; i < deliveries.size(); ++i) ahead.push_back(std::move(deliveries[i]));
     }
     return first;
@@ -129,7 +129,7 @@ std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
 std::optional<Delivery> EmbeddedBroker::takeLeased(const std::string& queue)
 {
     std::lock_guard lock(mutex_);
-    auto& ahead = this->queue(queue).leased;
+    auto& ahead = stateOf(queue).leased;
     if (ahead.empty()) return std::nullopt;
     Delivery d = std::move(ahead.front());
     ahead.pop_front();
@@ -144,7 +144,7 @@ std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chr
         {
             std::lock_guard lock(mutex_);
             if (stopping_) return std::nullopt;
-            seen = this->queue(queue).generation;
+            seen = stateOf(queue).generation;
         }
         if (auto d = takeLeased(queue)) return d;
         if (auto d = tryLease(queue)) return d;
@@ -154,7 +154,7 @@ std::optional<Delivery> EmbeddedBroker::fetch(const std::string& queue, std::chr
         // Woken by a publish; otherwise look again shortly for messages whose
         // backoff or lease ran out.
         const auto wait = std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(200));
-        Queue& q = this->queue(queue);
+        Queue& q = stateOf(queue);
         q.wake.wait_for(lock, wait, [&] { return stopping_ || q.generation != seen; });
     }
 }

@@ -74,7 +74,7 @@ private:
         std::uint64_t generation = 0;  // publishes seen
         std::deque<Delivery> leased;   // leased ahead, not yet handed out
     };
-    Queue& queue(const std::string& name);  // under mutex_
+    Queue& stateOf(const std::string& queue);  // under mutex_
 
     std::mutex mutex_;
     bool stopping_ = false;

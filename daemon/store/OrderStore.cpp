@@ -52,12 +52,6 @@ private:
     std::int64_t next_ = 0;  // 0: not read yet
 };
 
-void addEvent(sql::Statements& w, const std::string& orderId, const std::string& type, const EventFields& f,
-              const std::string& at)
-{
-    OrderEvents(w, orderId).add(type, f, at);
-}
-
 void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body)
 {
     const std::int64_t at = clock::nowMillis();
@@ -89,15 +83,11 @@ bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std:
     return true;
 }
 
-bool moveOrder(sql::Statements& w, const std::string& id, OrderStatus from, OrderStatus to, const std::string& reason)
-{
-    OrderEvents events(w, id);
-    return moveOrder(events, from, to, reason);
-}
-
 /// Rejects the payments still queued for an order that will never take them.
-void rejectHeldPayments(sql::Statements& w, const std::string& orderId)
+void rejectHeldPayments(OrderEvents& events)
 {
+    sql::Statements& w = events.statements();
+    const std::string& orderId = events.orderId();
     std::vector<std::string> ids;
     w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued'")
         .query([&](sql::Statement& row) { ids.push_back(row.text(0)); }, orderId);
@@ -105,7 +95,7 @@ void rejectHeldPayments(sql::Statements& w, const std::string& orderId)
     const std::string reason(kOrderNotPayable);
     for (const auto& id : ids) {
         w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
-        addEvent(w, orderId, "payment", {"rejected", reason, "", id}, at);
+        events.add("payment", {"rejected", reason, "", id}, at);
     }
 }
 
@@ -365,12 +355,13 @@ Order OrderStore::cancelOrder(const std::string& id)
     committer_.write([&](Session&) {
         const auto status = readOrderStatus(db_.writes(), id);
         if (!status) throw NotFound("order " + id + " does not exist");
+        OrderEvents events(db_.writes(), id);
         if (!canTransition(*status, OrderStatus::Cancelled) ||
-            !moveOrder(db_.writes(), id, *status, OrderStatus::Cancelled, "cancelled by request")) {
+            !moveOrder(events, *status, OrderStatus::Cancelled, "cancelled by request")) {
             throw Conflict("order " + id + " is " + std::string(toString(*status)) +
                            "; only a queued or awaiting_payment order can be cancelled");
         }
-        rejectHeldPayments(db_.writes(), id);
+        rejectHeldPayments(events);
     });
     auto order = getOrder(id);
     if (!order) throw NotFound("order " + id + " does not exist");
@@ -432,7 +423,8 @@ OrderStatus OrderStore::startProcessing(const std::string& id)
         const auto status = readOrderStatus(db_.writes(), id);
         if (!status) throw PoisonMessage("order " + id + " does not exist");
         after = *status;
-        if (*status == OrderStatus::Queued && moveOrder(db_.writes(), id, OrderStatus::Queued, OrderStatus::Processing, "")) {
+        OrderEvents events(db_.writes(), id);
+        if (*status == OrderStatus::Queued && moveOrder(events, OrderStatus::Queued, OrderStatus::Processing, "")) {
             after = OrderStatus::Processing;
         }
     });
@@ -449,7 +441,9 @@ bool OrderStore::isStepCompleted(const std::string& id, const std::string& step)
 
 void OrderStore::recordStepStarted(const std::string& id, const std::string& step)
 {
-    committer_.write([&](Session&) { addEvent(db_.writes(), id, "step_started", {"", "", step, ""}, clock::nowRfc3339()); });
+    committer_.write([&](Session&) {
+        OrderEvents(db_.writes(), id).add("step_started", {"", "", step, ""}, clock::nowRfc3339());
+    });
 }
 
 bool OrderStore::completeStep(const std::string& id, const std::string& step)
@@ -461,7 +455,6 @@ bool OrderStore::completeStep(const std::string& id, const std::string& step)
     });
     return done;
 }
-
 
 bool OrderStore::finishProcessing(const std::string& id)
 {
@@ -537,8 +530,9 @@ bool OrderStore::failOrder(const std::string& id, const std::string& reason)
     committer_.write([&](Session&) {
         const auto status = readOrderStatus(db_.writes(), id);
         if (!status || isFinal(*status)) return;
-        moved = moveOrder(db_.writes(), id, *status, OrderStatus::Failed, reason);
-        if (moved) rejectHeldPayments(db_.writes(), id);
+        OrderEvents events(db_.writes(), id);
+        moved = moveOrder(events, *status, OrderStatus::Failed, reason);
+        if (moved) rejectHeldPayments(events);
     });
     return moved;
 }
@@ -549,9 +543,9 @@ bool OrderStore::startPayment(const std::string& id)
     committer_.write([&](Session&) {
         sql::Statements& w = db_.writes();
         std::string status;
-        if (w("SELECT status FROM payments WHERE id = ?").query([&](sql::Statement& row) { status = row.text(0); }, id) ==
-            0)
-            throw PoisonMessage("payment " + id + " does not exist");
+        const int found = w("SELECT status FROM payments WHERE id = ?")
+                              .query([&](sql::Statement& row) { status = row.text(0); }, id);
+        if (found == 0) throw PoisonMessage("payment " + id + " does not exist");
         if (status == "queued") {
             w("UPDATE payments SET status = 'processing', updated_at = ? WHERE id = ?").exec(clock::nowRfc3339(), id);
         }
@@ -612,7 +606,7 @@ void OrderStore::abandonPayment(const std::string& id)
         const std::string at = clock::nowRfc3339();
         const std::string reason(kProcessingFailed);
         w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
-        addEvent(w, payments.front().orderId, "payment", {"rejected", reason, "", id}, at);
+        OrderEvents(w, payments.front().orderId).add("payment", {"rejected", reason, "", id}, at);
     });
 }
 

@@ -1,6 +1,7 @@
 #include "http/ApiHandler.h"
 
 #include "domain/Errors.h"
+#include "http/Idempotency.h"
 #include "http/Problem.h"
 #include "logging/Log.h"
 #include "metrics/Metrics.h"
@@ -9,6 +10,7 @@
 #include <Poco/Timespan.h>
 
 #include <chrono>
+#include <stdexcept>
 
 namespace orderpay::http {
 
@@ -19,37 +21,89 @@ ApiHandler::ApiHandler(Service& service, std::string route, bool requiresAuth)
 
 void ApiHandler::handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
 {
-    const auto started = std::chrono::steady_clock::now();
-    auto answer = [&](const Problem& p) {
-        if (!response.sent()) sendProblem(response, p);
-    };
+    started_ = std::chrono::steady_clock::now();
     try {
         if (requiresAuth_ && !service_.auth.allows(request)) throw ProblemException(Problem::unauthorized());
         handle(request, response);
+    } catch (const std::exception& e) {
+        if (deferred_) {
+            // The answer is on its way: nothing may be sent here.
+            static Poco::Logger& log = Poco::Logger::get("orderpay.http");
+            logLine(log, Poco::Message::PRIO_ERROR, std::string("error after an answer was deferred: ") + e.what());
+            return;
+        }
+        answerFailure(response, std::current_exception(), request.getMethod() + " " + request.getURI());
+    }
+    if (!deferred_) record(response);
+}
+
+void ApiHandler::resume(Poco::Net::HTTPServerResponse& response, const Deferral::Answer& answer)
+{
+    try {
+        answer(response);
+    } catch (const std::exception&) {
+        answerFailure(response, std::current_exception(), route_);
+    }
+    record(response);
+}
+
+void ApiHandler::answerWhenWritten(StoredAnswer fresh, std::function<void()> accepted,
+                                   const std::function<void(OrderStore::Written)>& write)
+{
+    if (!deferral_) throw std::logic_error("a handler that writes needs the server's Deferral");
+    OrderStore::Written then = [deferral = deferral_, fresh = std::move(fresh), accepted = std::move(accepted)](
+                       std::optional<StoredAnswer> replay, std::exception_ptr error) {
+        deferral->answer([fresh, accepted, replay = std::move(replay), error](Poco::Net::HTTPServerResponse& r) {
+            if (error) std::rethrow_exception(error);
+            if (replay) return sendAnswer(r, *replay, true);
+            if (accepted) accepted();
+            sendAnswer(r, fresh, false);
+        });
+    };
+    deferral_->expect();
+    deferred_ = true;
+    try {
+        write(then);
+    } catch (...) {
+        then(std::nullopt, std::current_exception());  // it never reached the store
+    }
+}
+
+void ApiHandler::answerFailure(Poco::Net::HTTPServerResponse& response, const std::exception_ptr& error,
+                               const std::string& request)
+{
+    auto sendProblem = [&](const Problem& p) {
+        if (!response.sent()) http::sendProblem(response, p);
+    };
+    try {
+        std::rethrow_exception(error);
     } catch (const ProblemException& e) {
-        answer(e.problem);
+        sendProblem(e.problem);
     } catch (const StoreUnavailable& e) {
         // Not logged per request: the Committer logs when the database
         // starts and stops refusing writes.
-        answer(Problem::unavailable(e.what(), 5));
+        sendProblem(Problem::unavailable(e.what(), 5));
     } catch (const NotFound& e) {
-        answer(Problem::notFound(e.what()));
+        sendProblem(Problem::notFound(e.what()));
     } catch (const Conflict& e) {
-        answer(Problem::conflict(e.what()));
+        sendProblem(Problem::conflict(e.what()));
     } catch (const IdempotencyMismatch& e) {
-        answer(Problem::validation({{"Idempotency-Key", e.what()}}));
+        sendProblem(Problem::validation({{"Idempotency-Key", e.what()}}));
     } catch (const Poco::TimeoutException&) {
-        answer(Problem::requestTimeout());
+        sendProblem(Problem::requestTimeout());
     } catch (const Poco::Net::NetException& e) {
         // The client went away or sent garbage mid-body; try to say so.
-        answer(Problem::badRequest(e.displayText()));
+        sendProblem(Problem::badRequest(e.displayText()));
     } catch (const std::exception& e) {
         static Poco::Logger& log = Poco::Logger::get("orderpay.http");
-        logLine(log, Poco::Message::PRIO_ERROR,
-                "unexpected error on " + request.getMethod() + " " + request.getURI() + ": " + e.what());
-        answer(Problem::internal());
+        logLine(log, Poco::Message::PRIO_ERROR, "unexpected error on " + request + ": " + e.what());
+        sendProblem(Problem::internal());
     }
-    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
+}
+
+void ApiHandler::record(const Poco::Net::HTTPServerResponse& response) const
+{
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started_;
     Metrics::instance().observeRequest(route_, static_cast<int>(response.getStatus()), elapsed.count());
 }
 

@@ -1,10 +1,14 @@
 #pragma once
 
+#include "http/Deferral.h"
 #include "http/Service.h"
 
 #include <Poco/Logger.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 
+#include <chrono>
+#include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,14 +22,38 @@ public:
     ApiHandler(Service& service, std::string route, bool requiresAuth);
     void handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) final;
 
+    /// Where handle() defers its answer (the server gives every handler one).
+    void setDeferral(Deferral* deferral) { deferral_ = deferral; }
+    /// Sends what a deferred handle() answered, as handleRequest() would
+    /// have, and records the request.
+    void resume(Poco::Net::HTTPServerResponse& response, const Deferral::Answer& answer);
+
 protected:
     virtual void handle(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) = 0;
+
+    /// Answers a request whose write goes through the Committer once that
+    /// write ended, without waiting for it (see Deferral): `write` hands
+    /// the callback to the store, which calls it exactly once (if `write`
+    /// throws, it has not). The answer is `fresh` when the write committed
+    /// (after `accepted` ran, which logs it), the first answer again for a
+    /// replayed Idempotency-Key, the problem for what it threw.
+    void answerWhenWritten(StoredAnswer fresh, std::function<void()> accepted,
+                           const std::function<void(OrderStore::Written)>& write);
 
     Service& service_;
 
 private:
+    /// Answers what handle() or a deferred answer threw; `request` names
+    /// the request in the log line of an unexpected error.
+    void answerFailure(Poco::Net::HTTPServerResponse& response, const std::exception_ptr& error,
+                       const std::string& request);
+    void record(const Poco::Net::HTTPServerResponse& response) const;
+
     std::string route_;
     bool requiresAuth_;
+    Deferral* deferral_ = nullptr;
+    bool deferred_ = false;
+    std::chrono::steady_clock::time_point started_;
 };
 
 /// The end of the router: no route matched.

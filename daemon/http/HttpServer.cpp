@@ -1,5 +1,6 @@
 #include "http/HttpServer.h"
 
+#include "http/ApiHandler.h"
 #include "http/Problem.h"
 #include "logging/Log.h"
 
@@ -61,6 +62,52 @@ int unsentBytes(const Poco::Net::StreamSocket& socket)
 }
 
 }  // namespace
+
+/// A request whose handler deferred its answer. It goes to a worker when
+/// both the answer is there (the writer's thread) and the thread that read
+/// the request has let go of its connection, in whichever order they come.
+class HttpServer::Pending : public Deferral {
+public:
+    explicit Pending(HttpServer& server) : server_(server) {}
+
+    void expect() override { expected = true; }
+    void answer(Answer answer) override
+    {
+        {
+            std::lock_guard lock(mutex_);
+            answer_ = std::move(answer);
+            answered_ = true;
+            if (!parked_) return;
+        }
+        server_.resume(this);
+    }
+    /// The reading thread let go; the Pending is no longer its to touch.
+    void park()
+    {
+        {
+            std::lock_guard lock(mutex_);
+            parked_ = true;
+            if (!answered_) return;
+        }
+        server_.resume(this);
+    }
+    const Answer& answerToSend() const { return answer_; }
+
+    bool expected = false;
+    // What sending the answer needs, set before park().
+    std::unique_ptr<Session> session;
+    std::unique_ptr<ApiHandler> handler;
+    std::string version;
+    bool keepAlive = false;
+    Clock::time_point deadline;
+
+private:
+    HttpServer& server_;
+    std::mutex mutex_;
+    Answer answer_;
+    bool answered_ = false;
+    bool parked_ = false;
+};
 
 HttpServer::HttpServer(Service& service, const HttpSettings& settings)
     : router_(service), settings_(settings), params_(new Poco::Net::HTTPServerParams)
@@ -289,7 +336,7 @@ void HttpServer::dispatch(const Poco::Net::StreamSocket& socket, bool continued)
     {
         std::lock_guard lock(queueMutex_);
         if (ready_.size() < static_cast<std::size_t>(settings_.maxQueued)) {
-            ready_.push_back({socket, continued});
+            ready_.push_back({socket, continued, nullptr});
             queueReady_.notify_one();
             return;
         }
@@ -309,8 +356,18 @@ void HttpServer::requeue(const Poco::Net::StreamSocket& socket)
 {
     // Already admitted: not refused for http.max_queued, which bounds new arrivals.
     std::lock_guard lock(queueMutex_);
-    ready_.push_back({socket, false});
+    ready_.push_back({socket, false, nullptr});
     queueReady_.notify_one();
+}
+
+void HttpServer::resume(Pending* pending)
+{
+    std::lock_guard lock(queueMutex_);
+    ready_.push_back({Poco::Net::StreamSocket(), false, std::unique_ptr<Pending>(pending)});
+    --deferred_;
+    // Stopping workers wait for the last deferred answer: all of them may go then.
+    if (stopping_ && deferred_ == 0) queueReady_.notify_all();
+    else queueReady_.notify_one();
 }
 
 void HttpServer::workerLoop(Exchange& exchange)
@@ -319,13 +376,13 @@ void HttpServer::workerLoop(Exchange& exchange)
         Ready next;
         {
             std::unique_lock lock(queueMutex_);
-            queueReady_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+            queueReady_.wait(lock, [&] { return (stopping_ && deferred_ == 0) || !ready_.empty(); });
             if (ready_.empty()) return;  // stopping, and nothing left to answer
-            next = ready_.front();
+            next = std::move(ready_.front());
             ready_.pop_front();
         }
         try {
-            serve(next.socket, next.continued, exchange);
+            serve(std::move(next), exchange);
         } catch (const std::exception& e) {
             static Poco::Logger& log = Poco::Logger::get("orderpay.http");
             logLine(log, Poco::Message::PRIO_DEBUG, std::string("connection ended: ") + e.what());
@@ -333,99 +390,166 @@ void HttpServer::workerLoop(Exchange& exchange)
     }
 }
 
-void HttpServer::serve(Poco::Net::StreamSocket socket, bool continued, Exchange& exchange)
+/// While a request is answered the gate may cut the connection if the
+/// client does not take the answer in time; never once it is closed or parked.
+struct HttpServer::Watched {
+    Exchange& exchange;
+    Watched(Exchange& e, poco_socket_t fd, Clock::time_point deadline) : exchange(e)
+    {
+        std::lock_guard lock(exchange.mutex);
+        exchange.fd = fd;
+        exchange.deadline = deadline;
+    }
+    ~Watched()
+    {
+        std::lock_guard lock(exchange.mutex);
+        exchange.fd = POCO_INVALID_SOCKET;
+    }
+};
+
+void HttpServer::serve(Ready next, Exchange& exchange)
 {
-    Session session(socket, params_);
-    // While a request is answered the gate may cut the connection if the
-    // client does not take the answer in time; never once it is closed or parked.
-    struct Watched {
-        Exchange& exchange;
-        Watched(Exchange& e, poco_socket_t fd, Clock::time_point deadline) : exchange(e)
-        {
-            std::lock_guard lock(exchange.mutex);
-            exchange.fd = fd;
-            exchange.deadline = deadline;
-        }
-        ~Watched()
-        {
-            std::lock_guard lock(exchange.mutex);
-            exchange.fd = POCO_INVALID_SOCKET;
-        }
-    };
     // Each request gets http.read_timeout for its answer to be taken; a
     // pipelined one whose predecessor's answer still sits unsent in the
     // socket inherits that deadline (else a slow reader could pipeline its
     // way past it).
     Clock::time_point deadline = Clock::now() + settings_.readTimeout;
-    for (bool first = true;; first = false) {
-        bool keepAlive = false;
-        if (!first && unsentBytes(socket) == 0) deadline = Clock::now() + settings_.readTimeout;
-        {
-            Watched watched(exchange, socket.impl()->sockfd(), deadline);
-            Poco::Net::HTTPServerResponseImpl response(session);
-            try {
-                Poco::Net::HTTPServerRequestImpl request(response, session, params_.get());
-                response.setDate(Poco::Timestamp());
-                response.setVersion(request.getVersion());
-                response.setKeepAlive(request.getKeepAlive() && !stopping_);
-                response.set("Server", "orderpay");
-                std::unique_ptr<Poco::Net::HTTPRequestHandler> handler(router_.createRequestHandler(request));
-                if (request.getExpectContinue() && !continued &&
-                    response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
-                    response.sendContinue();
-                }
-                continued = false;  // the gate's "100 Continue" was for the first request only
-                handler->handleRequest(request, response);
-                // A body the handler did not read would be taken for the
-                // next request: read it away, or end the connection. A
-                // request with neither Content-Length nor chunked encoding
-                // has no body (RFC 9112), whatever Poco's stream would wait for.
-                bool bodyConsumed = true;
-                if (request.getChunkedTransferEncoding() ||
-                    (request.hasContentLength() && request.getContentLength64() > 0)) {
-                    std::istream& rest = request.stream();
-                    char sink[4096];
-                    std::streamsize drained = 0;
+    auto nextDeadline = [&](const Poco::Net::StreamSocket& socket) {
+        if (unsentBytes(socket) == 0) deadline = Clock::now() + settings_.readTimeout;
+    };
+    std::unique_ptr<Pending> pending;
+    bool continued = next.continued;
+    if (next.answered) {
+        pending = std::move(next.answered);
+        deadline = pending->deadline;
+        nextDeadline(pending->session->socket());
+        if (!sendDeferred(*pending, exchange, deadline) || !keepServing(*pending->session)) return;
+        nextDeadline(pending->session->socket());
+    } else {
+        pending = std::make_unique<Pending>(*this);
+        pending->session = std::make_unique<Session>(next.socket, params_);
+    }
+    for (;;) {
+        const Next outcome = answerNext(pending, continued, exchange, deadline);
+        if (outcome == Next::Deferred) return;  // the Pending has the connection now
+        if (outcome == Next::Close || !keepServing(*pending->session)) return;
+        nextDeadline(pending->session->socket());
+    }
+}
+
+HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool& continued, Exchange& exchange,
+                                        Clock::time_point deadline)
+{
+    if (pending->expected) {  // the last request's Pending went with its answer: a fresh one
+        auto fresh = std::make_unique<Pending>(*this);
+        fresh->session = std::move(pending->session);
+        pending = std::move(fresh);
+    }
+    Session& session = *pending->session;
+    bool keepAlive = false;
+    {
+        Watched watched(exchange, session.socket().impl()->sockfd(), deadline);
+        Poco::Net::HTTPServerResponseImpl response(session);
+        try {
+            Poco::Net::HTTPServerRequestImpl request(response, session, params_.get());
+            response.setDate(Poco::Timestamp());
+            response.setVersion(request.getVersion());
+            response.setKeepAlive(request.getKeepAlive() && !stopping_);
+            response.set("Server", "orderpay");
+            std::unique_ptr<ApiHandler> handler(router_.createRequestHandler(request));
+            handler->setDeferral(pending.get());
+            if (request.getExpectContinue() && !continued &&
+                response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
+                response.sendContinue();
+            }
+            continued = false;  // the gate's "100 Continue" was for the first request only
+            handler->handleRequest(request, response);
+            // A body the handler did not read would be taken for the
+            // next request: read it away, or end the connection. A
+            // request with neither Content-Length nor chunked encoding
+            // has no body (RFC 9112), whatever Poco's stream would wait for.
+            bool bodyConsumed = true;
+            if (request.getChunkedTransferEncoding() ||
+                (request.hasContentLength() && request.getContentLength64() > 0)) {
+                std::istream& rest = request.stream();
+                char sink[4096];
+                std::streamsize drained = 0;
+                try {
                     while (drained <= static_cast<std::streamsize>(settings_.maxBodyBytes) &&
                            rest.read(sink, sizeof sink))
                         drained += rest.gcount();
                     bodyConsumed = rest.eof();
+                } catch (const Poco::Exception&) {
+                    bodyConsumed = false;  // a deferred answer still goes out, then the connection ends
                 }
-                keepAlive = response.getKeepAlive() && !stopping_ && bodyConsumed;
-            } catch (const Poco::Net::NoMessageException&) {
-                return;  // closed by the client between requests
-            } catch (const Poco::Net::MessageException& e) {
-                if (!response.sent()) {
-                    Problem p = Problem::badRequest("the request head was refused: " + e.message());
-                    response.setKeepAlive(false);
-                    sendProblem(response, p);
-                }
-                return;
-            } catch (const Poco::TimeoutException&) {
-                if (!response.sent()) sendProblem(response, Problem::requestTimeout());
-                return;
             }
+            keepAlive = response.getKeepAlive() && !stopping_ && bodyConsumed;
+            if (pending->expected) {
+                pending->handler = std::move(handler);
+                pending->version = request.getVersion();
+                pending->keepAlive = request.getKeepAlive() && bodyConsumed;
+                pending->deadline = deadline;
+            }
+        } catch (const Poco::Net::NoMessageException&) {
+            return Next::Close;  // closed by the client between requests
+        } catch (const Poco::Net::MessageException& e) {
+            if (!response.sent()) {
+                Problem p = Problem::badRequest("the request head was refused: " + e.message());
+                response.setKeepAlive(false);
+                sendProblem(response, p);
+            }
+            return Next::Close;
+        } catch (const Poco::TimeoutException&) {
+            if (!response.sent()) sendProblem(response, Problem::requestTimeout());
+            return Next::Close;
         }
-        if (!keepAlive) return;
-        if (session.buffered() > 0) continue;  // the next request is already here
-        Poco::Net::StreamSocket s = session.socket();
-        bool needsContinue = false;
-        if (othersWaiting()) {
-            // Fair turns: other connections wait for a thread, so this one
-            // goes to the back of their line (its next request, if whole,
-            // straight there; else through the gate).
-            if (peekRequest(s, needsContinue) == Request::Complete) requeue(session.detachSocket());
-            else park(session.detachSocket());
-            return;
-        }
-        // Clients on keep-alive usually send the next request at once; a
-        // short wait for it saves a trip through the gate.
-        if (s.poll(Poco::Timespan(0, 1000), Poco::Net::Socket::SELECT_READ) &&
-            peekRequest(s, needsContinue) == Request::Complete)
-            continue;
-        park(session.detachSocket());
-        return;
     }
+    if (pending->expected) {
+        // Out of the request's scope (nothing here touches the session any
+        // more): the answer may be sent from another thread from now on.
+        {
+            std::lock_guard lock(queueMutex_);
+            ++deferred_;
+        }
+        pending.release()->park();
+        return Next::Deferred;
+    }
+    return keepAlive ? Next::KeepAlive : Next::Close;
+}
+
+bool HttpServer::sendDeferred(Pending& pending, Exchange& exchange, Clock::time_point deadline)
+{
+    Session& session = *pending.session;
+    Watched watched(exchange, session.socket().impl()->sockfd(), deadline);
+    Poco::Net::HTTPServerResponseImpl response(session);
+    response.setDate(Poco::Timestamp());
+    response.setVersion(pending.version);
+    response.setKeepAlive(pending.keepAlive && !stopping_);
+    response.set("Server", "orderpay");
+    pending.handler->resume(response, pending.answerToSend());
+    return response.getKeepAlive() && !stopping_;
+}
+
+bool HttpServer::keepServing(Poco::Net::HTTPServerSession& session)
+{
+    if (static_cast<Session&>(session).buffered() > 0) return true;  // the next request is already here
+    Poco::Net::StreamSocket s = session.socket();
+    bool needsContinue = false;
+    if (othersWaiting()) {
+        // Fair turns: other connections wait for a thread, so this one
+        // goes to the back of their line (its next request, if whole,
+        // straight there; else through the gate).
+        if (peekRequest(s, needsContinue) == Request::Complete) requeue(session.detachSocket());
+        else park(session.detachSocket());
+        return false;
+    }
+    // Clients on keep-alive usually send the next request at once; a
+    // short wait for it saves a trip through the gate.
+    if (s.poll(Poco::Timespan(0, 1000), Poco::Net::Socket::SELECT_READ) &&
+        peekRequest(s, needsContinue) == Request::Complete)
+        return true;
+    park(session.detachSocket());
+    return false;
 }
 
 void HttpServer::refuse(Poco::Net::StreamSocket& socket, int status, const std::string& detail)

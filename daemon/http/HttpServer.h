@@ -34,7 +34,10 @@ namespace orderpay::http {
 /// Bodies larger than the gate waits for (over http.max_body_bytes, so
 /// about to be refused with 413) are handed over with their head. A client
 /// that does not take its answer within http.read_timeout (a slow reader)
-/// has its connection cut by the gate, which frees the thread. Request parsing, the handlers and error answers stay
+/// has its connection cut by the gate, which frees the thread. A handler
+/// whose write goes through the Committer defers its answer (Deferral): the
+/// thread moves on, and the answer is sent by whichever worker is free once
+/// the write committed. Request parsing, the handlers and error answers stay
 /// Poco's (HTTPServerSession, HTTPServerRequestImpl), with problem+json
 /// for heads Poco refuses.
 class HttpServer {
@@ -58,17 +61,22 @@ private:
         Clock::time_point deadline;
         bool continued = false;  // "100 Continue" already sent for its request
     };
+    class Pending;
     struct Ready {
-        Poco::Net::StreamSocket socket;
+        Poco::Net::StreamSocket socket;  // a connection whose next request is whole,
         bool continued = false;
+        std::unique_ptr<Pending> answered;  // or a deferred answer to send
     };
     enum class Request { Incomplete, Complete, Closed };
+    /// How answering one request left its connection.
+    enum class Next { Close, KeepAlive, Deferred };
     /// The connection a worker thread is answering, and by when.
     struct Exchange {
         std::mutex mutex;
         poco_socket_t fd = POCO_INVALID_SOCKET;
         Clock::time_point deadline;
     };
+    struct Watched;
 
     void gateLoop();
     void workerLoop(Exchange& exchange);
@@ -81,7 +89,17 @@ private:
     /// A connection with a whole next request, back to the end of the line.
     void requeue(const Poco::Net::StreamSocket& socket);
     bool othersWaiting();
-    void serve(Poco::Net::StreamSocket socket, bool continued, Exchange& exchange);
+    /// A deferred answer is there and its connection let go: queued for a
+    /// worker to send.
+    void resume(Pending* pending);
+    void serve(Ready next, Exchange& exchange);
+    Next answerNext(std::unique_ptr<Pending>& pending, bool& continued, Exchange& exchange,
+                    Clock::time_point deadline);
+    bool sendDeferred(Pending& pending, Exchange& exchange, Clock::time_point deadline);
+    /// After an answer on a keep-alive connection: true if this thread goes
+    /// on with its next request, false if the connection was handed back
+    /// (to the line of ready connections, or to the gate).
+    bool keepServing(Poco::Net::HTTPServerSession& session);
     /// Whether the first request in the socket's receive buffer is there
     /// whole. `needsContinue` is set when its head asks for "100 Continue"
     /// before the client sends the body.
@@ -102,6 +120,7 @@ private:
     std::mutex queueMutex_;
     std::condition_variable queueReady_;
     std::deque<Ready> ready_;  // whole request received, waiting for a worker
+    std::size_t deferred_ = 0;  // answers still to come (workers wait for them when stopping)
 
     std::atomic<bool> stopping_{false};
     std::thread gate_;

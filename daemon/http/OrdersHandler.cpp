@@ -22,13 +22,13 @@ void OrdersHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::HTT
 {
     switch (action_) {
     case Action::List: return list(request, response);
-    case Action::Create: return create(request, response);
+    case Action::Create: return create(request);
     case Action::Get: return get(response);
     case Action::Cancel: return cancel(request, response);
     }
 }
 
-void OrdersHandler::create(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
+void OrdersHandler::create(Poco::Net::HTTPServerRequest& request)
 {
     const std::string body = readBody(request, service_.settings.http.maxBodyBytes);
     const auto validated = validateOrder(parseJson(body), service_.settings.work.defaultCurrency);
@@ -47,17 +47,19 @@ void OrdersHandler::create(Poco::Net::HTTPServerRequest& request, Poco::Net::HTT
     order.createdAt = order.updatedAt = clock::nowRfc3339();
     order.events.push_back({order.createdAt, "status", {{"status", "queued"}}});
 
-    const StoredAnswer answer{202, "/orders/" + order.id, orderJson(order, true)};
+    StoredAnswer answer{202, "/orders/" + order.id, orderJson(order, true)};
     if (idem) idem->answer = answer;
-    if (auto replay = service_.store.createOrder(order, idem)) return sendAnswer(response, *replay, true);
-
-    static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
-    if (log.information())
-        logLine(log, Poco::Message::PRIO_INFORMATION,
-            "order " + order.id + " accepted: " + std::to_string(order.items.size()) + " items, " +
-                std::to_string(order.totalAmount) + " " + order.currency,
-            {{"ORDER_ID", order.id}});
-    sendAnswer(response, answer, false);
+    auto accepted = [id = order.id, items = order.items.size(), total = order.totalAmount, currency = order.currency] {
+        static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
+        if (log.information())
+            logLine(log, Poco::Message::PRIO_INFORMATION,
+                    "order " + id + " accepted: " + std::to_string(items) + " items, " + std::to_string(total) + " " +
+                        currency,
+                    {{"ORDER_ID", id}});
+    };
+    answerWhenWritten(std::move(answer), std::move(accepted), [&](OrderStore::Written then) {
+        service_.store.createOrder(std::move(order), std::move(idem), std::move(then));
+    });
 }
 
 void OrdersHandler::get(Poco::Net::HTTPServerResponse& response)

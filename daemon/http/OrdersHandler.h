@@ -31,7 +31,7 @@ protected:
 
 private:
     void list(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response);
-    void create(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response);
+    void create(Poco::Net::HTTPServerRequest& request);
     void get(Poco::Net::HTTPServerResponse& response);
     void cancel(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response);
 

@@ -40,21 +40,24 @@ void PaymentsHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::H
     payment.reference = in.reference;
     payment.createdAt = payment.updatedAt = clock::nowRfc3339();
 
-    const StoredAnswer answer{202, "/payments/" + payment.id, paymentJson(payment)};
+    StoredAnswer answer{202, "/payments/" + payment.id, paymentJson(payment)};
     if (idem) idem->answer = answer;
     // An id of the wrong shape cannot name an order; the store would say
     // the same, this just saves the write.
     if (!ids::isValid(payment.orderId, "ord_") && !idem) {
         throw NotFound("order " + payment.orderId + " does not exist");
     }
-    if (auto replay = service_.store.createPayment(payment, idem)) return sendAnswer(response, *replay, true);
-
-    static Poco::Logger& log = Poco::Logger::get("orderpay.payments");
-    logLine(log, Poco::Message::PRIO_INFORMATION,
-            "payment " + payment.id + " accepted for order " + payment.orderId + ": " +
-                std::to_string(payment.amount) + " " + payment.currency + " by " + payment.method,
-            {{"ORDER_ID", payment.orderId}, {"PAYMENT_ID", payment.id}});
-    sendAnswer(response, answer, false);
+    auto accepted = [id = payment.id, orderId = payment.orderId, amount = payment.amount, currency = payment.currency,
+                     method = payment.method] {
+        static Poco::Logger& log = Poco::Logger::get("orderpay.payments");
+        logLine(log, Poco::Message::PRIO_INFORMATION,
+                "payment " + id + " accepted for order " + orderId + ": " + std::to_string(amount) + " " + currency +
+                    " by " + method,
+                {{"ORDER_ID", orderId}, {"PAYMENT_ID", id}});
+    };
+    answerWhenWritten(std::move(answer), std::move(accepted), [&](OrderStore::Written then) {
+        service_.store.createPayment(std::move(payment), std::move(idem), std::move(then));
+    });
 }
 
 }  // namespace orderpay::http

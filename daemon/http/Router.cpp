@@ -46,7 +46,7 @@ Route route(const std::string& method, const std::string& uri)
     return Route{};
 }
 
-Poco::Net::HTTPRequestHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& request)
+ApiHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& request)
 {
     Route r = route(request.getMethod(), request.getURI());
     using T = Route::Target;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "http/ApiHandler.h"
 #include "http/Service.h"
 
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -36,7 +37,7 @@ Route route(const std::string& method, const std::string& uri);
 class Router : public Poco::Net::HTTPRequestHandlerFactory {
 public:
     explicit Router(Service& service) : service_(service) {}
-    Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest& request) override;
+    ApiHandler* createRequestHandler(const Poco::Net::HTTPServerRequest& request) override;
 
 private:
     Service& service_;

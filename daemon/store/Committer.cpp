@@ -42,14 +42,14 @@ void Committer::Unit::finish()
     // Notified under the lock: the waiter may end the unit as soon as it
     // sees `done`, and it cannot see it before this unlocks.
     std::lock_guard lock(doneMutex);
-    done = true;
+    finished = true;
     doneWake.notify_one();
 }
 
 void Committer::Unit::awaitFinished()
 {
     std::unique_lock lock(doneMutex);
-    doneWake.wait(lock, [this] { return done; });
+    doneWake.wait(lock, [this] { return finished; });
 }
 
 void Committer::write(Work work)
@@ -88,11 +88,25 @@ std::vector<std::exception_ptr> Committer::writeAll(std::vector<Work> works)
 
 void Committer::post(Work work)
 {
-    auto unit = std::make_unique<Unit>(std::move(work), true);
+    auto unit = std::make_unique<Unit>(std::move(work), nullptr);
     std::lock_guard lock(mutex_);
     if (stopping_) return;  // like a crash before the commit: the work is redone
     queue_.push_back(unit.release());
     pending_.notify_one();
+}
+
+void Committer::submit(Work work, Done done)
+{
+    auto unit = std::make_unique<Unit>(std::move(work), std::move(done));
+    {
+        std::lock_guard lock(mutex_);
+        if (!stopping_) {
+            queue_.push_back(unit.release());
+            pending_.notify_one();
+            return;
+        }
+    }
+    unit->done(std::make_exception_ptr(StoreUnavailable("the store is shutting down")));
 }
 
 void Committer::run()
@@ -113,8 +127,18 @@ void Committer::run()
         for (Unit* u : batch) {
             // A waited-for unit belongs to its waiter, who may end it as
             // soon as it is released: nothing touches it after that.
-            if (u->posted) delete u;
-            else u->finish();
+            if (!u->detached) {
+                u->finish();
+                continue;
+            }
+            try {
+                if (u->done) u->done(u->error);
+            } catch (const std::exception& e) {
+                // A callback that throws must not end the writer.
+                static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+                logLine(log, Poco::Message::PRIO_ERROR, std::string("a commit's callback failed: ") + e.what());
+            }
+            delete u;
         }
         batch.clear();
     }

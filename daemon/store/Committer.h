@@ -24,6 +24,9 @@ namespace orderpay {
 class Committer {
 public:
     using Work = std::function<void(Poco::Data::Session&)>;
+    /// Told how a submitted unit ended: what it threw, or why its commit
+    /// failed (StoreUnavailable); nullptr once it committed.
+    using Done = std::function<void(std::exception_ptr)>;
 
     /// Upper bounds of the batch-size histogram (units per transaction).
     static constexpr std::array<int, 9> kBatchBounds{1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -60,15 +63,25 @@ public:
     /// dropped (the database's state changes are logged by the Committer).
     void post(Work work);
 
+    /// Queues `work` for the next transaction and returns at once; `done`
+    /// runs once the transaction ended (or at once, with StoreUnavailable,
+    /// if the Committer is stopping). It runs on the writer's thread, so it
+    /// must only hand the outcome on: an HTTP answer waits for its commit
+    /// this way without holding a thread, and the batch can grow to every
+    /// connection's request, not only to as many as there are threads.
+    void submit(Work work, Done done);
+
     void stop();
     Stats stats() const;
 
 private:
     struct Unit {
-        explicit Unit(Work w, bool isPosted = false) : work(std::move(w)), posted(isPosted) {}
+        explicit Unit(Work w) : work(std::move(w)) {}
+        Unit(Work w, Done d) : work(std::move(w)), done(std::move(d)), detached(true) {}
         Work work;
+        Done done;  // called (if set) when the transaction ended
         std::exception_ptr error;
-        const bool posted;  // nobody waits: the Committer deletes it
+        const bool detached = false;  // nobody waits: the Committer deletes it
         // Set once the unit's transaction ended. Each waiter sleeps on its
         // own: one condition variable for all woke every waiter at every
         // commit, those of the next batch too, and each then queued for the
@@ -80,7 +93,7 @@ private:
         void awaitFinished();
         std::mutex doneMutex;
         std::condition_variable doneWake;
-        bool done = false;
+        bool finished = false;
     };
 
     void run();

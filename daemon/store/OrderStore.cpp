@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <array>
+#include <future>
+#include <memory>
 
 using namespace Poco::Data::Keywords;
 using Poco::Data::Session;
@@ -300,54 +302,107 @@ void OrderStore::rememberAnswer(Session&, const IdempotencyRecord& idem)
               idem.answer.body, clock::nowMillis());
 }
 
+namespace {
+
+/// Waits for a write that reports through a Written callback.
+std::optional<StoredAnswer> awaitWritten(const std::function<void(OrderStore::Written)>& write)
+{
+    std::promise<std::optional<StoredAnswer>> outcome;
+    write([&](std::optional<StoredAnswer> replay, std::exception_ptr error) {
+        if (error) outcome.set_exception(error);
+        else outcome.set_value(std::move(replay));
+    });
+    return outcome.get_future().get();
+}
+
+}  // namespace
+
+void OrderStore::createOrder(Order order, std::optional<IdempotencyRecord> idem, Written then)
+{
+    struct Write {
+        Order order;
+        std::optional<IdempotencyRecord> idem;
+        std::string items, metadata, message;
+        std::optional<StoredAnswer> replay;
+    };
+    std::shared_ptr<Write> r;
+    try {
+        r = std::make_shared<Write>(Write{std::move(order), std::move(idem), {}, {}, {}, {}});
+        // Rendered here, on the request's thread: the writer is one thread for all.
+        r->items = itemsToJson(r->order.items);
+        r->metadata = stringMapToJson(r->order.metadata);
+        r->message = orderMessage(r->order.id);
+    } catch (...) {
+        return then(std::nullopt, std::current_exception());
+    }
+    committer_.submit(
+        [this, r](Session& s) {
+            if (r->idem && (r->replay = checkIdempotency(s, *r->idem))) return;
+            const Order& o = r->order;
+            sql::Statements& w = db_.writes();
+            w("INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, "
+              "created_at, updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)")
+                .exec(o.id, toString(o.status), o.customer, o.currency, o.totalAmount, r->items, r->metadata,
+                      o.createdAt, o.updatedAt);
+            // A new order's first event: no earlier one to count.
+            w("INSERT INTO order_events (order_id, seq, at, type, status) VALUES (?, 1, ?, 'status', ?)")
+                .exec(o.id, o.createdAt, toString(o.status));
+            queueMessage(w, kOrdersQueue, r->message);
+            if (r->idem) rememberAnswer(s, *r->idem);
+        },
+        [this, r, then = std::move(then)](std::exception_ptr error) {
+            if (!error && !r->replay) notify(kOrdersQueue);
+            then(std::move(r->replay), error);
+        });
+}
+
 std::optional<StoredAnswer> OrderStore::createOrder(const Order& order, const std::optional<IdempotencyRecord>& idem)
 {
-    std::optional<StoredAnswer> replay;
-    // Rendered here, on the request's thread: the writer is one thread for all.
-    const std::string items = itemsToJson(order.items);
-    const std::string metadata = stringMapToJson(order.metadata);
-    const std::string message = orderMessage(order.id);
-    committer_.write([&](Session& s) {
-        if (idem && (replay = checkIdempotency(s, *idem))) return;
-        sql::Statements& w = db_.writes();
-        w("INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, created_at, "
-          "updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)")
-            .exec(order.id, toString(order.status), order.customer, order.currency, order.totalAmount, items,
-                  metadata, order.createdAt, order.updatedAt);
-        // A new order's first event: no earlier one to count.
-        w("INSERT INTO order_events (order_id, seq, at, type, status) VALUES (?, 1, ?, 'status', ?)")
-            .exec(order.id, order.createdAt, toString(order.status));
-        queueMessage(w, kOrdersQueue, message);
-        if (idem) rememberAnswer(s, *idem);
-    });
-    if (!replay) notify(kOrdersQueue);
-    return replay;
+    return awaitWritten([&](Written then) { createOrder(order, idem, std::move(then)); });
+}
+
+void OrderStore::createPayment(Payment payment, std::optional<IdempotencyRecord> idem, Written then)
+{
+    struct Write {
+        Payment payment;
+        std::optional<IdempotencyRecord> idem;
+        std::optional<StoredAnswer> replay;
+        bool queued = false;
+    };
+    std::shared_ptr<Write> r;
+    try {
+        r = std::make_shared<Write>(Write{std::move(payment), std::move(idem), {}, false});
+    } catch (...) {
+        return then(std::nullopt, std::current_exception());
+    }
+    committer_.submit(
+        [this, r](Session& s) {
+            if (r->idem && (r->replay = checkIdempotency(s, *r->idem))) return;
+            const Payment& p = r->payment;
+            const auto orderStatus = readOrderStatus(db_.writes(), p.orderId);
+            if (!orderStatus) throw NotFound("order " + p.orderId + " does not exist");
+            if (refusesPayments(*orderStatus)) {
+                throw Conflict("order " + p.orderId + " is " + std::string(toString(*orderStatus)) +
+                               " and takes no more payments");
+            }
+            r->queued = !holdsPayments(*orderStatus);  // awaiting_payment: queue it now
+            db_.writes()("INSERT INTO payments (id, order_id, status, reason, amount, currency, method, reference, "
+                         "dispatched, created_at, updated_at) VALUES (?, ?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)")
+                .exec(p.id, p.orderId, static_cast<std::int64_t>(p.amount), p.currency, p.method, p.reference,
+                      static_cast<std::int64_t>(r->queued ? 1 : 0), p.createdAt, p.updatedAt);
+            if (r->queued) queueMessage(db_.writes(), kPaymentsQueue, paymentMessage(p.id));
+            if (r->idem) rememberAnswer(s, *r->idem);
+        },
+        [this, r, then = std::move(then)](std::exception_ptr error) {
+            if (!error && r->queued && !r->replay) notify(kPaymentsQueue);
+            then(std::move(r->replay), error);
+        });
 }
 
 std::optional<StoredAnswer> OrderStore::createPayment(const Payment& payment,
                                                       const std::optional<IdempotencyRecord>& idem)
 {
-    std::optional<StoredAnswer> replay;
-    bool queued = false;
-    committer_.write([&](Session& s) {
-        if (idem && (replay = checkIdempotency(s, *idem))) return;
-        const auto orderStatus = readOrderStatus(db_.writes(), payment.orderId);
-        if (!orderStatus) throw NotFound("order " + payment.orderId + " does not exist");
-        if (refusesPayments(*orderStatus)) {
-            throw Conflict("order " + payment.orderId + " is " + std::string(toString(*orderStatus)) +
-                           " and takes no more payments");
-        }
-        queued = !holdsPayments(*orderStatus);  // awaiting_payment: queue it now
-        db_.writes()("INSERT INTO payments (id, order_id, status, reason, amount, currency, method, reference, dispatched, "
-                     "created_at, updated_at) VALUES (?, ?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)")
-            .exec(payment.id, payment.orderId, static_cast<std::int64_t>(payment.amount), payment.currency,
-                  payment.method, payment.reference, static_cast<std::int64_t>(queued ? 1 : 0), payment.createdAt,
-                  payment.updatedAt);
-        if (queued) queueMessage(db_.writes(), kPaymentsQueue, paymentMessage(payment.id));
-        if (idem) rememberAnswer(s, *idem);
-    });
-    if (queued && !replay) notify(kPaymentsQueue);
-    return replay;
+    return awaitWritten([&](Written then) { createPayment(payment, idem, std::move(then)); });
 }
 
 Order OrderStore::cancelOrder(const std::string& id)

@@ -50,15 +50,22 @@ public:
 
     // --- requests ---------------------------------------------------------
 
-    /// Stores a new order (status queued) and its queue message. If the
-    /// Idempotency-Key was used before with the same request, stores
-    /// nothing and returns the first answer; with another request throws
-    /// IdempotencyMismatch.
+    /// How a request's write ended, told once on the writer's thread: the
+    /// first answer if its Idempotency-Key was used before with the same
+    /// request (and nothing was stored), or what it threw.
+    using Written = std::function<void(std::optional<StoredAnswer> replay, std::exception_ptr error)>;
+
+    /// Stores a new order (status queued) and its queue message, without
+    /// waiting: `then` is told when it committed. An Idempotency-Key used
+    /// before with another request fails it with IdempotencyMismatch.
+    void createOrder(Order order, std::optional<IdempotencyRecord> idem, Written then);
+    /// The same, waiting: returns the replayed answer, throws the error.
     std::optional<StoredAnswer> createOrder(const Order& order, const std::optional<IdempotencyRecord>& idem);
 
-    /// Stores a payment for an existing order. Throws NotFound (no such
-    /// order) or Conflict (order final). The payment is queued at once if
-    /// the order is awaiting_payment, else held until it is.
+    /// Stores a payment for an existing order, without waiting. Fails with
+    /// NotFound (no such order) or Conflict (order final). The payment is
+    /// queued at once if the order is awaiting_payment, else held until it is.
+    void createPayment(Payment payment, std::optional<IdempotencyRecord> idem, Written then);
     std::optional<StoredAnswer> createPayment(const Payment& payment, const std::optional<IdempotencyRecord>& idem);
 
     /// Cancels a queued or awaiting_payment order; held payments are

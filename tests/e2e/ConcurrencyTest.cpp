@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -127,4 +128,45 @@ TEST_CASE("2,000 orders from 8 concurrent clients are all accepted and processed
     for (std::size_t i = 0; i < std::min<std::size_t>(5, bad.size()); ++i) UNSCOPED_INFO(bad[i]);
     CHECK(bad.empty());
     REQUIRE(d.running());
+}
+
+TEST_CASE("One commit takes the requests of more connections than there are HTTP threads", "[concurrency][performance]")
+{
+    // Two HTTP threads, sixteen clients. A thread that waited for its
+    // request's commit would cap a transaction at two requests; a deferred
+    // answer lets the writer take what every connection sent meanwhile.
+    // (The worker holds its one order for a minute: nothing else writes.)
+    Daemon d({"http.max_threads=2", "orders.processing_ms=60000", "orders.workers=1"});
+    constexpr int kClients = 16;
+    constexpr int kPerClient = 25;
+    std::atomic<int> accepted{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < kClients; ++t) {
+        clients.emplace_back([&, t] {
+            HttpClient c(d.port());
+            for (int i = 0; i < kPerClient; ++i) {
+                try {
+                    auto r = c.postOrder(orderJson("batch" + std::to_string(t) + "-" + std::to_string(i) + "@example.com"));
+                    if (r.status == 202) ++accepted;
+                } catch (const std::exception&) {
+                    // counted as not accepted
+                }
+            }
+        });
+    }
+    for (auto& th : clients) th.join();
+    CHECK(accepted == kClients * kPerClient);
+
+    HttpClient c(d.port());
+    const std::string m = c.get("/metrics").body;
+    auto sample = [&](const std::string& name) {
+        std::smatch match;
+        const std::regex line("(^|\\n)" + std::regex_replace(name, std::regex(R"([{}"+])"), R"(\$&)") + R"( ([0-9]+))");
+        return std::regex_search(m, match, line) ? std::stoll(match[2]) : -1LL;
+    };
+    const auto transactions = sample("orderpay_store_batch_size_count");
+    const auto upToFour = sample(R"(orderpay_store_batch_size_bucket{le="4"})");
+    INFO("transactions " << transactions << ", of at most 4 units " << upToFour);
+    REQUIRE(transactions > 0);
+    CHECK(upToFour < transactions);  // at least one took more than four requests
 }

@@ -7,7 +7,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <thread>
+
+using namespace std::chrono_literals;
 
 using namespace orderpay;
 using namespace Poco::Data::Keywords;
@@ -96,6 +101,81 @@ TEST_CASE("a failing unit of a group commit rolls back alone", "[store]")
     CHECK(failures == 4);
     CHECK(f.count("SELECT COUNT(*) FROM health_probe") == 12);
     CHECK(f.committer->stats().units == 16);
+}
+
+TEST_CASE("submitted units share one transaction and are told after it committed, each once", "[store]")
+{
+    Fixture f;
+    // The writer is held inside a unit while 60 more are submitted from
+    // this one thread: without waiting for them, they all wait for the
+    // next transaction (the fixture's batch limit is 64).
+    std::promise<void> entered, release;
+    std::thread holder([&] {
+        f.committer->write([&](Poco::Data::Session&) {
+            entered.set_value();
+            release.get_future().wait();
+        });
+    });
+    entered.get_future().wait();
+
+    constexpr int kUnits = 60;
+    std::mutex m;
+    std::condition_variable told;
+    std::vector<int> calls(kUnits, 0);
+    std::vector<Poco::Int64> rowsSeen(kUnits, -1);
+    std::vector<std::string> errors(kUnits);
+    int finished = 0;
+    for (int i = 0; i < kUnits; ++i) {
+        f.committer->submit(
+            [i](Poco::Data::Session& s) {
+                const Poco::Int64 id = i;
+                s << "INSERT INTO health_probe (id, at) VALUES (?, 0)", useRef(id), now;
+                if (i % 10 == 0) throw Conflict("unit " + std::to_string(i) + " refuses");
+            },
+            [&, i](std::exception_ptr error) {
+                // Committed before it is told: another connection sees the rows.
+                const Poco::Int64 rows = f.count("SELECT COUNT(*) FROM health_probe");
+                std::lock_guard lock(m);
+                ++calls[static_cast<std::size_t>(i)];
+                rowsSeen[static_cast<std::size_t>(i)] = rows;
+                try {
+                    if (error) std::rethrow_exception(error);
+                } catch (const Conflict& e) {
+                    errors[static_cast<std::size_t>(i)] = e.what();
+                }
+                ++finished;
+                told.notify_all();
+            });
+    }
+    release.set_value();
+    holder.join();
+    {
+        std::unique_lock lock(m);
+        REQUIRE(told.wait_for(lock, 10s, [&] { return finished == kUnits; }));
+    }
+    for (int i = 0; i < kUnits; ++i) {
+        INFO("unit " << i);
+        CHECK(calls[static_cast<std::size_t>(i)] == 1);
+        CHECK(rowsSeen[static_cast<std::size_t>(i)] == 54);  // all but the six that threw
+        CHECK(errors[static_cast<std::size_t>(i)].empty() == (i % 10 != 0));
+    }
+    const auto stats = f.committer->stats();
+    CHECK(stats.transactions == 2);  // the holder's, and one for all 60
+    CHECK(stats.units == kUnits + 1);
+
+    // A stopped Committer tells at once that nothing was stored.
+    f.committer->stop();
+    bool refused = false;
+    f.committer->submit([](Poco::Data::Session&) { FAIL("ran after stop"); },
+                        [&](std::exception_ptr error) {
+                            if (!error) return;
+                            try {
+                                std::rethrow_exception(error);
+                            } catch (const StoreUnavailable&) {
+                                refused = true;
+                            }
+                        });
+    CHECK(refused);
 }
 
 TEST_CASE("an order and its message commit together", "[store]")

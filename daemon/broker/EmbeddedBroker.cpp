@@ -6,6 +6,8 @@
 #include <Poco/Data/Statement.h>
 
 #include <algorithm>
+#include <string_view>
+#include <tuple>
 
 using namespace Poco::Data::Keywords;
 using Poco::Data::Session;
@@ -84,10 +86,14 @@ void EmbeddedBroker::notifyPublished(const std::string& name)
 
 bool EmbeddedBroker::anythingDue(const std::string& queue)
 {
+    // Each state its own range of the index: "state IN (...)" would build
+    // a temporary b-tree of the list at every run.
     bool due = false;
+    const std::int64_t at = clock::nowMillis();
     db_.localReader()(
-        "SELECT 1 FROM messages WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ? LIMIT 1")
-        .query([&](sql::Statement&) { due = true; }, queue, clock::nowMillis());
+        "SELECT 1 FROM messages WHERE queue = ? AND state = 'ready' AND due_at <= ? "
+        "UNION ALL SELECT 1 FROM messages WHERE queue = ? AND state = 'leased' AND due_at <= ? LIMIT 1")
+        .query([&](sql::Statement&) { due = true; }, queue, at, queue, at);
     return due;
 }
 
@@ -100,14 +106,31 @@ std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
         deliveries.clear();
         sql::Statements& w = db_.writes();
         const std::int64_t at = clock::nowMillis();
-        w("SELECT id, body, attempts, lease FROM messages "
-          "WHERE queue = ? AND state IN ('ready', 'leased') AND due_at <= ? ORDER BY due_at, id LIMIT ?")
-            .query(
-                [&](sql::Statement& row) {
-                    deliveries.push_back(Delivery{queue, row.text(1), row.integer(0), row.integer(3) + 1,
-                                                  static_cast<int>(row.integer(2) + 1)});
-                },
-                queue, at, static_cast<std::int64_t>(leaseBatch_));
+        // Ready messages and expired leases, oldest due first. Read as two
+        // ranges of the index, each already in (due_at, id) order, and
+        // merged here: one query over "state IN (...) ORDER BY" built two
+        // temporary b-trees per lease, a twentieth of the writer's time.
+        struct Due {
+            std::int64_t dueAt;
+            Delivery delivery;
+        };
+        std::vector<Due> due;
+        for (std::string_view state : {"ready", "leased"}) {
+            w("SELECT id, body, attempts, lease, due_at FROM messages "
+              "WHERE queue = ? AND state = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?")
+                .query(
+                    [&](sql::Statement& row) {
+                        due.push_back({row.integer(4), Delivery{queue, row.text(1), row.integer(0),
+                                                                row.integer(3) + 1,
+                                                                static_cast<int>(row.integer(2) + 1)}});
+                    },
+                    queue, state, at, static_cast<std::int64_t>(leaseBatch_));
+        }
+        std::sort(due.begin(), due.end(), [](const Due& a, const Due& b) {
+            return std::tie(a.dueAt, a.delivery.messageId) < std::tie(b.dueAt, b.delivery.messageId);
+        });
+        if (due.size() > leaseBatch_) due.resize(leaseBatch_);
+        for (auto& d : due) deliveries.push_back(std::move(d.delivery));
         const std::int64_t until = at + leaseTime_.count();
         for (const auto& d : deliveries) {
             w("UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? WHERE id = ?")

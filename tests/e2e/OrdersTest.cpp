@@ -369,3 +369,44 @@ TEST_CASE("An idempotent order replay survives a daemon restart", "[orders][idem
     CHECK(replay.header("Location") == first.header("Location"));
     CHECK(c.listAllOrderIds().size() == 1);
 }
+
+TEST_CASE("Pipelined requests on one connection are answered in order, deferred answers included", "[orders][http]")
+{
+    // Order writes answer after their commit, from whichever thread is free;
+    // the answers on one connection still leave in the order asked.
+    Daemon d({"orders.processing_ms=60000", "http.max_threads=2"});
+    auto post = [](const std::string& path, const std::string& body) {
+        return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body;
+    };
+    const std::string missingOrder = "ord_01JDQ8M4Z3X7K2N9P5R6S8T0VW";
+    const std::string requests = post("/orders", orderJson("pipelined-1@example.com")) +  // 202, deferred
+                                 post("/orders", "{not json") +                             // 400, at once
+                                 post("/payment/confirm", paymentJson(missingOrder, 100)) + // 404, deferred
+                                 post("/orders", orderJson("pipelined-2@example.com")) +  // 202, deferred
+                                 "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    auto raw = rawExchange(d.port(), requests, 10s);
+    INFO(raw.data);
+    CHECK(raw.closed);
+
+    // Split the stream into its responses (each has a Content-Length).
+    std::vector<int> statuses;
+    std::vector<std::string> bodies;
+    std::size_t at = 0;
+    while (at < raw.data.size()) {
+        const auto headEnd = raw.data.find("\r\n\r\n", at);
+        REQUIRE(headEnd != std::string::npos);
+        const std::string head = raw.data.substr(at, headEnd - at);
+        std::smatch m;
+        REQUIRE(std::regex_search(head, m, std::regex(R"(^HTTP/1\.1 (\d{3}))")));
+        statuses.push_back(std::stoi(m[1]));
+        REQUIRE(std::regex_search(head, m, std::regex(R"(\r\nContent-Length: (\d+))", std::regex::icase)));
+        const std::size_t length = std::stoul(m[1]);
+        bodies.push_back(raw.data.substr(headEnd + 4, length));
+        at = headEnd + 4 + length;
+    }
+    REQUIRE(statuses == std::vector<int>{202, 400, 404, 202, 200});
+    CHECK(bodies[0].find("pipelined-1@example.com") != std::string::npos);
+    CHECK(bodies[2].find(missingOrder) != std::string::npos);
+    CHECK(bodies[3].find("pipelined-2@example.com") != std::string::npos);
+}

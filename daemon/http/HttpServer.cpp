@@ -446,7 +446,10 @@ HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool&
         pending = std::move(fresh);
     }
     Session& session = *pending->session;
-    bool keepAlive = false;
+    // Once a handler deferred its answer, the Pending must reach a worker
+    // whatever happens here: the writer's callback points to it.
+    std::unique_ptr<ApiHandler> handler;
+    Next outcome = Next::Close;
     {
         Watched watched(exchange, session.socket().impl()->sockfd(), deadline);
         Poco::Net::HTTPServerResponseImpl response(session);
@@ -456,13 +459,15 @@ HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool&
             response.setVersion(request.getVersion());
             response.setKeepAlive(request.getKeepAlive() && !stopping_);
             response.set("Server", "orderpay");
-            std::unique_ptr<ApiHandler> handler(router_.createRequestHandler(request));
+            handler.reset(router_.createRequestHandler(request));
             handler->setDeferral(pending.get());
             if (request.getExpectContinue() && !continued &&
                 response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
                 response.sendContinue();
             }
             continued = false;  // the gate's "100 Continue" was for the first request only
+            pending->version = request.getVersion();
+            pending->keepAlive = request.getKeepAlive();
             handler->handleRequest(request, response);
             // A body the handler did not read would be taken for the
             // next request: read it away, or end the connection. A
@@ -474,47 +479,36 @@ HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool&
                 std::istream& rest = request.stream();
                 char sink[4096];
                 std::streamsize drained = 0;
-                try {
-                    while (drained <= static_cast<std::streamsize>(settings_.maxBodyBytes) &&
-                           rest.read(sink, sizeof sink))
-                        drained += rest.gcount();
-                    bodyConsumed = rest.eof();
-                } catch (const Poco::Exception&) {
-                    bodyConsumed = false;  // a deferred answer still goes out, then the connection ends
-                }
+                while (drained <= static_cast<std::streamsize>(settings_.maxBodyBytes) && rest.read(sink, sizeof sink))
+                    drained += rest.gcount();
+                bodyConsumed = rest.eof();
             }
-            keepAlive = response.getKeepAlive() && !stopping_ && bodyConsumed;
-            if (pending->expected) {
-                pending->handler = std::move(handler);
-                pending->version = request.getVersion();
-                pending->keepAlive = request.getKeepAlive() && bodyConsumed;
-                pending->deadline = deadline;
-            }
+            pending->keepAlive = pending->keepAlive && bodyConsumed;
+            if (response.getKeepAlive() && !stopping_ && bodyConsumed) outcome = Next::KeepAlive;
         } catch (const Poco::Net::NoMessageException&) {
-            return Next::Close;  // closed by the client between requests
+            // closed by the client between requests
         } catch (const Poco::Net::MessageException& e) {
-            if (!response.sent()) {
+            if (!response.sent() && !pending->expected) {
                 Problem p = Problem::badRequest("the request head was refused: " + e.message());
                 response.setKeepAlive(false);
                 sendProblem(response, p);
             }
-            return Next::Close;
         } catch (const Poco::TimeoutException&) {
-            if (!response.sent()) sendProblem(response, Problem::requestTimeout());
-            return Next::Close;
+            if (!response.sent() && !pending->expected) sendProblem(response, Problem::requestTimeout());
         }
     }
-    if (pending->expected) {
-        // Out of the request's scope (nothing here touches the session any
-        // more): the answer may be sent from another thread from now on.
-        {
-            std::lock_guard lock(queueMutex_);
-            ++deferred_;
-        }
-        pending.release()->park();
-        return Next::Deferred;
+    if (!pending->expected) return outcome;
+    // Out of the request's scope (nothing here touches the session any
+    // more): the answer may be sent from another thread from now on.
+    if (outcome != Next::KeepAlive) pending->keepAlive = false;
+    pending->handler = std::move(handler);
+    pending->deadline = deadline;
+    {
+        std::lock_guard lock(queueMutex_);
+        ++deferred_;
     }
-    return keepAlive ? Next::KeepAlive : Next::Close;
+    pending.release()->park();
+    return Next::Deferred;
 }
 
 bool HttpServer::sendDeferred(Pending& pending, Exchange& exchange, Clock::time_point deadline)

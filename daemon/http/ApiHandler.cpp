@@ -72,32 +72,32 @@ void ApiHandler::answerWhenWritten(StoredAnswer fresh, std::function<void()> acc
 void ApiHandler::answerFailure(Poco::Net::HTTPServerResponse& response, const std::exception_ptr& error,
                                const std::string& request)
 {
-    auto sendProblem = [&](const Problem& p) {
-        if (!response.sent()) http::sendProblem(response, p);
+    auto answer = [&](const Problem& p) {
+        if (!response.sent()) sendProblem(response, p);
     };
     try {
         std::rethrow_exception(error);
     } catch (const ProblemException& e) {
-        sendProblem(e.problem);
+        answer(e.problem);
     } catch (const StoreUnavailable& e) {
         // Not logged per request: the Committer logs when the database
         // starts and stops refusing writes.
-        sendProblem(Problem::unavailable(e.what(), 5));
+        answer(Problem::unavailable(e.what(), 5));
     } catch (const NotFound& e) {
-        sendProblem(Problem::notFound(e.what()));
+        answer(Problem::notFound(e.what()));
     } catch (const Conflict& e) {
-        sendProblem(Problem::conflict(e.what()));
+        answer(Problem::conflict(e.what()));
     } catch (const IdempotencyMismatch& e) {
-        sendProblem(Problem::validation({{"Idempotency-Key", e.what()}}));
+        answer(Problem::validation({{"Idempotency-Key", e.what()}}));
     } catch (const Poco::TimeoutException&) {
-        sendProblem(Problem::requestTimeout());
+        answer(Problem::requestTimeout());
     } catch (const Poco::Net::NetException& e) {
         // The client went away or sent garbage mid-body; try to say so.
-        sendProblem(Problem::badRequest(e.displayText()));
+        answer(Problem::badRequest(e.displayText()));
     } catch (const std::exception& e) {
         static Poco::Logger& log = Poco::Logger::get("orderpay.http");
         logLine(log, Poco::Message::PRIO_ERROR, "unexpected error on " + request + ": " + e.what());
-        sendProblem(Problem::internal());
+        answer(Problem::internal());
     }
 }
 

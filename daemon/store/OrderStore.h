@@ -59,13 +59,15 @@ public:
     /// waiting: `then` is told when it committed. An Idempotency-Key used
     /// before with another request fails it with IdempotencyMismatch.
     void createOrder(Order order, std::optional<IdempotencyRecord> idem, Written then);
-    /// The same, waiting: returns the replayed answer, throws the error.
+    /// The same, waiting: returns the replayed answer, throws the error
+    /// (for callers with a thread to spare: the store's tests).
     std::optional<StoredAnswer> createOrder(const Order& order, const std::optional<IdempotencyRecord>& idem);
 
     /// Stores a payment for an existing order, without waiting. Fails with
     /// NotFound (no such order) or Conflict (order final). The payment is
     /// queued at once if the order is awaiting_payment, else held until it is.
     void createPayment(Payment payment, std::optional<IdempotencyRecord> idem, Written then);
+    /// The same, waiting.
     std::optional<StoredAnswer> createPayment(const Payment& payment, const std::optional<IdempotencyRecord>& idem);
 
     /// Cancels a queued or awaiting_payment order; held payments are

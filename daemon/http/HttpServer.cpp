@@ -61,6 +61,15 @@ int unsentBytes(const Poco::Net::StreamSocket& socket)
     return ::ioctl(socket.impl()->sockfd(), TIOCOUTQ, &n) == 0 ? n : 0;
 }
 
+/// The headers every answer on a connection starts with.
+void startResponse(Poco::Net::HTTPServerResponse& response, const std::string& version, bool keepAlive)
+{
+    response.setDate(Poco::Timestamp());
+    response.setVersion(version);
+    response.setKeepAlive(keepAlive);
+    response.set("Server", "orderpay");
+}
+
 }  // namespace
 
 /// A request whose handler deferred its answer. It goes to a worker when
@@ -455,10 +464,7 @@ HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool&
         Poco::Net::HTTPServerResponseImpl response(session);
         try {
             Poco::Net::HTTPServerRequestImpl request(response, session, params_.get());
-            response.setDate(Poco::Timestamp());
-            response.setVersion(request.getVersion());
-            response.setKeepAlive(request.getKeepAlive() && !stopping_);
-            response.set("Server", "orderpay");
+            startResponse(response, request.getVersion(), request.getKeepAlive() && !stopping_);
             handler.reset(router_.createRequestHandler(request));
             handler->setDeferral(pending.get());
             if (request.getExpectContinue() && !continued &&
@@ -516,10 +522,7 @@ bool HttpServer::sendDeferred(Pending& pending, Exchange& exchange, Clock::time_
     Session& session = *pending.session;
     Watched watched(exchange, session.socket().impl()->sockfd(), deadline);
     Poco::Net::HTTPServerResponseImpl response(session);
-    response.setDate(Poco::Timestamp());
-    response.setVersion(pending.version);
-    response.setKeepAlive(pending.keepAlive && !stopping_);
-    response.set("Server", "orderpay");
+    startResponse(response, pending.version, pending.keepAlive && !stopping_);
     pending.handler->resume(response, pending.answerToSend());
     return response.getKeepAlive() && !stopping_;
 }

@@ -10,9 +10,9 @@ namespace orderpay::http {
 /// through the Committer does not wait for the commit: it calls expect(),
 /// hands the write over and returns; the writer's thread later calls
 /// answer() with what to send, and the HTTP server sends it from one of its
-/// threads. Meanwhile the connection holds no thread, so one commit (one
-/// sync) can take a request from every connection, not only from as many as
-/// there are threads.
+/// threads. While other connections wait for a thread, the connection holds
+/// none meanwhile, so one commit (one sync) can take a request from every
+/// connection, not only from as many as there are threads.
 class Deferral {
 public:
     /// Writes the answer; may throw what a handler throws (it is answered

@@ -35,9 +35,10 @@ namespace orderpay::http {
 /// about to be refused with 413) are handed over with their head. A client
 /// that does not take its answer within http.read_timeout (a slow reader)
 /// has its connection cut by the gate, which frees the thread. A handler
-/// whose write goes through the Committer defers its answer (Deferral): the
-/// thread moves on, and the answer is sent by whichever worker is free once
-/// the write committed. Request parsing, the handlers and error answers stay
+/// whose write goes through the Committer defers its answer (Deferral). If
+/// no other connection waits for a thread, the thread waits for the commit
+/// and answers itself; else it moves on, and the answer is sent by
+/// whichever worker is free once the write committed. Request parsing, the handlers and error answers stay
 /// Poco's (HTTPServerSession, HTTPServerRequestImpl), with problem+json
 /// for heads Poco refuses.
 class HttpServer {

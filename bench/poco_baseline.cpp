@@ -23,6 +23,7 @@
 #include <iostream>
 #include <istream>
 #include <string>
+#include <vector>
 
 namespace {
 

@@ -527,7 +527,11 @@ HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool&
         // go of its thread instead, so that a commit is not limited to as
         // many requests as there are threads.
         pending->awaitAnswer();
-        if (!sendDeferred(*pending, exchange, deadline)) return Next::Close;
+        // The client gets http.read_timeout to take the answer from when it
+        // is written (a slow commit does not eat into it), unless an earlier
+        // answer still sits unsent: as for a deferred answer, in serve().
+        const auto sendBy = unsentBytes(session.socket()) == 0 ? Clock::now() + settings_.readTimeout : deadline;
+        if (!sendDeferred(*pending, exchange, sendBy)) return Next::Close;
         return Next::KeepAlive;
     }
     {

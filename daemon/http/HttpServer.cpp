@@ -433,9 +433,7 @@ void HttpServer::serve(Ready next, Exchange& exchange)
     // socket inherits that deadline (else a slow reader could pipeline its
     // way past it).
     Clock::time_point deadline = Clock::now() + settings_.readTimeout;
-    auto nextDeadline = [&](const Poco::Net::StreamSocket& socket) {
-        if (unsentBytes(socket) == 0) deadline = Clock::now() + settings_.readTimeout;
-    };
+    auto nextDeadline = [&](const Poco::Net::StreamSocket& socket) { deadline = answerDeadline(socket, deadline); };
     std::unique_ptr<Pending> pending;
     bool continued = next.continued;
     if (next.answered) {
@@ -527,11 +525,8 @@ HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool&
         // go of its thread instead, so that a commit is not limited to as
         // many requests as there are threads.
         pending->awaitAnswer();
-        // The client gets http.read_timeout to take the answer from when it
-        // is written (a slow commit does not eat into it), unless an earlier
-        // answer still sits unsent: as for a deferred answer, in serve().
-        const auto sendBy = unsentBytes(session.socket()) == 0 ? Clock::now() + settings_.readTimeout : deadline;
-        if (!sendDeferred(*pending, exchange, sendBy)) return Next::Close;
+        // (A slow commit does not eat into the client's time to take the answer.)
+        if (!sendDeferred(*pending, exchange, answerDeadline(session.socket(), deadline))) return Next::Close;
         return Next::KeepAlive;
     }
     {
@@ -540,6 +535,12 @@ HttpServer::Next HttpServer::answerNext(std::unique_ptr<Pending>& pending, bool&
     }
     pending.release()->park();
     return Next::Deferred;
+}
+
+HttpServer::Clock::time_point HttpServer::answerDeadline(const Poco::Net::StreamSocket& socket,
+                                                         Clock::time_point inherited) const
+{
+    return unsentBytes(socket) == 0 ? Clock::now() + settings_.readTimeout : inherited;
 }
 
 bool HttpServer::sendDeferred(Pending& pending, Exchange& exchange, Clock::time_point deadline)

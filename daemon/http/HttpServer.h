@@ -97,6 +97,10 @@ private:
     Next answerNext(std::unique_ptr<Pending>& pending, bool& continued, Exchange& exchange,
                     Clock::time_point deadline);
     bool sendDeferred(Pending& pending, Exchange& exchange, Clock::time_point deadline);
+    /// By when the client must take an answer about to be written:
+    /// http.read_timeout from now, or `inherited` while an earlier answer
+    /// still sits unsent (else a slow reader could pipeline its way past it).
+    Clock::time_point answerDeadline(const Poco::Net::StreamSocket& socket, Clock::time_point inherited) const;
     /// After an answer on a keep-alive connection: true if this thread goes
     /// on with its next request, false if the connection was handed back
     /// (to the line of ready connections, or to the gate).

@@ -16,8 +16,10 @@ namespace orderpay {
 /// The single writer. Callers hand it a unit of work and wait until that
 /// work has committed (and, with synchronous=FULL, is synced to disk).
 /// Work submitted concurrently is batched into one transaction and one
-/// sync (group commit); each unit runs inside its own SAVEPOINT, so one
-/// unit's failure (a 409, a 404) rolls back only that unit.
+/// sync (group commit). One unit's failure (a 409, a 404) takes back only
+/// that unit: the batch is rolled back and runs again with each unit in
+/// its own SAVEPOINT. So a unit may run twice before its transaction
+/// commits, and must set, not add to, what it tells its caller.
 ///
 /// Writers never contend for SQLite's lock inside one process, which
 /// keeps SQLITE_BUSY out of the request path.
@@ -35,6 +37,9 @@ public:
         std::uint64_t transactions = 0;
         std::uint64_t units = 0;
         std::uint64_t failedCommits = 0;
+        /// Batches run a second time, each unit in a savepoint, because a
+        /// unit failed in the first.
+        std::uint64_t replays = 0;
         /// Committed transactions by batch size: [i] counts those of at
         /// most kBatchBounds[i] units (cumulative, as Prometheus wants).
         std::array<std::uint64_t, kBatchBounds.size()> batchesUpTo{};
@@ -50,7 +55,7 @@ public:
     /// itself failed (nothing of `work` is then stored).
     void write(Work work);
 
-    /// Runs several units in one transaction (each in its own savepoint)
+    /// Runs several units in one transaction (one's failure takes back only it)
     /// and returns once they committed: what each threw, nullptr where it
     /// succeeded. A failed commit fails them all with StoreUnavailable.
     std::vector<std::exception_ptr> writeAll(std::vector<Work> works);
@@ -98,6 +103,12 @@ private:
 
     void run();
     void runBatch(std::deque<Unit*>& batch);
+    enum class Attempt { Committed, UnitFailed, Failed };
+    /// One transaction over the batch, each unit in a savepoint if
+    /// `guarded`; unguarded, it stops and rolls back at a unit's failure.
+    Attempt attempt(std::deque<Unit*>& batch, bool guarded);
+    /// The commit itself failed: every unit is told StoreUnavailable.
+    Attempt failBatch(std::deque<Unit*>& batch, const std::exception_ptr& cause, bool begun);
     // Logs a change between taking and refusing writes, once per change:
     // a full disk refuses every request until it is freed, and one line
     // says so, not one per refused request.

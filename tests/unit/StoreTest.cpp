@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <condition_variable>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -103,20 +104,108 @@ TEST_CASE("a failing unit of a group commit rolls back alone", "[store]")
     CHECK(f.committer->stats().units == 16);
 }
 
+namespace {
+
+/// Holds the writer inside a unit until release(), so that what is
+/// submitted meanwhile forms the next batch.
+struct WriterHold {
+    explicit WriterHold(Committer& c)
+    {
+        thread = std::thread([&] {
+            c.write([&](Poco::Data::Session&) {
+                entered.set_value();
+                released.get_future().wait();
+            });
+        });
+        entered.get_future().wait();
+    }
+    void release()
+    {
+        released.set_value();
+        thread.join();
+    }
+    std::promise<void> entered, released;
+    std::thread thread;
+};
+
+/// Open files of this process that have no name any more: SQLite's
+/// temporary files (a statement journal that outgrew memory among them).
+int unlinkedOpenFiles()
+{
+    int n = 0;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        const std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
+        if (!ec && target.ends_with(" (deleted)")) ++n;
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("a lone failing unit leaves nothing behind, and its batch is not run again", "[store]")
+{
+    Fixture f;
+    int runs = 0;
+    CHECK_THROWS_AS(f.committer->write([&](Poco::Data::Session& s) {
+        ++runs;
+        s << "INSERT INTO health_probe (id, at) VALUES (7, 0)", now;
+        throw Conflict("refused after writing");
+    }),
+                    Conflict);
+    CHECK(runs == 1);
+    CHECK(f.count("SELECT COUNT(*) FROM health_probe") == 0);
+    const auto stats = f.committer->stats();
+    CHECK(stats.replays == 0);
+    CHECK(stats.units == 1);
+    CHECK(stats.transactions == 0);
+}
+
+TEST_CASE("a batch run again after a unit failed keeps its savepoints' journal in memory", "[store]")
+{
+    Fixture f;
+    // Enough rows for an update of them all to change ~50 pages: ~200 KiB of
+    // statement journal inside one savepoint, past SQLite's 64 KiB in memory.
+    f.committer->write([](Poco::Data::Session& s) {
+        s << "INSERT INTO health_probe (id, at) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+             "WHERE x < 20000) SELECT x, 0 FROM n",
+            now;
+    });
+    const int before = unlinkedOpenFiles();
+    WriterHold hold(*f.committer);
+    std::atomic<int> failingRuns{0}, updateRuns{0}, mostUnlinked{0};
+    std::promise<std::exception_ptr> failed, updated;
+    f.committer->submit(
+        [&](Poco::Data::Session&) {
+            ++failingRuns;
+            throw Conflict("this unit refuses");
+        },
+        [&](std::exception_ptr error) { failed.set_value(error); });
+    f.committer->submit(
+        [&](Poco::Data::Session& s) {
+            ++updateRuns;
+            s << "UPDATE health_probe SET at = at + 1", now;
+            mostUnlinked = std::max(mostUnlinked.load(), unlinkedOpenFiles());
+        },
+        [&](std::exception_ptr error) { updated.set_value(error); });
+    hold.release();
+    CHECK(failed.get_future().get() != nullptr);
+    CHECK(updated.get_future().get() == nullptr);
+    // Run unguarded, rolled back at the failure, then again in savepoints.
+    CHECK(failingRuns == 2);
+    CHECK(updateRuns == 1);
+    CHECK(f.committer->stats().replays == 1);
+    CHECK(mostUnlinked == before);
+    CHECK(f.count("SELECT COUNT(*) FROM health_probe WHERE at = 1") == 20000);
+}
+
 TEST_CASE("submitted units share one transaction and are told after it committed, each once", "[store]")
 {
     Fixture f;
     // The writer is held inside a unit while 60 more are submitted from
     // this one thread: without waiting for them, they all wait for the
     // next transaction (the fixture's batch limit is 64).
-    std::promise<void> entered, release;
-    std::thread holder([&] {
-        f.committer->write([&](Poco::Data::Session&) {
-            entered.set_value();
-            release.get_future().wait();
-        });
-    });
-    entered.get_future().wait();
+    WriterHold hold(*f.committer);
 
     constexpr int kUnits = 60;
     std::mutex m;
@@ -147,8 +236,7 @@ TEST_CASE("submitted units share one transaction and are told after it committed
                 told.notify_all();
             });
     }
-    release.set_value();
-    holder.join();
+    hold.release();
     {
         std::unique_lock lock(m);
         REQUIRE(told.wait_for(lock, 10s, [&] { return finished == kUnits; }));
@@ -162,6 +250,7 @@ TEST_CASE("submitted units share one transaction and are told after it committed
     const auto stats = f.committer->stats();
     CHECK(stats.transactions == 2);  // the holder's, and one for all 60
     CHECK(stats.units == kUnits + 1);
+    CHECK(stats.replays == 1);  // run again, each unit in a savepoint, after the first refused
 
     // A stopped Committer tells at once that nothing was stored.
     f.committer->stop();

@@ -1,4 +1,5 @@
 #include "app/OrderpayApp.h"
+#include "store/Database.h"
 
 #include <cstdlib>
 #include <iostream>
@@ -28,6 +29,8 @@ int main(int argc, char** argv)
     // freed pieces stay resident: the soak's 10-minute run saw the RSS
     // climb by 2-3 MB a minute between trims.
     if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    // Before any database opens (Database::useMultiThreadMode says why).
+    orderpay::Database::useMultiThreadMode();
     try {
         orderpay::OrderpayApp app;
         return app.run(argc, argv);

@@ -129,6 +129,8 @@ constexpr sqlite3_int64 kSqliteHeapLimit = 4 * 1024 * 1024;
 
 }  // namespace
 
+bool Database::useMultiThreadMode() { return sqlite3_config(SQLITE_CONFIG_MULTITHREAD) == SQLITE_OK; }
+
 std::int64_t Database::memoryUsed() { return sqlite3_memory_used(); }
 
 std::int64_t Database::memoryHighwater() { return sqlite3_memory_highwater(0); }

@@ -7,6 +7,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <Poco/Data/SQLite/Utility.h>
+#include <sqlite3.h>
+
 #include <condition_variable>
 #include <filesystem>
 #include <future>
@@ -78,6 +81,17 @@ TEST_CASE("the schema is migrated once and versioned", "[store]")
     f.committer.reset();
     f.db.reset();
     CHECK_NOTHROW(Database(f.settings));
+}
+
+TEST_CASE("SQLite runs in multi-thread mode: no mutex around each call on a connection", "[store]")
+{
+    Fixture f;
+    // The unit tests' main, like the daemon's, asks for it before any
+    // connection opens; in serialized mode each connection has a mutex.
+    f.committer->write([](Poco::Data::Session& s) {
+        CHECK(sqlite3_db_mutex(Poco::Data::SQLite::Utility::dbHandle(s)) == nullptr);
+    });
+    CHECK(sqlite3_db_mutex(Poco::Data::SQLite::Utility::dbHandle(f.db->reader())) == nullptr);
 }
 
 TEST_CASE("a failing unit of a group commit rolls back alone", "[store]")

@@ -39,6 +39,18 @@ std::map<std::string, std::string> decodeHeaders(const std::string& text)
     }
 }
 
+/// A worker's batch is at most what the broker has handed over and not yet
+/// had acked. With instant processing (batches of WorkSettings::batchSize)
+/// a smaller prefetch had each worker wait for the broker between batches
+/// of the shipped 10: 20,000 orders end to end took 12.8 s, and 7.2 s with
+/// two batches' worth (issue 7). Otherwise a worker takes one message at a
+/// time, and the operator's prefetch stands as it is.
+int prefetchFor(int configured, const WorkSettings& work)
+{
+    if (work.batchSize() <= 1) return configured;
+    return std::max(configured, static_cast<int>(2 * work.batchSize()));
+}
+
 }  // namespace
 
 RabbitMqBroker::RabbitMqBroker(Database& db, Committer& committer, const BrokerSettings& broker,
@@ -47,7 +59,7 @@ RabbitMqBroker::RabbitMqBroker(Database& db, Committer& committer, const BrokerS
       committer_(committer),
       uri_(AmqpUri::parse(broker.rabbitmqUri)),
       prefix_(broker.rabbitmqPrefix),
-      prefetch_(broker.rabbitmqPrefetch),
+      prefetch_(prefetchFor(broker.rabbitmqPrefetch, work)),
       queueType_(broker.rabbitmqQueueType),
       backoffBase_(std::max(work.retryBackoff, std::chrono::milliseconds(1))),
       maxAttempts_(work.maxAttempts),

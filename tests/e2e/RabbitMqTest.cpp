@@ -21,6 +21,7 @@
 #include <mutex>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <sys/wait.h>
@@ -34,11 +35,12 @@ namespace {
 // Runs `rabbitmq-node COMMAND DIR [ARG]` and returns its exit status and
 // output (kept in DIR.<command>.out while it runs).
 std::pair<int, std::string> rabbitMqNodeCommand(const std::string& command, const std::string& dir,
-                                                const std::string& arg = {})
+                                                const std::vector<std::string>& args = {})
 {
     const std::string out = dir + "." + command + ".out";
-    const std::string cmd = "'" + rabbitMqNodeScript() + "' " + command + " '" + dir + "'" +
-                            (arg.empty() ? "" : " '" + arg + "'") + " > '" + out + "' 2>&1";
+    std::string cmd = "'" + rabbitMqNodeScript() + "' " + command + " '" + dir + "'";
+    for (const auto& arg : args) cmd += " '" + arg + "'";
+    cmd += " > '" + out + "' 2>&1";
     int status = std::system(cmd.c_str());
     int code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
     std::string output = readFile(out);
@@ -59,7 +61,7 @@ public:
         REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
         dir_ = tmpl;
         auto started = std::chrono::steady_clock::now();
-        auto [code, output] = rabbitMqNodeCommand("start", dir_, std::to_string(::getpid()));
+        auto [code, output] = rabbitMqNodeCommand("start", dir_, {std::to_string(::getpid())});
         INFO("rabbitmq-node start " << dir_ << ":\n" << output);
         REQUIRE(code == 0);
         node_ = readRabbitMqEnv(dir_ + "/env");
@@ -304,6 +306,46 @@ TEST_CASE("RabbitMQ closes every connection mid-consume: consumers reconnect, no
         c.waitForOrderStatus(ids[i], "paid", 10s);
     }
     CHECK(d.running());
+}
+
+TEST_CASE("With instant processing each order worker's prefetch holds two batches, else the configured one",
+          "[.rabbitmq][performance]")
+{
+    requireRabbitMq();
+    // The prefetch of each consumer of the daemon's orders queue, as RabbitMQ
+    // reports it, once both workers consume.
+    auto prefetches = [](const std::string& prefix) {
+        const RabbitMqNode& node = rabbitMqNode();
+        std::vector<int> counts;
+        eventually(
+            [&] {
+                counts.clear();
+                auto [code, output] =
+                    rabbitMqNodeCommand("ctl", node.dir, {"list_consumers", "-p", node.vhost, "queue_name", "prefetch_count"});
+                std::istringstream lines(output);  // a header, then "QUEUE<tab>COUNT" per consumer
+                for (std::string line; std::getline(lines, line);) {
+                    std::istringstream fields(line);
+                    std::string queue;
+                    int count = 0;
+                    if (fields >> queue >> count && queue == prefix + "orders") counts.push_back(count);
+                }
+                return code == 0 && counts.size() == 2;
+            },
+            30s, 200ms);
+        return counts;
+    };
+    {
+        const std::string prefix = uniqueBrokerPrefix();
+        Daemon d({"orders.processing_ms=0", "orders.workers=2", "broker.rabbitmq.prefix=" + prefix,
+                  "broker.rabbitmq.prefetch=10"});
+        CHECK(prefetches(prefix) == std::vector<int>{64, 64});
+    }
+    {
+        const std::string prefix = uniqueBrokerPrefix();
+        Daemon d({"orders.processing_ms=50", "orders.workers=2", "broker.rabbitmq.prefix=" + prefix,
+                  "broker.rabbitmq.prefetch=10"});
+        CHECK(prefetches(prefix) == std::vector<int>{10, 10});
+    }
 }
 
 TEST_CASE("Two daemons sharing one database and one RabbitMQ queue share the work, each order processed once",

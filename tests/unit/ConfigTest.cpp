@@ -59,7 +59,7 @@ TEST_CASE("unknown keys and bad values are reported with source and key", "[conf
     }
 }
 
-TEST_CASE("overrides win over the file; a missing explicit file is an error", "[config]")
+TEST_CASE("overrides win over the file, and a missing explicit file is an error", "[config]")
 {
     test::TempDir dir;
     const std::string file = dir.file("o.properties");

@@ -168,7 +168,7 @@ TEST_CASE("a lease held by a daemon that died is delivered again after a restart
     CHECK(again->attempt == 2);  // the cut-short delivery counts toward retry.max_attempts
 }
 
-TEST_CASE("with instant processing one lease takes a batch; stop gives back what was not handed out", "[queue]")
+TEST_CASE("with instant processing one lease takes a batch, and stop gives back what was not handed out", "[queue]")
 {
     Queue q;
     q.broker->stop();

@@ -435,7 +435,7 @@ TEST_CASE("instant processing runs each step once, in one transaction, and resum
     CHECK(f.store->getOrder(cancelled.id)->status == OrderStatus::Cancelled);
 }
 
-TEST_CASE("instant processing of several orders shares one transaction; a failing order fails alone", "[store]")
+TEST_CASE("instant processing of several orders shares one transaction, and a failing order fails alone", "[store]")
 {
     Fixture f;
     const std::vector<std::string> steps{"validate", "reserve_stock", "prepare_invoice"};

@@ -49,7 +49,7 @@ struct WorkSettings {
     /// (orders.processing_ms = 0) in batches: one lease, one transaction for
     /// a batch's outcomes; otherwise one at a time, each leased only when a
     /// worker is free for it.
-    std::size_t batchSize() const { return processingTime.count() == 0 ? 32 : 1; }
+    std::size_t batchSize() const { return processingTime.count() == 0 ? 64 : 1; }
 };
 
 struct LoggingSettings {

@@ -338,7 +338,7 @@ TEST_CASE("With instant processing each order worker's prefetch holds two batche
         const std::string prefix = uniqueBrokerPrefix();
         Daemon d({"orders.processing_ms=0", "orders.workers=2", "broker.rabbitmq.prefix=" + prefix,
                   "broker.rabbitmq.prefetch=10"});
-        CHECK(prefetches(prefix) == std::vector<int>{64, 64});
+        CHECK(prefetches(prefix) == std::vector<int>{128, 128});
     }
     {
         const std::string prefix = uniqueBrokerPrefix();

@@ -174,7 +174,7 @@ TEST_CASE("with instant processing one lease takes a batch, and stop gives back 
     q.broker->stop();
     q.work.processingTime = milliseconds(0);
     q.startBroker();
-    for (int i = 0; i < 40; ++i) q.publish("m" + std::to_string(i));
+    for (int i = 0; i < 80; ++i) q.publish("m" + std::to_string(i));
     const auto transactions = q.committer->stats().transactions;
 
     auto first = q.broker->fetchSome("orders", 10, seconds(2));
@@ -183,7 +183,7 @@ TEST_CASE("with instant processing one lease takes a batch, and stop gives back 
     CHECK(first.back().body == "m9");
     // One lease transaction took a batch of them.
     const auto batch = static_cast<std::int64_t>(q.work.batchSize());
-    REQUIRE(batch == 32);
+    REQUIRE(batch == 64);
     CHECK(q.committer->stats().transactions == transactions + 1);
     CHECK(q.broker->depths()["orders"].inFlight == batch);
     auto second = q.broker->fetchSome("orders", 100, seconds(2));
@@ -191,16 +191,16 @@ TEST_CASE("with instant processing one lease takes a batch, and stop gives back 
     CHECK(q.committer->stats().transactions == transactions + 1);
     for (const auto& d : first) q.broker->ack(d);
 
-    // 22 leased ahead and handed out, 8 left: the next lease takes them.
+    // 54 leased ahead and handed out, 16 left: the next lease takes them.
     auto third = q.broker->fetchSome("orders", 3, seconds(2));
     REQUIRE(third.size() == 3);
-    CHECK(q.broker->depths()["orders"].inFlight == 22 + 8);
+    CHECK(q.broker->depths()["orders"].inFlight == 54 + 16);
 
-    // Stopping gives back the 5 leased but never handed out, uncounted.
+    // Stopping gives back the 13 leased but never handed out, uncounted.
     q.broker->stop();
     Poco::Data::Session s = q.db->reader();
     Poco::Int64 ready = 0, counted = 0;
     s << "SELECT COUNT(*), SUM(attempts) FROM messages WHERE state = 'ready'", into(ready), into(counted), now;
-    CHECK(ready == 5);
+    CHECK(ready == 13);
     CHECK(counted == 0);
 }

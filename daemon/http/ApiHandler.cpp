@@ -60,7 +60,10 @@ void ApiHandler::answerWhenWritten(StoredAnswer fresh, std::function<void()> acc
             sendAnswer(r, fresh, false);
         });
     };
-    deferral_->expect();
+    if (!deferral_->expect()) {
+        throw ProblemException(
+            Problem::unavailable("too many requests are waiting for the database (http.max_queued)", 1));
+    }
     deferred_ = true;
     try {
         write(then);

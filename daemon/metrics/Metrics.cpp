@@ -52,6 +52,9 @@ std::string Metrics::renderCounters() const
     counter("orderpay_broker_reconnects_total", "Reconnections to the broker.", brokerReconnects.load());
     counter("orderpay_orders_processed_total", "Orders that finished processing.", ordersProcessed.load());
     counter("orderpay_payments_processed_total", "Payments settled.", paymentsProcessed.load());
+    out << "# HELP orderpay_http_answers_waiting Answers to writing requests that wait for their commit "
+           "(at most http.max_queued).\n# TYPE orderpay_http_answers_waiting gauge\norderpay_http_answers_waiting "
+        << answersWaiting.load() << "\n";
     return out.str();
 }
 

@@ -27,6 +27,8 @@ public:
     std::atomic<std::uint64_t> brokerReconnects{0};
     std::atomic<std::uint64_t> ordersProcessed{0};
     std::atomic<std::uint64_t> paymentsProcessed{0};
+    /// Answers to writing requests that wait for their commit (a gauge).
+    std::atomic<std::int64_t> answersWaiting{0};
 
     /// Counters and histograms in text format (gauges are added by the caller).
     std::string renderCounters() const;

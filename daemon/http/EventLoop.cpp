@@ -1,0 +1,479 @@
+#include "http/EventLoop.h"
+
+#include "app/Settings.h"
+#include "http/ApiHandler.h"
+#include "http/Problem.h"
+#include "http/Router.h"
+#include "logging/Log.h"
+#include "metrics/Metrics.h"
+
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/HTTPServerResponseImpl.h>
+#include <Poco/Net/HTTPServerSession.h>
+#include <Poco/Net/NetException.h>
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <pthread.h>
+#include <system_error>
+
+namespace orderpay::http {
+namespace {
+
+/// How often deadlines are looked at.
+constexpr std::chrono::milliseconds kTick(100);
+/// After an answer that ends a connection while the client may still be
+/// sending (a refused body), what it sends is read away for at most this
+/// long before the connection is closed: closing with unread bytes resets
+/// the connection, and the reset can destroy the answer before the client
+/// reads it.
+constexpr std::chrono::milliseconds kLinger(2000);
+constexpr std::size_t kMaxLingerBytes = 16 * 1024 * 1024;
+
+/// The headers every answer starts with.
+void startResponse(Poco::Net::HTTPServerResponse& response, const std::string& version, bool keepAlive)
+{
+    response.setDate(Poco::Timestamp());
+    response.setVersion(version);
+    response.setKeepAlive(keepAlive);
+    response.set("Server", "orderpay");
+}
+
+[[noreturn]] void fail(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
+
+}  // namespace
+
+bool PendingAnswer::expect()
+{
+    if (!loop_.admit()) return false;
+    expected = true;
+    return true;
+}
+
+void PendingAnswer::answer(Answer answer)
+{
+    answer_ = std::move(answer);
+    loop_.deliver(this);
+}
+
+EventLoop::EventLoop(LoopShared& shared, int index) : shared_(shared), index_(index)
+{
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_ < 0) fail("epoll_create1");
+    wakeFd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wakeFd_ < 0) fail("eventfd");
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.ptr = nullptr;  // the wake-up
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, wakeFd_, &event) < 0) fail("epoll_ctl");
+}
+
+EventLoop::~EventLoop()
+{
+    join();
+    connections_.clear();
+    closed_.clear();
+    for (auto& [fd, peer] : adopted_) ::close(fd);
+    ::close(wakeFd_);
+    ::close(epoll_);
+}
+
+void EventLoop::start()
+{
+    thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), ("http-" + std::to_string(index_ + 1)).c_str());  // top -H, perf, gdb
+        run();
+    });
+}
+
+void EventLoop::join()
+{
+    if (thread_.joinable()) thread_.join();
+}
+
+bool EventLoop::admit()
+{
+    if (shared_.awaitingCommit.fetch_add(1) >= shared_.settings.maxQueued) {
+        shared_.awaitingCommit.fetch_sub(1);
+        return false;
+    }
+    ++Metrics::instance().answersWaiting;
+    return true;
+}
+
+void EventLoop::adopt(poco_socket_t fd, const Poco::Net::SocketAddress& peer)
+{
+    std::lock_guard lock(inboxMutex_);
+    adopted_.emplace_back(fd, peer);
+    if (!woken_) {
+        woken_ = true;
+        wake();
+    }
+}
+
+void EventLoop::deliver(PendingAnswer* pending)
+{
+    std::lock_guard lock(inboxMutex_);
+    answered_.push_back(pending);
+    if (!woken_) {
+        woken_ = true;
+        wake();
+    }
+}
+
+void EventLoop::wake()
+{
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wakeFd_, &one, sizeof one);  // cannot fail short of overflow
+}
+
+void EventLoop::run()
+{
+    static Poco::Logger& log = Poco::Logger::get("orderpay.http");
+    epoll_event events[128];
+    auto nextTick = Clock::now() + kTick;
+    for (;;) {
+        if (shared_.stopping) {
+            stopIdle();
+            if (connections_.empty()) {
+                takeInbox();  // connections adopted meanwhile are closed
+                if (connections_.empty()) return;
+            }
+        }
+        const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(nextTick - Clock::now());
+        const int n = ::epoll_wait(epoll_, events, std::size(events), static_cast<int>(std::max<long>(wait.count(), 0)));
+        if (n < 0 && errno != EINTR) {
+            logLine(log, Poco::Message::PRIO_ERROR, std::string("epoll_wait failed: ") + std::strerror(errno));
+        }
+        for (int i = 0; i < n; ++i) {
+            try {
+                if (events[i].data.ptr == nullptr) takeInbox();
+                else onEvents(*static_cast<Connection*>(events[i].data.ptr), events[i].events);
+            } catch (const std::exception& e) {
+                // Not expected (Poco's and the handlers' errors are answered
+                // where they occur); the connection concerned is closed.
+                logLine(log, Poco::Message::PRIO_ERROR, std::string("HTTP connection failed: ") + e.what());
+                if (events[i].data.ptr != nullptr) {
+                    auto& c = *static_cast<Connection*>(events[i].data.ptr);
+                    if (c.state != Connection::State::Answering) close(c);
+                }
+            }
+        }
+        closed_.clear();
+        if (Clock::now() >= nextTick) {
+            expire();
+            closed_.clear();
+            nextTick = Clock::now() + kTick;
+        }
+    }
+}
+
+void EventLoop::takeInbox()
+{
+    std::uint64_t count = 0;
+    [[maybe_unused]] const auto r = ::read(wakeFd_, &count, sizeof count);
+    std::vector<std::pair<poco_socket_t, Poco::Net::SocketAddress>> adopted;
+    std::vector<PendingAnswer*> answered;
+    {
+        std::lock_guard lock(inboxMutex_);
+        adopted.swap(adopted_);
+        answered.swap(answered_);
+        woken_ = false;
+    }
+    for (auto& [fd, peer] : adopted) {
+        auto c = std::make_unique<Connection>(fd, peer);  // owns the descriptor from here on
+        if (shared_.stopping) continue;
+        epoll_event event{};
+        event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        event.data.ptr = c.get();
+        if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) < 0) continue;
+        c->deadline = Clock::now() + shared_.settings.readTimeout;
+        c->unread = true;  // bytes may have come before it was watched
+        Connection& added = *c;
+        connections_.emplace(c.get(), std::move(c));
+        serveReceived(added);
+    }
+    for (PendingAnswer* pending : answered) sendDeferred(*pending);
+}
+
+void EventLoop::onEvents(Connection& c, std::uint32_t events)
+{
+    if (c.state == Connection::State::Closed) return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.unread = true;
+    switch (c.state) {
+    case Connection::State::Reading:
+        if (c.unread) serveReceived(c);
+        break;
+    case Connection::State::Writing:
+        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) finishAnswer(c);
+        break;
+    case Connection::State::Closing:
+        if (c.unread) drain(c);
+        break;
+    case Connection::State::Answering:  // read once the answer is sent
+    case Connection::State::Closed:
+        break;
+    }
+}
+
+void EventLoop::readSocket(Connection& c)
+{
+    ConnectionSocket& io = c.io;
+    const std::size_t limit = receiveLimit(shared_.settings.maxBodyBytes);
+    char buffer[64 * 1024];
+    c.unread = false;
+    while (io.received.size() < limit) {
+        const std::size_t want = std::min(sizeof buffer, limit - io.received.size());
+        const ssize_t n = ::recv(io.sockfd(), buffer, want, MSG_DONTWAIT);
+        if (n > 0) {
+            io.received.append(buffer, static_cast<std::size_t>(n));
+            if (static_cast<std::size_t>(n) < want) return;  // all there was (more raises a new event)
+            continue;
+        }
+        if (n == 0) {
+            c.peerClosed = true;
+            return;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) close(c);  // reset by the client
+        return;
+    }
+    c.unread = true;  // the limit, not the socket, ended the read
+}
+
+void EventLoop::serveReceived(Connection& c)
+{
+    const std::size_t limit = receiveLimit(shared_.settings.maxBodyBytes);
+    while (c.state == Connection::State::Reading) {
+        if (c.unread) {
+            readSocket(c);
+            if (c.state == Connection::State::Closed) return;
+        }
+        Framing framing = frameRequest(c.io.received, shared_.settings.maxBodyBytes);
+        if (framing.kind == Framing::Kind::Incomplete) {
+            if (c.io.received.size() >= limit) {
+                framing.kind = Framing::Kind::Unbounded;  // (framing makes this unreachable)
+            } else if (c.peerClosed) {
+                close(c);  // gone with its request unsent, or idle and gone
+                return;
+            } else {
+                if (framing.expectContinue && !c.continued) {
+                    // The client waits for this before it sends the body.
+                    c.continued = true;
+                    c.io.toSend += "HTTP/1.1 100 Continue\r\n\r\n";
+                    if (!flush(c) && c.state == Connection::State::Closed) return;
+                }
+                if (!c.unread) return;  // until more bytes come
+                continue;
+            }
+        }
+        serve(c, framing);
+    }
+}
+
+void EventLoop::serve(Connection& c, const Framing& framing)
+{
+    ConnectionSocket& io = c.io;
+    const bool whole = framing.kind == Framing::Kind::Whole;
+    io.taken = 0;
+    io.limit = whole ? framing.end : io.received.size();
+    auto pending = std::make_unique<PendingAnswer>(*this, c);
+    std::unique_ptr<ApiHandler> handler;
+    bool keepAlive = false;
+    {
+        Poco::Net::HTTPServerSession session(c.socket, shared_.params);
+        Poco::Net::HTTPServerResponseImpl response(session);
+        try {
+            Poco::Net::HTTPServerRequestImpl request(response, session, shared_.params.get());
+            keepAlive = request.getKeepAlive() && whole && !shared_.stopping;
+            startResponse(response, request.getVersion(), keepAlive);
+            handler.reset(shared_.router.createRequestHandler(request));
+            handler->setDeferral(pending.get());
+            if (request.getExpectContinue() && !c.continued &&
+                response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
+                response.sendContinue();
+            }
+            pending->version = request.getVersion();
+            pending->keepAlive = keepAlive;
+            handler->handleRequest(request, response);
+            keepAlive = keepAlive && response.getKeepAlive();
+        } catch (const Poco::Exception& e) {
+            // A head Poco refuses (the handlers answer their own errors).
+            keepAlive = false;
+            if (!response.sent() && !pending->expected) {
+                response.setKeepAlive(false);
+                sendProblem(response, Problem::badRequest("the request head was refused: " + e.message()));
+            }
+        }
+    }  // the answer is in io.toSend now
+    c.continued = false;
+    // The request's bytes go, whether its handler read them all or not.
+    if (whole) io.received.erase(0, framing.end);
+    else io.received.clear();
+    io.taken = io.limit = 0;
+    c.closeAfterAnswer = !keepAlive;
+    if (pending->expected) {
+        // The writer's thread answers through `pending`; until then the
+        // connection reads nothing and cannot be closed.
+        c.pending = std::move(pending);
+        c.handler = std::move(handler);
+        c.state = Connection::State::Answering;
+        return;
+    }
+    finishAnswer(c);
+}
+
+void EventLoop::sendDeferred(PendingAnswer& pending)
+{
+    Connection& c = pending.connection();
+    const std::unique_ptr<PendingAnswer> done = std::move(c.pending);
+    const std::unique_ptr<ApiHandler> handler = std::move(c.handler);
+    shared_.awaitingCommit.fetch_sub(1);
+    --Metrics::instance().answersWaiting;
+    bool keepAlive = false;
+    {
+        Poco::Net::HTTPServerSession session(c.socket, shared_.params);
+        Poco::Net::HTTPServerResponseImpl response(session);
+        startResponse(response, pending.version, pending.keepAlive && !shared_.stopping);
+        try {
+            handler->resume(response, pending.answerToSend());
+            keepAlive = response.getKeepAlive() && !shared_.stopping;
+        } catch (const std::exception&) {
+            keepAlive = false;  // resume() answers what the answer throws; this is only Poco failing
+        }
+    }
+    c.closeAfterAnswer = c.closeAfterAnswer || !keepAlive;
+    finishAnswer(c);
+}
+
+void EventLoop::finishAnswer(Connection& c)
+{
+    if (!flush(c)) {
+        if (c.state == Connection::State::Closed) return;
+        if (c.state != Connection::State::Writing) {
+            // The client has http.read_timeout to take the answer.
+            c.state = Connection::State::Writing;
+            c.deadline = Clock::now() + shared_.settings.readTimeout;
+        }
+        return;
+    }
+    if (c.closeAfterAnswer || shared_.stopping) {
+        linger(c);
+        return;
+    }
+    c.state = Connection::State::Reading;
+    c.deadline = Clock::now() + shared_.settings.readTimeout;
+    serveReceived(c);  // a next request may be here already
+}
+
+bool EventLoop::flush(Connection& c)
+{
+    ConnectionSocket& io = c.io;
+    while (io.sent < io.toSend.size()) {
+        const ssize_t n = ::send(io.sockfd(), io.toSend.data() + io.sent, io.toSend.size() - io.sent,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            io.sent += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+        close(c);  // the client is gone
+        return false;
+    }
+    io.sent = 0;
+    io.toSend.clear();
+    if (io.toSend.capacity() > 64 * 1024) std::string().swap(io.toSend);  // a large answer's memory goes back
+    return true;
+}
+
+void EventLoop::refuse(Connection& c, int status)
+{
+    {
+        Poco::Net::HTTPServerSession session(c.socket, shared_.params);
+        Poco::Net::HTTPServerResponseImpl response(session);
+        response.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
+        response.setKeepAlive(false);
+        sendProblem(response, status == 408 ? Problem::requestTimeout()
+                                            : Problem::unavailable("the server is stopping", 1));
+    }
+    c.io.received.clear();
+    c.closeAfterAnswer = true;
+    finishAnswer(c);
+}
+
+void EventLoop::linger(Connection& c)
+{
+    if (c.peerClosed) {
+        close(c);
+        return;
+    }
+    ::shutdown(c.io.sockfd(), SHUT_WR);  // the client reads the answer, then the end
+    c.state = Connection::State::Closing;
+    c.deadline = Clock::now() + std::min<std::chrono::milliseconds>(kLinger, shared_.settings.readTimeout);
+    c.io.received.clear();
+    c.unread = true;
+    drain(c);
+}
+
+void EventLoop::drain(Connection& c)
+{
+    char buffer[16 * 1024];
+    c.unread = false;
+    for (;;) {
+        const ssize_t n = ::recv(c.io.sockfd(), buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n > 0) {
+            c.lingered += static_cast<std::size_t>(n);
+            if (c.lingered > kMaxLingerBytes) break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        break;  // the client closed too (or reset)
+    }
+    close(c);
+}
+
+void EventLoop::expire()
+{
+    const auto now = Clock::now();
+    std::vector<Connection*> due;
+    for (auto& [key, c] : connections_) {
+        if (c->state != Connection::State::Answering && c->deadline <= now) due.push_back(key);
+    }
+    for (Connection* c : due) {
+        // Bytes of a request came, but never the whole request: say so.
+        // An idle keep-alive connection is just closed, as is one whose
+        // client does not take its answer.
+        if (c->state == Connection::State::Reading && !c->io.received.empty()) refuse(*c, 408);
+        else close(*c);
+    }
+}
+
+void EventLoop::stopIdle()
+{
+    std::vector<Connection*> idle;
+    for (auto& [key, c] : connections_) {
+        if (c->state == Connection::State::Reading || c->state == Connection::State::Closing) idle.push_back(key);
+    }
+    for (Connection* c : idle) close(*c);
+    closed_.clear();
+}
+
+void EventLoop::close(Connection& c)
+{
+    c.state = Connection::State::Closed;
+    auto it = connections_.find(&c);
+    if (it == connections_.end()) return;
+    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.io.sockfd(), nullptr);
+    closed_.push_back(std::move(it->second));  // the descriptor closes with it, after this round of events
+    connections_.erase(it);
+}
+
+}  // namespace orderpay::http

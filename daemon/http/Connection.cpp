@@ -2,6 +2,7 @@
 
 #include "http/ApiHandler.h"
 #include "http/EventLoop.h"
+#include "metrics/Metrics.h"
 
 #include <Poco/Net/Socket.h>
 
@@ -53,8 +54,9 @@ Poco::Net::SocketAddress ConnectionSocket::peerAddress() { return peer_; }
 Connection::Connection(poco_socket_t fd, const Poco::Net::SocketAddress& peer)
     : io(*new ConnectionSocket(fd, peer)), socket(Adopted(&io))
 {
+    ++Metrics::instance().connectionsOpen;
 }
 
-Connection::~Connection() = default;
+Connection::~Connection() { --Metrics::instance().connectionsOpen; }
 
 }  // namespace orderpay::http

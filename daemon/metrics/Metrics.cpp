@@ -55,6 +55,8 @@ std::string Metrics::renderCounters() const
     out << "# HELP orderpay_http_answers_waiting Answers to writing requests that wait for their commit "
            "(at most http.max_queued).\n# TYPE orderpay_http_answers_waiting gauge\norderpay_http_answers_waiting "
         << answersWaiting.load() << "\n";
+    out << "# HELP orderpay_http_connections Client connections open.\n# TYPE orderpay_http_connections gauge\n"
+        << "orderpay_http_connections " << connectionsOpen.load() << "\n";
     return out.str();
 }
 

@@ -29,6 +29,8 @@ public:
     std::atomic<std::uint64_t> paymentsProcessed{0};
     /// Answers to writing requests that wait for their commit (a gauge).
     std::atomic<std::int64_t> answersWaiting{0};
+    /// Client connections open (a gauge).
+    std::atomic<std::int64_t> connectionsOpen{0};
 
     /// Counters and histograms in text format (gauges are added by the caller).
     std::string renderCounters() const;

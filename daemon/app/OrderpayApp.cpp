@@ -34,7 +34,23 @@
 #define ORDERPAY_VERSION "unknown"
 #endif
 
+/// jemalloc's control interface, if orderpayd is linked with it (the
+/// default build; not the sanitizers' or the tests' programs).
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
+
 namespace orderpay {
+namespace {
+
+/// Gives the memory the allocator holds free back to the system: every
+/// arena of jemalloc's ("arena.<MALLCTL_ARENAS_ALL>.purge"), or glibc's.
+void releaseFreeMemory()
+{
+    if (mallctl != nullptr) mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+    else malloc_trim(0);
+}
+
+}  // namespace
 
 using Poco::Util::Option;
 
@@ -247,7 +263,7 @@ int OrderpayApp::serve(const Settings& settings)
 
     // While waiting for the stop signal: expired idempotency keys are swept
     // once a minute, and every 2 s memory the allocator holds free goes
-    // back to the system (glibc keeps freed pages inside its arenas: under
+    // back to the system (allocators keep freed pages in their arenas: under
     // steady load the RSS crept up by the fragments; the soak campaign's
     // 10-minute run saw +16 %). Every 10 s was not enough: a burst (list
     // pages of 200 orders) held 1-2 MB for up to 10 s after it was freed.
@@ -267,7 +283,7 @@ int OrderpayApp::serve(const Settings& settings)
                     logLine(log, Poco::Message::PRIO_WARNING, std::string("idempotency key sweep failed: ") + e.what());
                 }
             }
-            malloc_trim(0);  // a few milliseconds for a heap of this size
+            releaseFreeMemory();  // a few milliseconds for a heap of this size
             lock.lock();
         }
     });

@@ -11,7 +11,7 @@ namespace orderpay {
 struct HttpSettings {
     std::string host = "127.0.0.1";
     std::uint16_t port = 1212;
-    int maxThreads = 8;
+    int maxThreads = 4;
     int maxQueued = 256;
     std::size_t maxBodyBytes = 64 * 1024;
     std::string authTokenFile;  // empty: auth off

@@ -47,28 +47,50 @@ void ApiHandler::resume(Poco::Net::HTTPServerResponse& response, const Deferral:
     record(response);
 }
 
+Deferral& ApiHandler::defer()
+{
+    if (!deferral_) throw std::logic_error("a handler that writes needs the server's Deferral");
+    if (!deferral_->expect()) {
+        throw ProblemException(
+            Problem::unavailable("too many requests are waiting for the database (http.max_queued)", 1));
+    }
+    deferred_ = true;
+    return *deferral_;
+}
+
 void ApiHandler::answerWhenWritten(StoredAnswer fresh, std::function<void()> accepted,
                                    const std::function<void(OrderStore::Written)>& write)
 {
-    if (!deferral_) throw std::logic_error("a handler that writes needs the server's Deferral");
-    OrderStore::Written then = [deferral = deferral_, fresh = std::move(fresh), accepted = std::move(accepted)](
-                       std::optional<StoredAnswer> replay, std::exception_ptr error) {
-        deferral->answer([fresh, accepted, replay = std::move(replay), error](Poco::Net::HTTPServerResponse& r) {
+    Deferral& deferral = defer();
+    OrderStore::Written then = [&deferral, fresh = std::move(fresh), accepted = std::move(accepted)](
+                                   std::optional<StoredAnswer> replay, std::exception_ptr error) {
+        deferral.answer([fresh, accepted, replay = std::move(replay), error](Poco::Net::HTTPServerResponse& r) {
             if (error) std::rethrow_exception(error);
             if (replay) return sendAnswer(r, *replay, true);
             if (accepted) accepted();
             sendAnswer(r, fresh, false);
         });
     };
-    if (!deferral_->expect()) {
-        throw ProblemException(
-            Problem::unavailable("too many requests are waiting for the database (http.max_queued)", 1));
-    }
-    deferred_ = true;
     try {
         write(then);
     } catch (...) {
         then(std::nullopt, std::current_exception());  // it never reached the store
+    }
+}
+
+void ApiHandler::answerWhenDone(Deferral::Answer respond, const std::function<void(OrderStore::Done)>& write)
+{
+    Deferral& deferral = defer();
+    OrderStore::Done then = [&deferral, respond = std::move(respond)](std::exception_ptr error) {
+        deferral.answer([respond, error](Poco::Net::HTTPServerResponse& r) {
+            if (error) std::rethrow_exception(error);
+            respond(r);
+        });
+    };
+    try {
+        write(then);
+    } catch (...) {
+        then(std::current_exception());  // it never reached the store
     }
 }
 

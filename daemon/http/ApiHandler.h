@@ -39,6 +39,10 @@ protected:
     /// replayed Idempotency-Key, the problem for what it threw.
     void answerWhenWritten(StoredAnswer fresh, std::function<void()> accepted,
                            const std::function<void(OrderStore::Written)>& write);
+    /// The same for a write whose answer is made after it committed:
+    /// `respond` runs then, on the connection's thread (a read of what
+    /// was written is fine there); what the write threw is answered instead.
+    void answerWhenDone(Deferral::Answer respond, const std::function<void(OrderStore::Done)>& write);
 
     Service& service_;
 
@@ -48,6 +52,9 @@ private:
     void answerFailure(Poco::Net::HTTPServerResponse& response, const std::exception_ptr& error,
                        const std::string& request);
     void record(const Poco::Net::HTTPServerResponse& response) const;
+    /// Marks the answer deferred (or refuses with 503 when too many wait)
+    /// and returns where to hand it.
+    Deferral& defer();
 
     std::string route_;
     bool requiresAuth_;

@@ -34,6 +34,15 @@ int ConnectionSocket::receiveBytes(void* buffer, int length, int)
     return static_cast<int>(n);  // 0 past the request's end: the end of the stream for Poco
 }
 
+void ConnectionSocket::consume(std::size_t n)
+{
+    start += n;
+    if (start >= received.size()) {
+        received.clear();
+        start = 0;
+    }
+}
+
 int ConnectionSocket::sendBytes(const void* buffer, int length, int)
 {
     toSend.append(static_cast<const char*>(buffer), static_cast<std::size_t>(std::max(length, 0)));

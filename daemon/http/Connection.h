@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace orderpay::http {
 
@@ -38,8 +39,14 @@ public:
     void setSendTimeout(const Poco::Timespan&) override {}
     void setReceiveTimeout(const Poco::Timespan&) override {}
 
-    std::string received;  // read from the client, not yet taken by a request
-    std::size_t taken = 0;  // bytes of `received` Poco read for the current request
+    /// The bytes received that no answered request took.
+    std::string_view unanswered() const { return std::string_view(received).substr(start); }
+    /// The first `n` of them were a request, now answered.
+    void consume(std::size_t n);
+
+    std::string received;   // read from the client; from `start` on not yet answered
+    std::size_t start = 0;  // (kept as an offset: pipelined requests are not moved one by one)
+    std::size_t taken = 0;  // up to here Poco read the current request
     std::size_t limit = 0;  // Poco may read up to here: the current request's end
     std::string toSend;     // written by Poco, not yet taken by the kernel
     std::size_t sent = 0;   // bytes of `toSend` the kernel took

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <pthread.h>
 #include <system_error>
 
@@ -152,17 +153,11 @@ void EventLoop::run()
             logLine(log, Poco::Message::PRIO_ERROR, std::string("epoll_wait failed: ") + std::strerror(errno));
         }
         for (int i = 0; i < n; ++i) {
-            try {
-                if (events[i].data.ptr == nullptr) takeInbox();
-                else onEvents(*static_cast<Connection*>(events[i].data.ptr), events[i].events);
-            } catch (const std::exception& e) {
-                // Not expected (Poco's and the handlers' errors are answered
-                // where they occur); the connection concerned is closed.
-                logLine(log, Poco::Message::PRIO_ERROR, std::string("HTTP connection failed: ") + e.what());
-                if (events[i].data.ptr != nullptr) {
-                    auto& c = *static_cast<Connection*>(events[i].data.ptr);
-                    if (c.state != Connection::State::Answering) close(c);
-                }
+            if (events[i].data.ptr == nullptr) {
+                takeInbox();
+            } else {
+                auto& c = *static_cast<Connection*>(events[i].data.ptr);
+                guarded(c, [&] { onEvents(c, events[i].events); });
             }
         }
         closed_.clear();
@@ -197,21 +192,47 @@ void EventLoop::takeInbox()
         c->unread = true;  // bytes may have come before it was watched
         Connection& added = *c;
         connections_.emplace(c.get(), std::move(c));
-        serveReceived(added);
+        guarded(added, [&] { serveReceived(added); });
     }
-    for (PendingAnswer* pending : answered) sendDeferred(*pending);
+    for (PendingAnswer* pending : answered) {
+        Connection& c = pending->connection();
+        guarded(c, [&] {
+            sendDeferred(*pending);
+            serveReceived(c);  // its next request may be here already
+        });
+    }
+}
+
+template <typename Work>
+void EventLoop::guarded(Connection& c, Work&& work)
+{
+    try {
+        work();
+    } catch (const std::exception& e) {
+        // Not expected (Poco's and the handlers' errors are answered where
+        // they occur): the connection is closed, unless an answer is still
+        // owed to it.
+        static Poco::Logger& log = Poco::Logger::get("orderpay.http");
+        logLine(log, Poco::Message::PRIO_ERROR, std::string("HTTP connection failed: ") + e.what());
+        if (c.state != Connection::State::Answering && c.state != Connection::State::Closed) close(c);
+    }
 }
 
 void EventLoop::onEvents(Connection& c, std::uint32_t events)
 {
     if (c.state == Connection::State::Closed) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.unread = true;
+    // The client's end of stream: read after everything it sent before it.
+    if (events & (EPOLLRDHUP | EPOLLHUP)) c.peerClosed = true;
     switch (c.state) {
     case Connection::State::Reading:
         if (c.unread) serveReceived(c);
         break;
     case Connection::State::Writing:
-        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) finishAnswer(c);
+        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+            finishAnswer(c);
+            serveReceived(c);  // if the connection goes on with its next request
+        }
         break;
     case Connection::State::Closing:
         if (c.unread) drain(c);
@@ -228,6 +249,10 @@ void EventLoop::readSocket(Connection& c)
     const std::size_t limit = receiveLimit(shared_.settings.maxBodyBytes);
     char buffer[64 * 1024];
     c.unread = false;
+    if (io.start > 0) {  // answered requests' bytes go before more are read
+        io.received.erase(0, io.start);
+        io.start = 0;
+    }
     while (io.received.size() < limit) {
         const std::size_t want = std::min(sizeof buffer, limit - io.received.size());
         const ssize_t n = ::recv(io.sockfd(), buffer, want, MSG_DONTWAIT);
@@ -255,9 +280,9 @@ void EventLoop::serveReceived(Connection& c)
             readSocket(c);
             if (c.state == Connection::State::Closed) return;
         }
-        Framing framing = frameRequest(c.io.received, shared_.settings.maxBodyBytes);
+        Framing framing = frameRequest(c.io.unanswered(), shared_.settings.maxBodyBytes);
         if (framing.kind == Framing::Kind::Incomplete) {
-            if (c.io.received.size() >= limit) {
+            if (c.io.unanswered().size() >= limit) {
                 framing.kind = Framing::Kind::Unbounded;  // (framing makes this unreachable)
             } else if (c.peerClosed) {
                 close(c);  // gone with its request unsent, or idle and gone
@@ -281,41 +306,48 @@ void EventLoop::serve(Connection& c, const Framing& framing)
 {
     ConnectionSocket& io = c.io;
     const bool whole = framing.kind == Framing::Kind::Whole;
-    io.taken = 0;
-    io.limit = whole ? framing.end : io.received.size();
+    io.taken = io.start;
+    io.limit = whole ? io.start + framing.end : io.received.size();
     auto pending = std::make_unique<PendingAnswer>(*this, c);
     std::unique_ptr<ApiHandler> handler;
     bool keepAlive = false;
     {
         Poco::Net::HTTPServerSession session(c.socket, shared_.params);
-        Poco::Net::HTTPServerResponseImpl response(session);
-        try {
-            Poco::Net::HTTPServerRequestImpl request(response, session, shared_.params.get());
-            keepAlive = request.getKeepAlive() && whole && !shared_.stopping;
-            startResponse(response, request.getVersion(), keepAlive);
-            handler.reset(shared_.router.createRequestHandler(request));
-            handler->setDeferral(pending.get());
-            if (request.getExpectContinue() && !c.continued &&
-                response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
-                response.sendContinue();
+        std::optional<std::string> refused;  // why Poco refused the head
+        {
+            Poco::Net::HTTPServerResponseImpl response(session);
+            try {
+                Poco::Net::HTTPServerRequestImpl request(response, session, shared_.params.get());
+                keepAlive = request.getKeepAlive() && whole && !shared_.stopping;
+                startResponse(response, request.getVersion(), keepAlive);
+                handler.reset(shared_.router.createRequestHandler(request));
+                handler->setDeferral(pending.get());
+                if (request.getExpectContinue() && !c.continued &&
+                    response.getStatus() == Poco::Net::HTTPResponse::HTTP_OK) {
+                    response.sendContinue();
+                }
+                pending->version = request.getVersion();
+                pending->keepAlive = keepAlive;
+                handler->handleRequest(request, response);
+                keepAlive = keepAlive && response.getKeepAlive();
+            } catch (const Poco::Exception& e) {
+                // A head Poco refuses (the handlers answer their own errors).
+                keepAlive = false;
+                if (!response.sent() && !pending->expected) refused = e.message();
             }
-            pending->version = request.getVersion();
-            pending->keepAlive = keepAlive;
-            handler->handleRequest(request, response);
-            keepAlive = keepAlive && response.getKeepAlive();
-        } catch (const Poco::Exception& e) {
-            // A head Poco refuses (the handlers answer their own errors).
-            keepAlive = false;
-            if (!response.sent() && !pending->expected) {
-                response.setKeepAlive(false);
-                sendProblem(response, Problem::badRequest("the request head was refused: " + e.message()));
-            }
+        }
+        if (refused) {
+            // On a response of its own: the one above refers to the request
+            // whose construction failed.
+            Poco::Net::HTTPServerResponseImpl response(session);
+            startResponse(response, Poco::Net::HTTPMessage::HTTP_1_1, false);
+            sendProblem(response, Problem::badRequest("the request head was refused: " + *refused));
         }
     }  // the answer is in io.toSend now
     c.continued = false;
     // The request's bytes go, whether its handler read them all or not.
-    if (whole) io.received.erase(0, framing.end);
-    else io.received.clear();
+    if (whole) io.consume(framing.end);
+    else io.consume(io.received.size());
     io.taken = io.limit = 0;
     c.closeAfterAnswer = !keepAlive;
     if (pending->expected) {
@@ -367,9 +399,10 @@ void EventLoop::finishAnswer(Connection& c)
         linger(c);
         return;
     }
+    // Its next request, if already here, is served by the caller
+    // (serveReceived): not from here, which a long pipeline would recurse.
     c.state = Connection::State::Reading;
     c.deadline = Clock::now() + shared_.settings.readTimeout;
-    serveReceived(c);  // a next request may be here already
 }
 
 bool EventLoop::flush(Connection& c)
@@ -403,7 +436,7 @@ void EventLoop::refuse(Connection& c, int status)
         sendProblem(response, status == 408 ? Problem::requestTimeout()
                                             : Problem::unavailable("the server is stopping", 1));
     }
-    c.io.received.clear();
+    c.io.consume(c.io.received.size());
     c.closeAfterAnswer = true;
     finishAnswer(c);
 }
@@ -417,7 +450,7 @@ void EventLoop::linger(Connection& c)
     ::shutdown(c.io.sockfd(), SHUT_WR);  // the client reads the answer, then the end
     c.state = Connection::State::Closing;
     c.deadline = Clock::now() + std::min<std::chrono::milliseconds>(kLinger, shared_.settings.readTimeout);
-    c.io.received.clear();
+    c.io.consume(c.io.received.size());
     c.unread = true;
     drain(c);
 }
@@ -451,7 +484,7 @@ void EventLoop::expire()
         // Bytes of a request came, but never the whole request: say so.
         // An idle keep-alive connection is just closed, as is one whose
         // client does not take its answer.
-        if (c->state == Connection::State::Reading && !c->io.received.empty()) refuse(*c, 408);
+        if (c->state == Connection::State::Reading && !c->io.unanswered().empty()) refuse(*c, 408);
         else close(*c);
     }
 }
@@ -460,7 +493,7 @@ void EventLoop::stopIdle()
 {
     std::vector<Connection*> idle;
     for (auto& [key, c] : connections_) {
-        if (c->state == Connection::State::Reading || c->state == Connection::State::Closing) idle.push_back(key);
+        if (c->state == Connection::State::Reading) idle.push_back(key);  // Closing ones end by their deadline
     }
     for (Connection* c : idle) close(*c);
     closed_.clear();

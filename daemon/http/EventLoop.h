@@ -85,6 +85,9 @@ private:
 
     void run();
     void takeInbox();
+    /// Runs work for a connection; what it throws closes the connection.
+    template <typename Work>
+    void guarded(Connection& c, Work&& work);
     void onEvents(Connection& c, std::uint32_t events);
     /// Reads what the socket has (up to the receive limit).
     void readSocket(Connection& c);
@@ -93,7 +96,8 @@ private:
     void serveReceived(Connection& c);
     void serve(Connection& c, const Framing& framing);
     void sendDeferred(PendingAnswer& pending);
-    /// After an answer: sends it, and goes on with the connection.
+    /// After an answer: sends it; the connection then waits for the
+    /// client to take the rest, closes, or reads on (Reading).
     void finishAnswer(Connection& c);
     /// Writes what the kernel takes; true if all is sent.
     bool flush(Connection& c);
@@ -104,7 +108,7 @@ private:
     void drain(Connection& c);
     void expire();
     void close(Connection& c);
-    /// Stopping: closes the connections that owe no answer.
+    /// Stopping: closes the connections waiting for a request.
     void stopIdle();
 
     LoopShared& shared_;

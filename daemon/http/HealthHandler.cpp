@@ -4,6 +4,9 @@
 #include "store/Database.h"
 #include "metrics/Metrics.h"
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <sstream>
 
 namespace orderpay::http {
@@ -15,14 +18,20 @@ HealthHandler::HealthHandler(Service& service, std::string route, bool ready)
 
 bool HealthHandler::databaseWritable()
 {
-    static std::mutex mutex;
-    static std::chrono::steady_clock::time_point checkedAt;
-    static bool writable = false;
-    std::lock_guard lock(mutex);
-    const auto now = std::chrono::steady_clock::now();
-    if (checkedAt.time_since_epoch().count() == 0 || now - checkedAt > std::chrono::seconds(1)) {
-        writable = service_.store.probeWritable();
-        checkedAt = now;
+    // The last probe's outcome (the database took the migrations' writes
+    // at start-up); once that is over a second old the next probe is
+    // started, without waiting for it: an HTTP thread never waits for a commit.
+    static std::atomic<bool> writable{true};
+    static std::atomic<bool> probing{false};
+    static std::atomic<std::int64_t> probedAt{0};
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (now - probedAt.load() >= 1000 && !probing.exchange(true)) {
+        probedAt = now;
+        service_.store.probeWritable([](bool ok) {
+            writable = ok;
+            probing = false;
+        });
     }
     return writable;
 }

@@ -2,9 +2,6 @@
 
 #include "http/ApiHandler.h"
 
-#include <atomic>
-#include <chrono>
-#include <mutex>
 
 namespace orderpay::http {
 

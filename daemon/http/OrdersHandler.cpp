@@ -69,13 +69,20 @@ void OrdersHandler::get(Poco::Net::HTTPServerResponse& response)
     sendJson(response, 200, orderJson(*order, true));
 }
 
-void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse& response)
+void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse&)
 {
     if (!ids::isValid(id_, "ord_")) throw ProblemException(Problem::notFound("order " + id_ + " does not exist"));
-    const Order order = service_.store.cancelOrder(id_);
-    static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
-    logLine(log, Poco::Message::PRIO_NOTICE, "order " + id_ + " cancelled", {{"ORDER_ID", id_}});
-    sendJson(response, 200, orderJson(order, true));
+    // The loop goes on with other connections while the cancel commits;
+    // the order is read and sent after.
+    answerWhenDone(
+        [this](Poco::Net::HTTPServerResponse& r) {
+            const auto order = service_.store.getOrder(id_);
+            if (!order) throw ProblemException(Problem::notFound("order " + id_ + " does not exist"));
+            static Poco::Logger& log = Poco::Logger::get("orderpay.orders");
+            logLine(log, Poco::Message::PRIO_NOTICE, "order " + id_ + " cancelled", {{"ORDER_ID", id_}});
+            sendJson(r, 200, orderJson(*order, true));
+        },
+        [&](OrderStore::Done then) { service_.store.cancelOrder(id_, std::move(then)); });
 }
 
 ListQuery parseListQuery(const std::string& uri)

@@ -17,8 +17,9 @@ constexpr std::string_view kCrlf = "\r\n";
 /// a number.
 Framing frameChunked(std::string_view received, std::size_t at, std::size_t maxBody, std::size_t rawLimit)
 {
-    Framing incomplete;
-    if (received.size() >= rawLimit) return {Framing::Kind::Unbounded};
+    // Still arriving: everything received belongs to this request, which is
+    // not waited for past the raw limit (tiny chunks' framing).
+    const Framing incomplete{received.size() >= rawLimit ? Framing::Kind::Unbounded : Framing::Kind::Incomplete};
     std::size_t data = 0;  // chunk bytes so far
     for (;;) {
         const std::size_t lineEnd = received.find(kCrlf, at);
@@ -39,6 +40,7 @@ Framing frameChunked(std::string_view received, std::size_t at, std::size_t maxB
         }
         data += size;
         if (received.size() < at + size + kCrlf.size()) return incomplete;
+        if (received.substr(at + size, kCrlf.size()) != kCrlf) return {Framing::Kind::Unbounded};  // Poco refuses it
         at += size + kCrlf.size();
     }
     // The last chunk; then trailer lines up to an empty one.

@@ -405,19 +405,31 @@ std::optional<StoredAnswer> OrderStore::createPayment(const Payment& payment,
     return awaitWritten([&](Written then) { createPayment(payment, idem, std::move(then)); });
 }
 
+void OrderStore::cancelOrder(const std::string& id, Done then)
+{
+    committer_.submit(
+        [this, id](Session&) {
+            const auto status = readOrderStatus(db_.writes(), id);
+            if (!status) throw NotFound("order " + id + " does not exist");
+            OrderEvents events(db_.writes(), id);
+            if (!canTransition(*status, OrderStatus::Cancelled) ||
+                !moveOrder(events, *status, OrderStatus::Cancelled, "cancelled by request")) {
+                throw Conflict("order " + id + " is " + std::string(toString(*status)) +
+                               "; only a queued or awaiting_payment order can be cancelled");
+            }
+            rejectHeldPayments(events);
+        },
+        std::move(then));
+}
+
 Order OrderStore::cancelOrder(const std::string& id)
 {
-    committer_.write([&](Session&) {
-        const auto status = readOrderStatus(db_.writes(), id);
-        if (!status) throw NotFound("order " + id + " does not exist");
-        OrderEvents events(db_.writes(), id);
-        if (!canTransition(*status, OrderStatus::Cancelled) ||
-            !moveOrder(events, *status, OrderStatus::Cancelled, "cancelled by request")) {
-            throw Conflict("order " + id + " is " + std::string(toString(*status)) +
-                           "; only a queued or awaiting_payment order can be cancelled");
-        }
-        rejectHeldPayments(events);
+    std::promise<void> done;
+    cancelOrder(id, [&done](std::exception_ptr error) {
+        if (error) done.set_exception(error);
+        else done.set_value();
     });
+    done.get_future().get();
     auto order = getOrder(id);
     if (!order) throw NotFound("order " + id + " does not exist");
     return *order;
@@ -692,17 +704,14 @@ int OrderStore::purgeIdempotencyKeys(std::int64_t olderThanMillis)
     return purged;
 }
 
-bool OrderStore::probeWritable()
+void OrderStore::probeWritable(std::function<void(bool writable)> then)
 {
-    try {
-        committer_.write([](Session& s) {
+    committer_.submit(
+        [](Session& s) {
             const Poco::Int64 at = clock::nowMillis();
             s << "INSERT OR REPLACE INTO health_probe (id, at) VALUES (1, ?)", useRef(at), now;
-        });
-        return true;
-    } catch (const std::exception&) {
-        return false;
-    }
+        },
+        [then = std::move(then)](std::exception_ptr error) { then(!error); });
 }
 
 }  // namespace orderpay

@@ -71,7 +71,11 @@ public:
     std::optional<StoredAnswer> createPayment(const Payment& payment, const std::optional<IdempotencyRecord>& idem);
 
     /// Cancels a queued or awaiting_payment order; held payments are
-    /// rejected. Throws NotFound or Conflict. Returns the order after.
+    /// rejected. Without waiting: `then` is told on the writer's thread
+    /// when it committed, or what it threw (NotFound, Conflict).
+    using Done = std::function<void(std::exception_ptr error)>;
+    void cancelOrder(const std::string& id, Done then);
+    /// The same, waiting; returns the order after.
     Order cancelOrder(const std::string& id);
 
     std::optional<Order> getOrder(const std::string& id);
@@ -133,8 +137,9 @@ public:
     std::map<std::string, std::int64_t> paymentCounts();
     /// Deletes idempotency keys older than their TTL; returns how many.
     int purgeIdempotencyKeys(std::int64_t olderThanMillis);
-    /// A real write through the commit path: true if the database takes writes.
-    bool probeWritable();
+    /// A real write through the commit path, without waiting: `then` is
+    /// told on the writer's thread whether the database took it.
+    void probeWritable(std::function<void(bool writable)> then);
 
 private:
     std::optional<StoredAnswer> checkIdempotency(Poco::Data::Session& s, const IdempotencyRecord& idem);

@@ -96,6 +96,35 @@ std::unique_ptr<Poco::Net::StreamSocket> connectHog(unsigned short port)
     return hog;
 }
 
+// Another process's hold on SQLite's write lock (BEGIN IMMEDIATE): the
+// daemon's writer waits for it, up to its 5 s busy timeout.
+class WriteLock {
+public:
+    explicit WriteLock(const std::string& dbPath)
+    {
+        REQUIRE(sqlite3_open_v2(dbPath.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+        sqlite3_busy_timeout(db_, 5000);
+        REQUIRE(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+        held_ = true;
+    }
+    ~WriteLock()
+    {
+        release();
+        sqlite3_close(db_);
+    }
+    WriteLock(const WriteLock&) = delete;
+    WriteLock& operator=(const WriteLock&) = delete;
+    void release()
+    {
+        if (held_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        held_ = false;
+    }
+
+private:
+    sqlite3* db_ = nullptr;
+    bool held_ = false;
+};
+
 } // namespace
 
 TEST_CASE("A truncated body (Content-Length larger than sent) stores nothing and harms nothing", "[badinput]")
@@ -565,15 +594,7 @@ TEST_CASE("Writes beyond http.max_queued waiting for the database get 503 with R
     HttpClient c(d.port());
     c.createOrder(orderJson("before@example.com"));  // the schema is there
 
-    sqlite3* lock = nullptr;
-    REQUIRE(sqlite3_open_v2(d.dbPath().c_str(), &lock, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
-    sqlite3_busy_timeout(lock, 5000);
-    REQUIRE(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-    bool locked = true;
-    auto unlock = [&] {
-        if (locked) sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr);
-        locked = false;
-    };
+    WriteLock lock(d.dbPath());
 
     const std::string body = orderJson("waits@example.com");
     Poco::Net::StreamSocket waiting;
@@ -584,7 +605,7 @@ TEST_CASE("Writes beyond http.max_queued waiting for the database get 503 with R
     const bool queued = eventually([&] {
         return c.get("/metrics").body.find("\norderpay_http_answers_waiting 1\n") != std::string::npos;
     }, 3s);
-    if (!queued) unlock();
+    if (!queued) lock.release();
     REQUIRE(queued);
 
     const auto t0 = std::chrono::steady_clock::now();
@@ -593,8 +614,7 @@ TEST_CASE("Writes beyond http.max_queued waiting for the database get 503 with R
     const auto took = std::chrono::steady_clock::now() - t0;
     // Reads do not wait for the writer, and are not refused.
     auto live = c.get("/health/live");
-    unlock();
-    sqlite3_close(lock);
+    lock.release();
     parseRaw(full);
     INFO(full.data);
     CHECK(full.status == 503);
@@ -676,5 +696,127 @@ TEST_CASE("Slow readers on more connections than http.max_threads are cut off af
         if (total < 16u * 1000 * 1000) ++cut;
     }
     CHECK(cut == 3);
+    requireAlive(d);
+}
+
+TEST_CASE("A pipeline of 20,000 requests in one go is answered in full and in order", "[badinput][http]")
+{
+    // The requests arrive faster than they are answered and fill the
+    // server's receive limit again and again; each must be answered once,
+    // in order, without the server's stack or time growing with the
+    // pipeline (it once recursed once per request already received).
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=10s"});
+    constexpr int kRequests = 20000;
+    std::string pipeline;
+    for (int i = 0; i < kRequests; ++i) {
+        pipeline += i % 2 == 0 ? "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+                               : "GET /orders/ord_nothing HTTP/1.1\r\nHost: x\r\n\r\n";
+    }
+    Poco::Net::StreamSocket s;
+    s.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    std::thread sender([&] {
+        try {
+            s.sendBytes(pipeline.data(), static_cast<int>(pipeline.size()));
+        } catch (const Poco::Exception&) {
+            // the count below tells
+        }
+    });
+    std::string answers;
+    s.setReceiveTimeout(Poco::Timespan(0, 200 * 1000));
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    auto statusLines = [&] {
+        std::size_t n = 0;
+        for (std::size_t at = answers.find("HTTP/1.1 "); at != std::string::npos; at = answers.find("HTTP/1.1 ", at + 1)) ++n;
+        return n;
+    };
+    char buf[65536];
+    while (std::chrono::steady_clock::now() < deadline) {
+        try {
+            const int n = s.receiveBytes(buf, sizeof buf);
+            if (n <= 0) break;
+            answers.append(buf, static_cast<std::size_t>(n));
+            if (answers.size() > 100 * kRequests && statusLines() >= kRequests) break;
+        } catch (const Poco::TimeoutException&) {
+            if (statusLines() >= kRequests) break;
+        } catch (const Poco::Exception&) {
+            break;
+        }
+    }
+    sender.join();
+    // In order: 200, 404, 200, 404, ...
+    std::size_t seen = 0, outOfOrder = 0;
+    for (std::size_t at = answers.find("HTTP/1.1 "); at != std::string::npos; at = answers.find("HTTP/1.1 ", at + 1)) {
+        const std::string expected = seen % 2 == 0 ? "HTTP/1.1 200" : "HTTP/1.1 404";
+        if (answers.compare(at, expected.size(), expected) != 0) ++outOfOrder;
+        ++seen;
+    }
+    CHECK(seen == kRequests);
+    CHECK(outOfOrder == 0);
+    requireAlive(d);
+}
+
+TEST_CASE("A client that sends its request and its end of stream together is answered and closed at once",
+          "[badinput][http]")
+{
+    // The end of stream comes in the same read as the request: the server
+    // must notice it then, not keep the connection until http.read_timeout.
+    Daemon d({"orders.processing_ms=0", "http.read_timeout=8s"});
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = rawExchange(d.port(), "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n", 6s, /*shutdownWrite=*/true);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    INFO(r.data);
+    CHECK(r.status == 200);
+    CHECK(r.closed);
+    CHECK(took < 3s);
+}
+
+TEST_CASE("A cancel or a readiness probe waiting for the database holds up no other request", "[badinput][timeout]")
+{
+    // One HTTP thread for every connection: a write that waited for its
+    // commit on it would stall them all (up to the 5 s busy timeout here).
+    Daemon d({"orders.processing_ms=60000", "http.max_threads=1"});
+    HttpClient c(d.port());
+    c.createOrder(orderJson("first@example.com"));  // keeps the worker busy
+    const auto id = c.createOrder(orderJson("cancel-me@example.com"));
+    c.get("/health/ready");  // the first probe, while the database is free
+
+    WriteLock lock(d.dbPath());
+    Poco::Net::StreamSocket cancel;
+    cancel.connect(Poco::Net::SocketAddress("127.0.0.1", d.port()), Poco::Timespan(5, 0));
+    const std::string request = "POST /orders/" + id + "/cancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    cancel.sendBytes(request.data(), static_cast<int>(request.size()));
+    const bool waiting = eventually([&] {
+        return c.get("/metrics").body.find("\norderpay_http_answers_waiting 1\n") != std::string::npos;
+    }, 3s);
+    c.setTimeout(2s);
+    const auto t0 = std::chrono::steady_clock::now();
+    Response live, ready, read;
+    bool answered = true;
+    try {
+        live = c.get("/health/live");
+        ready = c.get("/health/ready");  // starts a probe, which waits for the lock
+        read = c.getOrder(id);
+        c.get("/health/ready");
+    } catch (const Poco::Exception&) {
+        answered = false;
+    }
+    const auto took = std::chrono::steady_clock::now() - t0;
+    lock.release();
+    CHECK(waiting);
+    CHECK(answered);
+    CHECK(took < 1500ms);
+    CHECK(live.status == 200);
+    CHECK(read.status == 200);
+
+    // The cancel is answered once the lock is gone.
+    auto answer = [&] {
+        cancel.setReceiveTimeout(Poco::Timespan(10, 0));
+        char buf[8192];
+        const int n = cancel.receiveBytes(buf, sizeof buf);
+        return std::string(buf, static_cast<std::size_t>(std::max(n, 0)));
+    }();
+    INFO(answer);
+    CHECK(answer.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(answer.find("\"cancelled\"") != std::string::npos);
     requireAlive(d);
 }

@@ -79,6 +79,12 @@ TEST_CASE("A chunked body is whole after its last chunk and trailers", "[http][f
     Framing f = frameRequest(request + "GET / HTTP/1.1\r\n", kMaxBody);
     CHECK(f.kind == Framing::Kind::Whole);
     CHECK(f.end == request.size());
+    // However much is pipelined behind it.
+    std::string behind;
+    while (behind.size() < receiveLimit(kMaxBody)) behind += "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+    f = frameRequest(request + behind, kMaxBody);
+    CHECK(f.kind == Framing::Kind::Whole);
+    CHECK(f.end == request.size());
 
     const std::string trailed = chunkedHead() + "2\r\nab\r\n0\r\nX-Check: 1\r\n\r\n";
     CHECK(frameRequest(trailed.substr(0, trailed.size() - 2), kMaxBody).kind == Framing::Kind::Incomplete);
@@ -105,6 +111,7 @@ TEST_CASE("A chunked body past http.max_body_bytes is handed over once more than
 TEST_CASE("Heads Poco refuses and chunk sizes that are no number are handed over as they are", "[http][framing]")
 {
     CHECK(frameRequest(chunkedHead() + "zz\r\n", kMaxBody).kind == Framing::Kind::Unbounded);
+    CHECK(frameRequest(chunkedHead() + "2\r\nabXY0\r\n\r\n", kMaxBody).kind == Framing::Kind::Unbounded);  // no CRLF after the data
     CHECK(frameRequest(chunkedHead() + "\r\n", kMaxBody).kind == Framing::Kind::Unbounded);
     CHECK(frameRequest("POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", kMaxBody).kind == Framing::Kind::Unbounded);
     CHECK(frameRequest("POST / HTTP/1.1\r\nContent-Length: many\r\n\r\n", kMaxBody).kind ==

@@ -1,6 +1,5 @@
 #pragma once
 
-#include "http/RequestFraming.h"
 
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>

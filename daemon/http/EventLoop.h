@@ -2,6 +2,7 @@
 
 #include "http/Connection.h"
 #include "http/Deferral.h"
+#include "http/RequestFraming.h"
 
 #include <Poco/Net/HTTPServerParams.h>
 

@@ -8,6 +8,7 @@
 #include <Poco/File.h>
 #include <Poco/Path.h>
 
+#include <stdexcept>
 #include <vector>
 
 #include <sqlite3.h>
@@ -113,6 +114,12 @@ const std::vector<std::vector<std::string>> kMigrations = {
         "ALTER TABLE messages ADD COLUMN routing_key TEXT",
         "ALTER TABLE messages ADD COLUMN headers TEXT",
         "ALTER TABLE messages ADD COLUMN message_id INT64",
+    },
+    {
+        // A step's step_completed event, written in the same transaction as
+        // the step's effect (and, until now, its row here), is the ledger:
+        // a row less per step on the single writer (issue 7).
+        "DROP TABLE order_steps",
     },
 };
 
@@ -226,6 +233,8 @@ void Database::migrate()
                 s << "COMMIT", now;
                 return;
             }
+            if (static_cast<std::size_t>(version) >= kMigrations.size())
+                throw std::logic_error("no migration from schema version " + std::to_string(version));
             for (const auto& sql : kMigrations[static_cast<std::size_t>(version)]) s << sql, now;
             s << "PRAGMA user_version = " + std::to_string(version + 1), now;
             s << "COMMIT", now;

@@ -101,15 +101,29 @@ void rejectHeldPayments(OrderEvents& events)
     }
 }
 
-/// Records a processing step and does its effect, once: false if it was
-/// done before (a redelivery).
-bool completeStepIn(OrderEvents& events, const std::string& step)
+/// The steps of an order done so far. Their step_completed events are the
+/// ledger that makes each step's effect happen once: an event is written in
+/// the same transaction as its step's effect, and events are never removed.
+std::vector<std::string> completedSteps(sql::Statements& s, const std::string& id)
+{
+    std::vector<std::string> done;
+    s("SELECT step FROM order_events WHERE order_id = ? AND type = 'step_completed'")
+        .query([&](sql::Statement& row) { done.push_back(row.text(0)); }, id);
+    return done;
+}
+
+bool isCompleted(const std::vector<std::string>& done, const std::string& step)
+{
+    return std::find(done.begin(), done.end(), step) != done.end();
+}
+
+/// Does a processing step's effect and records it, for a step not done yet
+/// (the caller checked completedSteps in this transaction).
+void completeStepIn(OrderEvents& events, const std::string& step)
 {
     sql::Statements& w = events.statements();
     const std::string& id = events.orderId();
     const std::string at = clock::nowRfc3339();
-    if (w("INSERT OR IGNORE INTO order_steps (order_id, step, completed_at) VALUES (?, ?, ?)").exec(id, step, at) == 0)
-        return false;  // done before: a redelivery
     // The step's effect, in the same transaction as its ledger entry.
     if (step == "reserve_stock") {
         std::optional<std::string> items;
@@ -127,7 +141,6 @@ bool completeStepIn(OrderEvents& events, const std::string& step)
             .exec(at, id);
     }
     events.add("step_completed", {"", "", step, ""}, at);
-    return true;
 }
 
 /// Processing -> awaiting_payment, and the payments that arrived meanwhile
@@ -500,10 +513,7 @@ OrderStatus OrderStore::startProcessing(const std::string& id)
 
 bool OrderStore::isStepCompleted(const std::string& id, const std::string& step)
 {
-    bool done = false;
-    db_.localReader()("SELECT 1 FROM order_steps WHERE order_id = ? AND step = ?")
-        .query([&](sql::Statement&) { done = true; }, id, step);
-    return done;
+    return isCompleted(completedSteps(db_.localReader(), id), step);
 }
 
 void OrderStore::recordStepStarted(const std::string& id, const std::string& step)
@@ -517,8 +527,10 @@ bool OrderStore::completeStep(const std::string& id, const std::string& step)
 {
     bool done = false;
     committer_.write([&](Session&) {
+        if (isCompleted(completedSteps(db_.writes(), id), step)) return;  // done before: a redelivery
         OrderEvents events(db_.writes(), id);
-        done = completeStepIn(events, step);
+        completeStepIn(events, step);
+        done = true;
     });
     return done;
 }
@@ -551,13 +563,10 @@ Committer::Work OrderStore::instantUnit(const std::string& id, const std::vector
         } else if (*status != OrderStatus::Processing) {
             return;  // cancelled, or finished before: a redelivery
         }
-        std::vector<std::string> done;  // by an earlier delivery
-        if (*status == OrderStatus::Processing) {
-            w("SELECT step FROM order_steps WHERE order_id = ?")
-                .query([&](sql::Statement& row) { done.push_back(row.text(0)); }, id);
-        }
+        // Steps done by an earlier delivery; a queued order has none.
+        const auto done = *status == OrderStatus::Processing ? completedSteps(w, id) : std::vector<std::string>{};
         for (const auto& step : steps) {
-            if (std::find(done.begin(), done.end(), step) != done.end()) continue;
+            if (isCompleted(done, step)) continue;
             events.add("step_started", {"", "", step, ""}, clock::nowRfc3339());
             completeStepIn(events, step);
             result.stepsRun.push_back(step);

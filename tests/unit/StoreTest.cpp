@@ -83,6 +83,38 @@ TEST_CASE("the schema is migrated once and versioned", "[store]")
     CHECK_NOTHROW(Database(f.settings));
 }
 
+TEST_CASE("a version 2 database loses its step ledger table and keeps resuming orders after their last step",
+          "[store]")
+{
+    Fixture f;
+    // An order half processed by a version 2 daemon: its first step's ledger
+    // row and step_completed event, written in one transaction.
+    const Order o = f.newOrder();
+    REQUIRE(f.store->startProcessing(o.id) == OrderStatus::Processing);
+    REQUIRE(f.store->completeStep(o.id, "validate"));
+    f.committer->write([&](Poco::Data::Session& w) {
+        w << "CREATE TABLE order_steps (order_id TEXT NOT NULL, step TEXT NOT NULL, completed_at TEXT NOT NULL, "
+             "PRIMARY KEY (order_id, step)) WITHOUT ROWID",
+            now;
+        w << "INSERT INTO order_steps VALUES (?, 'validate', ?)", bind(o.id), bind(clock::nowRfc3339()), now;
+        w << "PRAGMA user_version = 2", now;
+    });
+    f.store.reset();
+    f.close();
+    f.open();  // migrates
+    f.store = std::make_unique<OrderStore>(*f.db, *f.committer);
+    CHECK(f.count("PRAGMA user_version") == Database::kSchemaVersion);
+    CHECK(f.count("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'order_steps'") == 0);
+    CHECK(f.store->isStepCompleted(o.id, "validate"));
+    CHECK_FALSE(f.store->isStepCompleted(o.id, "reserve_stock"));
+    CHECK_FALSE(f.store->completeStep(o.id, "validate"));
+    const auto rest = f.store->processInstantly(o.id, {"validate", "reserve_stock", "prepare_invoice"});
+    CHECK(rest.stepsRun == std::vector<std::string>{"reserve_stock", "prepare_invoice"});
+    CHECK(rest.finished);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
+          3);
+}
+
 TEST_CASE("SQLite runs in multi-thread mode: no mutex around each call on a connection", "[store]")
 {
     Fixture f;

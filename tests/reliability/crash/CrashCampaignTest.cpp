@@ -569,7 +569,7 @@ DatabaseCheck checkDatabase(const std::string& path, const std::vector<OrderReco
         std::map<std::string, Poco::Int64> got;
         for (std::size_t i = 0; i < ids.size(); ++i) got[ids[i]] = counts[i];
         for (const auto& [id, lines] : expectedLines) {
-            const Poco::Int64 want = perItem ? static_cast<Poco::Int64>(lines) : (what == "order_steps" ? 3 : 1);
+            const Poco::Int64 want = perItem ? static_cast<Poco::Int64>(lines) : (what == "step_completed events" ? 3 : 1);
             const Poco::Int64 have = got.count(id) ? got[id] : 0;
             if (have != want) {
                 ++result.effectsWrong;
@@ -581,7 +581,8 @@ DatabaseCheck checkDatabase(const std::string& path, const std::vector<OrderReco
         for (const auto& [id, n] : got)
             if (!expectedLines.count(id)) ++result.effectsWrong;
     };
-    compare("order_steps", "SELECT order_id, COUNT(*) FROM order_steps GROUP BY order_id", false);
+    compare("step_completed events",
+            "SELECT order_id, COUNT(*) FROM order_events WHERE type = 'step_completed' GROUP BY order_id", false);
     compare("stock_reservations", "SELECT order_id, COUNT(*) FROM stock_reservations GROUP BY order_id", true);
     compare("invoices", "SELECT order_id, COUNT(*) FROM invoices GROUP BY order_id", false);
     return result;

@@ -569,7 +569,8 @@ DatabaseCheck checkDatabase(const std::string& path, const std::vector<OrderReco
         std::map<std::string, Poco::Int64> got;
         for (std::size_t i = 0; i < ids.size(); ++i) got[ids[i]] = counts[i];
         for (const auto& [id, lines] : expectedLines) {
-            const Poco::Int64 want = perItem ? static_cast<Poco::Int64>(lines) : (what == "step_completed events" ? 3 : 1);
+            const Poco::Int64 want =
+                perItem ? static_cast<Poco::Int64>(lines) : (what == "step_completed events" ? 3 : 1);
             const Poco::Int64 have = got.count(id) ? got[id] : 0;
             if (have != want) {
                 ++result.effectsWrong;

@@ -28,6 +28,7 @@
 #include <csignal>
 #include <iostream>
 #include <malloc.h>
+#include <optional>
 #include <pthread.h>
 
 #ifndef ORDERPAY_VERSION
@@ -217,7 +218,10 @@ int OrderpayApp::serve(const Settings& settings)
     http::Auth auth(settings.http.authTokenFile);
 
     // Start-up order: store, broker, workers, HTTP. Shutdown is the reverse.
+    // Opening the store may migrate it, which can take a while on a large one.
+    std::optional<systemd::StartupKeepAlive> opening(std::in_place);
     Database db(settings.store);
+    opening.reset();
     Committer committer(db, settings.store.groupCommit, settings.store.maxBatch);
     OrderStore store(db, committer);
     std::unique_ptr<Broker> brokerPtr;

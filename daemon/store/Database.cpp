@@ -1,6 +1,7 @@
 #include "store/Database.h"
 
 #include "domain/Errors.h"
+#include "logging/Log.h"
 
 #include <Poco/Data/SQLite/Connector.h>
 #include <Poco/Data/SQLite/SQLiteException.h>
@@ -235,6 +236,13 @@ void Database::migrate()
             }
             if (static_cast<std::size_t>(version) >= kMigrations.size())
                 throw std::logic_error("no migration from schema version " + std::to_string(version));
+            if (version > 0) {
+                // An upgrade (a new database starts at 0): worth a line, as a
+                // step may rewrite the whole file.
+                logLine(Poco::Logger::get("orderpay.store"), Poco::Message::PRIO_NOTICE,
+                        "migrating the database " + path_ + " from schema version " + std::to_string(version) +
+                            " to " + std::to_string(version + 1));
+            }
             for (const auto& sql : kMigrations[static_cast<std::size_t>(version)]) s << sql, now;
             s << "PRAGMA user_version = " + std::to_string(version + 1), now;
             s << "COMMIT", now;

@@ -42,6 +42,43 @@ std::optional<std::chrono::microseconds> watchdogInterval()
     return std::chrono::microseconds(usec / 2);
 }
 
+StartupKeepAlive::StartupKeepAlive(std::chrono::milliseconds every, std::chrono::milliseconds limit) : every_(every)
+{
+    if (!std::getenv("NOTIFY_SOCKET")) return;
+    const std::string extend =
+        "EXTEND_TIMEOUT_USEC=" + std::to_string(std::chrono::microseconds(every_ * 3).count());
+    notify(extend);
+    const auto giveUp = std::chrono::steady_clock::now() + limit;
+    thread_ = std::thread([this, extend, giveUp] {
+        std::unique_lock lock(mutex_);
+        while (!wake_.wait_for(lock, every_, [this] { return stopping_; })) {
+            if (std::chrono::steady_clock::now() >= giveUp) {
+                expired_ = true;
+                return;
+            }
+            notify(extend);
+        }
+    });
+}
+
+StartupKeepAlive::~StartupKeepAlive() { stop(); }
+
+void StartupKeepAlive::stop()
+{
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+bool StartupKeepAlive::expired() const
+{
+    std::lock_guard lock(mutex_);
+    return expired_;
+}
+
 bool stderrIsJournal()
 {
     // JOURNAL_STREAM is "device:inode" of the stream systemd connected;

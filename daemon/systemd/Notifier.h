@@ -1,8 +1,11 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace orderpay::systemd {
 
@@ -20,5 +23,34 @@ std::optional<std::chrono::microseconds> watchdogInterval();
 
 /// True when stderr is connected to the journal (JOURNAL_STREAM).
 bool stderrIsJournal();
+
+/// While the daemon does start-up work that may take long (opening and
+/// migrating the database: an upgrade may rewrite a large one), tells
+/// systemd every `every` that start-up is still going (EXTEND_TIMEOUT_USEC,
+/// three intervals ahead), at once and until stop(), so TimeoutStartSec does
+/// not kill the migration and restart it into the same migration forever.
+/// Gives up after `limit`, so a start that hangs still fails. Nothing (no
+/// thread) without NOTIFY_SOCKET.
+class StartupKeepAlive {
+public:
+    explicit StartupKeepAlive(std::chrono::milliseconds every = std::chrono::seconds(5),
+                              std::chrono::milliseconds limit = std::chrono::hours(1));
+    ~StartupKeepAlive();
+    StartupKeepAlive(const StartupKeepAlive&) = delete;
+    StartupKeepAlive& operator=(const StartupKeepAlive&) = delete;
+
+    /// Sends no more extensions; returns once none can be on its way.
+    void stop();
+    /// True once `limit` has passed and the extensions ended by themselves.
+    bool expired() const;
+
+private:
+    std::chrono::milliseconds every_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    bool expired_ = false;
+    std::thread thread_;
+};
 
 }  // namespace orderpay::systemd

@@ -2,6 +2,7 @@
 // and metrics.
 #include "Daemon.h"
 #include "HttpClient.h"
+#include "NotifySocket.h"
 
 #include <catch2/catch.hpp>
 
@@ -12,12 +13,11 @@
 #include <regex>
 #include <sstream>
 
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 using namespace e2e;
+using test_support::NotifySocket;
 
 namespace {
 
@@ -40,66 +40,6 @@ RunResult checkConfig(const std::vector<std::string>& extra, const std::string& 
     }
     return runOrderpayd(args, 20s);
 }
-
-// A stand-in for systemd's notification socket (NOTIFY_SOCKET).
-class NotifySocket {
-public:
-    explicit NotifySocket(std::string path) : path_(std::move(path))
-    {
-        fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        REQUIRE(fd_ >= 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        REQUIRE(path_.size() < sizeof addr.sun_path);
-        std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
-        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        int on = 1; // accept credentials like systemd does
-        ::setsockopt(fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-    }
-    ~NotifySocket()
-    {
-        ::close(fd_);
-        ::unlink(path_.c_str());
-    }
-
-    // Receives until `count` lines equal to (or, with prefix, starting with)
-    // `line` have arrived, or the deadline passes.
-    bool waitFor(const std::string& line, int count, Millis timeout, bool prefix = false)
-    {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            if (this->count(line, prefix) >= count) return true;
-            auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) return false;
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 100))) <= 0) continue;
-            char buf[4096];
-            ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-            if (n <= 0) continue;
-            std::istringstream in(std::string(buf, static_cast<std::size_t>(n)));
-            std::string l;
-            while (std::getline(in, l))
-                if (!l.empty()) lines.push_back(l);
-        }
-    }
-    int count(const std::string& line, bool prefix = false) const
-    {
-        return static_cast<int>(std::count_if(lines.begin(), lines.end(), [&](const std::string& l) {
-            return prefix ? l.rfind(line, 0) == 0 : l == line;
-        }));
-    }
-    int indexOf(const std::string& line) const
-    {
-        auto it = std::find(lines.begin(), lines.end(), line);
-        return it == lines.end() ? -1 : static_cast<int>(it - lines.begin());
-    }
-
-    std::vector<std::string> lines;
-
-private:
-    std::string path_;
-    int fd_ = -1;
-};
 
 } // namespace
 
@@ -374,6 +314,57 @@ TEST_CASE("SIGHUP sends RELOADING=1 then READY=1", "[operation][systemd][signals
     REQUIRE(reloading >= 0);
     CHECK(std::count(notify.lines.begin() + reloading, notify.lines.end(), std::string("READY=1")) == 1);
     CHECK(d.running());
+}
+
+TEST_CASE("An upgrade migrates the database before READY=1, with systemd's start timeout extended meanwhile",
+          "[operation][systemd][store]")
+{
+    TempDir sockDir;
+    NotifySocket notify(sockDir.path() + "/notify.sock");
+    Daemon d({"orders.processing_ms=0"}, Daemon::Wait::Ready, {"NOTIFY_SOCKET=" + sockDir.path() + "/notify.sock"});
+    REQUIRE(notify.waitFor("READY=1", 1, 5s));
+    auto placed = HttpClient(d.port()).post("/orders", R"({"customer":"c","currency":"EUR",
+        "items":[{"sku":"A","quantity":1,"unit_amount":100}]})");
+    REQUIRE(placed.status == 202);
+    REQUIRE(d.terminate() == 0);
+
+    // The database as a version 2 daemon left it: with its step ledger table.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(d.dbPath().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+    const int rc = sqlite3_exec(db,
+                                "CREATE TABLE order_steps (order_id TEXT NOT NULL, step TEXT NOT NULL, "
+                                "completed_at TEXT NOT NULL, PRIMARY KEY (order_id, step)) WITHOUT ROWID; "
+                                "PRAGMA user_version = 2",
+                                nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    REQUIRE(rc == SQLITE_OK);
+
+    notify.drain();  // the first run's, to its STOPPING=1
+    const std::size_t before = notify.lines.size();
+    d.restart();
+    REQUIRE(notify.waitFor("READY=1", 2, 10s));
+    INFO("notifications: " << Catch::Detail::stringify(notify.lines));
+    // This start's notifications: the first asks for more time, READY=1 comes last.
+    const std::vector<std::string> restart(notify.lines.begin() + static_cast<std::ptrdiff_t>(before), notify.lines.end());
+    REQUIRE_FALSE(restart.empty());
+    CHECK(restart.front().rfind("EXTEND_TIMEOUT_USEC=", 0) == 0);
+    const auto ready = std::find(restart.begin(), restart.end(), std::string("READY=1"));
+    CHECK(std::none_of(ready, restart.end(),
+                       [](const std::string& l) { return l.rfind("EXTEND_TIMEOUT_USEC=", 0) == 0; }));
+    CHECK(d.log().find("from schema version 2 to 3") != std::string::npos);
+    // Migrated: the order is still there, the table gone.
+    CHECK(HttpClient(d.port()).get(placed.header("Location")).status == 200);
+    REQUIRE(sqlite3_open_v2(d.dbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    int tables = -1;
+    sqlite3_exec(
+        db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'order_steps'",
+        [](void* out, int, char** values, char**) {
+            *static_cast<int*>(out) = std::atoi(values[0]);
+            return 0;
+        },
+        &tables, nullptr);
+    sqlite3_close(db);
+    CHECK(tables == 0);
 }
 
 TEST_CASE("A wedged worker stops the watchdog feeding", "[operation][systemd][watchdog]")

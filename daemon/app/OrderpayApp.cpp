@@ -28,7 +28,6 @@
 #include <csignal>
 #include <iostream>
 #include <malloc.h>
-#include <optional>
 #include <pthread.h>
 
 #ifndef ORDERPAY_VERSION
@@ -218,10 +217,10 @@ int OrderpayApp::serve(const Settings& settings)
     http::Auth auth(settings.http.authTokenFile);
 
     // Start-up order: store, broker, workers, HTTP. Shutdown is the reverse.
-    // Opening the store may migrate it, which can take a while on a large one.
-    std::optional<systemd::StartupKeepAlive> opening(std::in_place);
+    // Opening the store may migrate it, which can take a while on a large
+    // one; so may re-queueing the messages a killed daemon had leased.
+    systemd::StartupKeepAlive starting;
     Database db(settings.store);
-    opening.reset();
     Committer committer(db, settings.store.groupCommit, settings.store.maxBatch);
     OrderStore store(db, committer);
     std::unique_ptr<Broker> brokerPtr;
@@ -257,6 +256,7 @@ int OrderpayApp::serve(const Settings& settings)
     systemd::Watchdog watchdog(settings.http.host, server.port(), workers, broker);
     watchdog.start();
     // The database is open and migrated, the port bound and served.
+    starting.stop();
     systemd::ready();
     logLine(log, Poco::Message::PRIO_NOTICE,
             "orderpayd " ORDERPAY_VERSION " listening on " + settings.http.host + ":" + std::to_string(server.port()) +

@@ -1,7 +1,10 @@
 #include "systemd/Notifier.h"
 
+#include "logging/Log.h"
+
 #include <systemd/sd-daemon.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <sys/stat.h>
@@ -42,18 +45,32 @@ std::optional<std::chrono::microseconds> watchdogInterval()
     return std::chrono::microseconds(usec / 2);
 }
 
-StartupKeepAlive::StartupKeepAlive(std::chrono::milliseconds every, std::chrono::milliseconds limit) : every_(every)
+StartupKeepAlive::StartupKeepAlive(std::chrono::milliseconds every, std::chrono::milliseconds limit,
+                                   std::function<bool()> stopRequested)
+    : every_(every)
 {
     if (!std::getenv("NOTIFY_SOCKET")) return;
     const std::string extend =
         "EXTEND_TIMEOUT_USEC=" + std::to_string(std::chrono::microseconds(every_ * 3).count());
     notify(extend);
     const auto giveUp = std::chrono::steady_clock::now() + limit;
-    thread_ = std::thread([this, extend, giveUp] {
+    thread_ = std::thread([this, extend, giveUp, limit, stopRequested = std::move(stopRequested)] {
+        static Poco::Logger& log = Poco::Logger::get("orderpay.systemd");
         std::unique_lock lock(mutex_);
         while (!wake_.wait_for(lock, every_, [this] { return stopping_; })) {
+            if (stopRequested()) {
+                // An extension would stretch TimeoutStopSec as well.
+                ended_ = true;
+                logLine(log, Poco::Message::PRIO_NOTICE,
+                        "asked to stop while starting: no more start-up time asked of systemd; stopping when "
+                        "start-up ends");
+                return;
+            }
             if (std::chrono::steady_clock::now() >= giveUp) {
-                expired_ = true;
+                ended_ = true;
+                logLine(log, Poco::Message::PRIO_WARNING,
+                        "start-up has taken over " + std::to_string(limit.count() / 1000) +
+                            " s: no more start-up time asked of systemd");
                 return;
             }
             notify(extend);
@@ -73,10 +90,19 @@ void StartupKeepAlive::stop()
     if (thread_.joinable()) thread_.join();
 }
 
-bool StartupKeepAlive::expired() const
+bool StartupKeepAlive::ended() const
 {
     std::lock_guard lock(mutex_);
-    return expired_;
+    return ended_;
+}
+
+bool stopSignalPending()
+{
+    sigset_t pending;
+    sigemptyset(&pending);
+    if (sigpending(&pending) != 0) return false;
+    return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1 ||
+           sigismember(&pending, SIGQUIT) == 1;
 }
 
 bool stderrIsJournal()

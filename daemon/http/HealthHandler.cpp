@@ -107,6 +107,9 @@ void MetricsHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServer
         << "# HELP orderpay_sqlite_memory_highwater_bytes The most heap SQLite has held since start.\n"
         << "# TYPE orderpay_sqlite_memory_highwater_bytes gauge\n"
         << "orderpay_sqlite_memory_highwater_bytes " << Database::memoryHighwater() << "\n"
+        << "# HELP orderpay_sqlite_memory_limit_bytes What SQLite keeps its page caches under, all connections together.\n"
+        << "# TYPE orderpay_sqlite_memory_limit_bytes gauge\n"
+        << "orderpay_sqlite_memory_limit_bytes " << Database::memoryLimit() << "\n"
         << "# HELP orderpay_broker_connected 1 while the broker is connected.\n"
         << "# TYPE orderpay_broker_connected gauge\n"
         << "orderpay_broker_connected " << (service_.broker.connected() ? 1 : 0) << "\n";

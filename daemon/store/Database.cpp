@@ -143,6 +143,8 @@ std::int64_t Database::memoryUsed() { return sqlite3_memory_used(); }
 
 std::int64_t Database::memoryHighwater() { return sqlite3_memory_highwater(0); }
 
+std::int64_t Database::memoryLimit() { return sqlite3_soft_heap_limit64(-1); }
+
 Database::Database(const StoreSettings& settings)
     : path_(settings.sqlitePath), synchronous_(settings.sqliteSynchronous == "normal" ? "NORMAL" : "FULL")
 {

@@ -55,6 +55,9 @@ public:
     /// in this process, and the most it has held.
     static std::int64_t memoryUsed();
     static std::int64_t memoryHighwater();
+    /// What SQLite tries to stay under: past it, page caches reuse their
+    /// pages instead of growing (statements and schemas may still exceed it).
+    static std::int64_t memoryLimit();
 
     /// Turns an SQLite exception into StoreUnavailable where the cause is
     /// the environment (disk full, read-only, I/O, locked), and rethrows it.

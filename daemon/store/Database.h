@@ -20,7 +20,7 @@ namespace orderpay {
 /// session, owned by the Committer's thread, and pooled reader sessions.
 class Database {
 public:
-    static constexpr int kSchemaVersion = 3;
+    static constexpr int kSchemaVersion = 4;
 
     /// SQLite's multi-thread mode, for the whole process: no mutex around
     /// each call on a connection (in the writer, locking and unlocking them

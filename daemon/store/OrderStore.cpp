@@ -686,12 +686,17 @@ void OrderStore::abandonPayment(const std::string& id)
     });
 }
 
+std::string OrderStore::statusCountQuery(const std::string& table)
+{
+    return "SELECT status, COUNT(*) FROM " + table + " GROUP BY status";
+}
+
 std::map<std::string, std::int64_t> OrderStore::countByStatus(const std::string& table)
 {
     Session s = db_.reader();
     std::vector<std::string> statuses;
     std::vector<Poco::Int64> counts;
-    s << "SELECT status, COUNT(*) FROM " + table + " GROUP BY status", into(statuses), into(counts), now;
+    s << statusCountQuery(table), into(statuses), into(counts), now;
     std::map<std::string, std::int64_t> result;
     for (std::size_t i = 0; i < statuses.size(); ++i) result[statuses[i]] = counts[i];
     return result;

@@ -86,6 +86,8 @@ public:
     /// The WHERE ... LIMIT ? tail of a list query; its parameters are the
     /// status (if byStatus), the id to start after (if afterId), the limit.
     static std::string listFilter(bool byStatus, bool afterId);
+    /// The count of a table's rows by status, behind /metrics ("orders" or "payments").
+    static std::string statusCountQuery(const std::string& table);
 
     // --- workers ----------------------------------------------------------
 

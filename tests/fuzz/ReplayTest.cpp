@@ -1,7 +1,6 @@
 // Every build, g++ included, replays each fuzz target's seed corpus and its
 // regressions (inputs that once crashed or broke a property) through the same
 // function libFuzzer calls. No libFuzzer needed: a fixed bug stays fixed.
-#define CATCH_CONFIG_MAIN
 #include "Targets.h"
 
 #include <catch2/catch.hpp>

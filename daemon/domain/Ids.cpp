@@ -1,9 +1,14 @@
 #include "domain/Ids.h"
 
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <mutex>
-#include <random>
+#include <stdexcept>
+#include <string>
+
+#include <sys/random.h>
 
 namespace orderpay::ids {
 namespace {
@@ -12,10 +17,22 @@ constexpr char kAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 struct Generator {
     std::mutex mutex;
-    std::mt19937_64 rng{std::random_device{}()};
     std::uint64_t lastMillis = 0;
     std::array<std::uint8_t, 10> lastRandom{};
 };
+
+/// 80 fresh bits from the kernel's random source for each new millisecond:
+/// no state of this process (a seed, a generator copied by fork) decides
+/// them, so daemons on any number of machines make ids apart.
+void fillRandom(std::array<std::uint8_t, 10>& bytes)
+{
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+        const ssize_t n = ::getrandom(bytes.data() + got, bytes.size() - got, 0);
+        if (n > 0) got += static_cast<std::size_t>(n);
+        else if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
+    }
+}
 
 Generator& generator()
 {
@@ -59,8 +76,8 @@ std::string ulid(std::uint64_t unixMillis)
             if (++g.lastRandom[i] != 0) break;
         }
     } else {
+        fillRandom(g.lastRandom);
         g.lastMillis = unixMillis;
-        for (auto& b : g.lastRandom) b = static_cast<std::uint8_t>(g.rng());
         g.lastRandom[0] &= 0x7f;  // leave room to increment within a millisecond
     }
     return encodeUlid(unixMillis, g.lastRandom);

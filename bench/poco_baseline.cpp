@@ -1,4 +1,4 @@
-// poco_baseline: the yardstick issue 7 measures against - a Poco HTTPServer
+// poco_baseline: the yardstick the performance targets are measured against - a Poco HTTPServer
 // whose handler reads the request body and answers 202 with a short JSON
 // body, nothing else (no parsing, no store, no queue). bench/run drives it
 // with the same wrk load as POST /orders, so that every run says what the

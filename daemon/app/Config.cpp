@@ -1,8 +1,11 @@
 #include "app/Config.h"
 
 #include "broker/AmqpConnection.h"
+#include "http/Auth.h"
 
 #include <Poco/File.h>
+#include <Poco/Net/IPAddress.h>
+#include <Poco/Net/SocketAddress.h>
 #include <Poco/NumberParser.h>
 #include <Poco/Util/PropertyFileConfiguration.h>
 
@@ -208,6 +211,26 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     r.duration("http.idempotency_ttl", seconds(1), seconds(1), s.http.idempotencyTtl);
     r.duration("http.read_timeout", seconds(1), milliseconds(100), s.http.readTimeout);
 
+    if (!s.http.authTokenFile.empty()) {
+        try {
+            http::Auth::check(s.http.authTokenFile);
+        } catch (const std::exception& e) {
+            r.problem("http.auth.token_file", e.what());
+        }
+    }
+    // An open door is refused: a non-loopback address needs tokens, or an
+    // explicit word that something else guards it.
+    try {
+        const Poco::Net::SocketAddress address(s.http.host, s.http.port);
+        if (!address.host().isLoopback() && s.http.authTokenFile.empty() && !s.http.allowUnauthenticated) {
+            r.problem("http.host", "'" + s.http.host +
+                                       "' is not a loopback address and no http.auth.token_file is set: set one, "
+                                       "or http.allow_unauthenticated = true if something else guards this address");
+        }
+    } catch (const Poco::Exception& e) {
+        if (!s.http.host.empty()) r.problem("http.host", "'" + s.http.host + "' is not an address: " + e.message());
+    }
+
     r.choice("broker.kind", {"embedded", "rabbitmq"}, s.broker.kind);
     r.text("broker.rabbitmq.uri", s.broker.rabbitmqUri);
     r.integer("broker.rabbitmq.prefetch", 1, 65535, s.broker.rabbitmqPrefetch);
@@ -224,6 +247,8 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     }
 
     r.choice("store.kind", {"sqlite", "postgresql"}, s.store.kind);
+    if (s.store.kind == "postgresql")
+        r.problem("store.kind", "postgresql is not available in this version; use store.kind = sqlite");
     r.text("store.sqlite.path", s.store.sqlitePath);
     if (s.store.sqlitePath.empty()) r.problem("store.sqlite.path", "must not be empty");
     r.choice("store.sqlite.synchronous", {"full", "normal"}, s.store.sqliteSynchronous);

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "app/Settings.h"
+#include "settings/Settings.h"
 
 #include <Poco/Util/AbstractConfiguration.h>
 
@@ -30,7 +30,11 @@ private:
 
 /// Loads the properties file, applies `-D key=value` overrides on top, and
 /// validates every key. Unknown keys and bad values are all collected, so
-/// `--check-config` can list everything wrong at once.
+/// `--check-config` can list everything wrong at once. This is the one
+/// place every rule of the configuration is applied: the daemon refuses to
+/// start (exit 78) exactly when `--check-config` fails, and for the same
+/// reasons: values, the files they name (the token file), and the
+/// combinations refused at start (a non-loopback address without tokens).
 class Config {
 public:
     /// `file` may be empty (defaults and overrides only). A missing file

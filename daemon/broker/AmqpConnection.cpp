@@ -3,6 +3,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <sys/time.h>
@@ -71,7 +72,8 @@ std::string Envelope::messageId() const
     return {};
 }
 
-AmqpConnection::AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbeat, const std::string& name)
+AmqpConnection::AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbeat, const std::string& name,
+                               std::chrono::milliseconds timeout)
     : name_(name), endpoint_(uri.host + ":" + std::to_string(uri.port))
 {
     conn_ = amqp_new_connection();
@@ -101,10 +103,12 @@ AmqpConnection::AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbea
         socket = amqp_tcp_socket_new(conn_);
         if (!socket) fail("connect", "cannot create a TCP socket");
     }
-    timeval connectTimeout = toTimeval(std::chrono::seconds(5));
+    timeval connectTimeout = toTimeval(std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(5)));
     checkStatus(amqp_socket_open_noblock(socket, uri.host.c_str(), uri.port, &connectTimeout), "connect");
-    // No RPC may block forever on a broker that stopped answering.
-    timeval rpcTimeout = toTimeval(std::chrono::seconds(10));
+    // No RPC, the login's included, may block forever on a broker that
+    // stopped answering (a frozen node still completes TCP connects).
+    timeval rpcTimeout = toTimeval(timeout);
+    checkStatus(amqp_set_handshake_timeout(conn_, &rpcTimeout), "set the login timeout");
     checkStatus(amqp_set_rpc_timeout(conn_, &rpcTimeout), "set the RPC timeout");
     // A literal, not a temporary std::string: the login below reads it.
     amqp_table_entry_t property{amqp_cstring_bytes("connection_name"), {}};

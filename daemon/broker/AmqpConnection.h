@@ -60,7 +60,11 @@ private:
 /// the connection is unusable and is thrown away by its owner.
 class AmqpConnection {
 public:
-    AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbeat, const std::string& name);
+    /// Connects, logs in and opens the channel. `timeout` bounds the TCP
+    /// connect, the login handshake and every RPC after it: nothing waits
+    /// longer on a broker that stopped answering.
+    AmqpConnection(const AmqpUri& uri, std::chrono::seconds heartbeat, const std::string& name,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(10));
     ~AmqpConnection();
     AmqpConnection(const AmqpConnection&) = delete;
     AmqpConnection& operator=(const AmqpConnection&) = delete;

@@ -1,27 +1,36 @@
 #include "broker/EmbeddedBroker.h"
 
-#include "domain/Clock.h"
+#include "domain/Errors.h"
 #include "metrics/Metrics.h"
 
-#include <Poco/Data/Statement.h>
-
 #include <algorithm>
-#include <string_view>
-#include <tuple>
-
-using namespace Poco::Data::Keywords;
-using Poco::Data::Session;
-using Poco::Data::Statement;
 
 namespace orderpay {
+namespace {
 
-EmbeddedBroker::EmbeddedBroker(Database& db, Committer& committer, const WorkSettings& work)
-    : db_(db),
-      committer_(committer),
-      backoffBase_(work.retryBackoff),
-      leaseTime_(std::max<std::chrono::milliseconds>(std::chrono::minutes(1), work.processingTime * 4)),
-      leaseBatch_(work.batchSize())
+StoredMessage stored(const Delivery& d) { return StoredMessage{d.messageId, d.queue, d.body, d.attempt, d.lease}; }
+
+Delivery delivery(StoredMessage&& m)
 {
+    return Delivery{std::move(m.queue), std::move(m.body), m.id, m.lease, m.attempt};
+}
+
+}  // namespace
+
+EmbeddedBroker::EmbeddedBroker(QueueStore& queue, const WorkSettings& work, std::chrono::milliseconds leaseTime)
+    : store_(queue),
+      backoffBase_(work.retryBackoff),
+      leaseTime_(leaseTime),
+      leaseBatch_(work.batchSize()),
+      monitor_("queue-monitor", std::chrono::seconds(1), [this] { lookAtQueues(); })
+{
+}
+
+EmbeddedBroker::~EmbeddedBroker() { monitor_.stop(); }
+
+std::chrono::milliseconds EmbeddedBroker::leaseTimeFor(const WorkSettings& work)
+{
+    return std::max<std::chrono::milliseconds>(std::chrono::minutes(1), work.processingTime * 4);
 }
 
 std::chrono::milliseconds EmbeddedBroker::backoff(std::chrono::milliseconds base, int attempt)
@@ -38,16 +47,18 @@ void EmbeddedBroker::start()
     // Leases of a previous run: that process is gone, so the messages are
     // due now. Their attempt counts stay, so a message that crashes the
     // daemon every time still reaches the dead letters.
-    committer_.write([](Session& s) {
-        const Poco::Int64 at = clock::nowMillis();
-        s << "UPDATE messages SET state = 'ready', due_at = ? WHERE state = 'leased'", useRef(at), now;
-    });
-    std::lock_guard lock(mutex_);
-    stopping_ = false;
+    store_.releaseAllLeases();
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = false;
+    }
+    lookAtQueues();  // so the first STATUS= and /metrics have depths
+    monitor_.start();
 }
 
 void EmbeddedBroker::stop()
 {
+    monitor_.stop();
     std::vector<std::deque<Delivery>> unused;
     {
         std::lock_guard lock(mutex_);
@@ -63,7 +74,7 @@ void EmbeddedBroker::stop()
     for (const auto& deliveries : unused) {
         for (const auto& d : deliveries) {
             try {
-                release(d);
+                store_.release(stored(d));
             } catch (const std::exception&) {
                 break;
             }
@@ -71,10 +82,24 @@ void EmbeddedBroker::stop()
     }
 }
 
-EmbeddedBroker::Queue& EmbeddedBroker::stateOf(const std::string& name)
+void EmbeddedBroker::lookAtQueues()
 {
-    return queues_[name];
+    try {
+        QueueDepths fresh = store_.depths();
+        std::lock_guard lock(statusMutex_);
+        depths_ = std::move(fresh);
+    } catch (const std::exception&) {
+        // The last depths stand; the store logs what keeps it from reading.
+    }
 }
+
+BrokerStatus EmbeddedBroker::status() const
+{
+    std::lock_guard lock(statusMutex_);
+    return BrokerStatus{BrokerStatus::State::Ok, depths_};
+}
+
+EmbeddedBroker::Queue& EmbeddedBroker::stateOf(const std::string& name) { return queues_[name]; }
 
 void EmbeddedBroker::notifyPublished(const std::string& name)
 {
@@ -84,67 +109,19 @@ void EmbeddedBroker::notifyPublished(const std::string& name)
     q.wake.notify_all();
 }
 
-bool EmbeddedBroker::anythingDue(const std::string& queue)
-{
-    // Each state its own range of the index: "state IN (...)" would build
-    // a temporary b-tree of the list at every run.
-    bool due = false;
-    const std::int64_t at = clock::nowMillis();
-    db_.localReader()(
-        "SELECT 1 FROM messages WHERE queue = ? AND state = 'ready' AND due_at <= ? "
-        "UNION ALL SELECT 1 FROM messages WHERE queue = ? AND state = 'leased' AND due_at <= ? LIMIT 1")
-        .query([&](sql::Statement&) { due = true; }, queue, at, queue, at);
-    return due;
-}
-
 std::optional<Delivery> EmbeddedBroker::tryLease(const std::string& queue)
 {
     // A cheap read first, so idle consumers do not write (and sync) at all.
-    if (!anythingDue(queue)) return std::nullopt;
-    std::vector<Delivery> deliveries;
-    committer_.write([&](Session&) {
-        deliveries.clear();
-        sql::Statements& w = db_.writes();
-        const std::int64_t at = clock::nowMillis();
-        // Ready messages and expired leases, oldest due first. Read as two
-        // ranges of the index, each already in (due_at, id) order, and
-        // merged here: one query over "state IN (...) ORDER BY" built two
-        // temporary b-trees per lease, a twentieth of the writer's time.
-        struct Due {
-            std::int64_t dueAt;
-            Delivery delivery;
-        };
-        std::vector<Due> due;
-        for (std::string_view state : {"ready", "leased"}) {
-            w("SELECT id, body, attempts, lease, due_at FROM messages "
-              "WHERE queue = ? AND state = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?")
-                .query(
-                    [&](sql::Statement& row) {
-                        due.push_back({row.integer(4), Delivery{queue, row.text(1), row.integer(0),
-                                                                row.integer(3) + 1,
-                                                                static_cast<int>(row.integer(2) + 1)}});
-                    },
-                    queue, state, at, static_cast<std::int64_t>(leaseBatch_));
-        }
-        std::sort(due.begin(), due.end(), [](const Due& a, const Due& b) {
-            return std::tie(a.dueAt, a.delivery.messageId) < std::tie(b.dueAt, b.delivery.messageId);
-        });
-        if (due.size() > leaseBatch_) due.resize(leaseBatch_);
-        for (auto& d : due) deliveries.push_back(std::move(d.delivery));
-        const std::int64_t until = at + leaseTime_.count();
-        for (const auto& d : deliveries) {
-            w("UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? WHERE id = ?")
-                .exec(until, d.messageId);
-        }
-    });
-    if (deliveries.empty()) return std::nullopt;
-    for (const auto& d : deliveries)
-        if (d.redelivered()) Metrics::instance().redeliveries.fetch_add(1);
-    std::optional<Delivery> first(std::move(deliveries.front()));
-    if (deliveries.size() > 1) {
+    if (!store_.anythingDue(queue)) return std::nullopt;
+    auto leased = store_.lease(queue, leaseBatch_, leaseTime_);
+    if (leased.empty()) return std::nullopt;
+    for (const auto& m : leased)
+        if (m.attempt > 1) Metrics::instance().redeliveries.fetch_add(1);
+    std::optional<Delivery> first(delivery(std::move(leased.front())));
+    if (leased.size() > 1) {
         std::lock_guard lock(mutex_);
         auto& ahead = stateOf(queue).leased;
-        for (std::size_t i = 1; i < deliveries.size(); ++i) ahead.push_back(std::move(deliveries[i]));
+        for (std::size_t i = 1; i < leased.size(); ++i) ahead.push_back(delivery(std::move(leased[i])));
     }
     return first;
 }
@@ -199,62 +176,27 @@ std::vector<Delivery> EmbeddedBroker::fetchSome(const std::string& queue, std::s
 
 void EmbeddedBroker::ack(const Delivery& d)
 {
-    auto remove = [this, id = d.messageId, lease = d.lease](Session&) {
-        db_.writes()("DELETE FROM messages WHERE id = ? AND lease = ?").exec(id, lease);
-    };
     // The handler's outcome is committed; losing the ack only means one
     // more (idempotent) delivery, so with instant processing it need not
     // wait for a sync of its own.
-    if (leaseBatch_ > 1) committer_.post(remove);
-    else committer_.write(remove);
+    store_.ack(stored(d), leaseBatch_ <= 1);
 }
 
 void EmbeddedBroker::retry(const Delivery& d, const std::string& reason)
 {
-    committer_.write([&](Session& s) {
-        const Poco::Int64 due = clock::nowMillis() + backoff(backoffBase_, d.attempt).count();
-        s << "UPDATE messages SET state = 'ready', due_at = ?, last_error = ? WHERE id = ? AND lease = ?", useRef(due),
-            useRef(reason), useRef(d.messageId), useRef(d.lease), now;
-    });
+    store_.retry(stored(d), backoff(backoffBase_, d.attempt), reason);
 }
 
 void EmbeddedBroker::deadLetter(const Delivery& d, const std::string& reason)
 {
-    committer_.write([&](Session& s) {
-        s << "UPDATE messages SET state = 'dead', last_error = ? WHERE id = ? AND lease = ?", useRef(reason),
-            useRef(d.messageId), useRef(d.lease), now;
-    });
+    store_.deadLetter(stored(d), reason);
     Metrics::instance().deadLetters.fetch_add(1);
 }
 
 void EmbeddedBroker::release(const Delivery& d)
 {
-    committer_.write([&](Session& s) {
-        const Poco::Int64 at = clock::nowMillis();
-        s << "UPDATE messages SET state = 'ready', due_at = ?, attempts = MAX(attempts - 1, 0) "
-             "WHERE id = ? AND lease = ?",
-            useRef(at), useRef(d.messageId), useRef(d.lease), now;
-    });
+    store_.release(stored(d));
     notifyPublished(d.queue);
-}
-
-std::map<std::string, QueueDepth> EmbeddedBroker::depths()
-{
-    Session s = db_.reader();
-    std::vector<std::string> queues, states;
-    std::vector<Poco::Int64> counts, oldest;
-    s << "SELECT queue, state, COUNT(*), MIN(created_at) FROM messages GROUP BY queue, state", into(queues),
-        into(states), into(counts), into(oldest), now;
-    std::map<std::string, QueueDepth> result{{"orders", {}}, {"payments", {}}};
-    const std::int64_t at = clock::nowMillis();
-    for (std::size_t i = 0; i < queues.size(); ++i) {
-        QueueDepth& q = result[queues[i]];
-        if (states[i] == "ready") q.ready = counts[i];
-        else if (states[i] == "leased") q.inFlight = counts[i];
-        else if (states[i] == "dead") q.dead = counts[i];
-        if (states[i] != "dead") q.oldestAgeMs = std::max(q.oldestAgeMs, at - oldest[i]);
-    }
-    return result;
 }
 
 }  // namespace orderpay

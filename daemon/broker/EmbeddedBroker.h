@@ -1,11 +1,10 @@
 #pragma once
 
-#include "app/Settings.h"
 #include "broker/Broker.h"
-#include "store/Committer.h"
-#include "store/Database.h"
+#include "common/PeriodicThread.h"
+#include "settings/Settings.h"
+#include "store/QueueStore.h"
 
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -13,30 +12,37 @@
 
 namespace orderpay {
 
-/// A durable queue in the daemon's own SQLite database: the `messages`
-/// table the store writes with each order and payment. A consumer leases a
-/// message (the lease and the attempt count are committed before the
-/// message is handed out, so a delivery cut short by a crash still
-/// counts); ack deletes it; retry makes it due again after an exponential
-/// backoff; dead letters stay in the table with their reason.
+/// A durable queue in the daemon's own database (QueueStore): the
+/// messages the store writes with each order and payment. A consumer
+/// leases a message (lease and attempt count committed before it is handed
+/// out, so a delivery cut short by a crash still counts); ack deletes it;
+/// retry makes it due again after an exponential backoff; dead letters
+/// stay with their reason.
 ///
 /// One daemon per database: at start, leases held by a previous run of the
 /// daemon (which crashed) are given back.
 ///
 /// When processing is instant (orders.processing_ms = 0), one lease
 /// transaction takes a batch of messages (WorkSettings::batchSize), handed
-/// to the consumers one by one, and acks join the next transaction instead of waiting for a
-/// sync of their own: a message then costs a fraction of a sync on top of
-/// its handler's. With slow processing a message is leased only when a
-/// consumer takes it, so none waits in memory while its lease runs out.
+/// to the consumers one by one, and acks join the next transaction instead
+/// of waiting for a sync of their own: a message then costs a fraction of a
+/// sync on top of its handler's. With slow processing a message is leased
+/// only when a consumer takes it, so none waits in memory while its lease
+/// runs out.
 class EmbeddedBroker : public Broker {
 public:
-    EmbeddedBroker(Database& db, Committer& committer, const WorkSettings& work);
+    /// `leaseTime`: how long a lease lasts before the message is due again
+    /// even without an ack (a wedged consumer).
+    EmbeddedBroker(QueueStore& queue, const WorkSettings& work, std::chrono::milliseconds leaseTime);
+    ~EmbeddedBroker() override;
+
+    /// The lease time the daemon runs with: long enough for the slowest
+    /// order's processing.
+    static std::chrono::milliseconds leaseTimeFor(const WorkSettings& work);
 
     void start() override;
     void stop() override;
-    std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout) override;
-    /// The first message as fetch, then those already leased ahead.
+    /// The first message waits up to `timeout`; then those already leased ahead.
     std::vector<Delivery> fetchSome(const std::string& queue, std::size_t max,
                                     std::chrono::milliseconds timeout) override;
     void ack(const Delivery& d) override;
@@ -44,31 +50,27 @@ public:
     void deadLetter(const Delivery& d, const std::string& reason) override;
     void release(const Delivery& d) override;
     void notifyPublished(const std::string& queue) override;
-    bool connected() const override { return true; }
+    BrokerStatus status() const override;
     std::string name() const override { return "embedded"; }
-    std::map<std::string, QueueDepth> depths() override;
 
     /// Delay before delivery `attempt + 1`: base * 2^(attempt-1), capped at 5 minutes.
     static std::chrono::milliseconds backoff(std::chrono::milliseconds base, int attempt);
 
-    /// How long a lease lasts before the message is due again even without
-    /// an ack (a wedged consumer). Settable for tests.
-    void setLeaseTime(std::chrono::milliseconds t) { leaseTime_ = t; }
-
 private:
+    std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout);
     std::optional<Delivery> tryLease(const std::string& queue);
     std::optional<Delivery> takeLeased(const std::string& queue);
-    bool anythingDue(const std::string& queue);
+    /// The monitor's tick: the queue depths behind status().
+    void lookAtQueues();
 
-    Database& db_;
-    Committer& committer_;
+    QueueStore& store_;
     std::chrono::milliseconds backoffBase_;
     std::chrono::milliseconds leaseTime_;
     const std::size_t leaseBatch_;
 
     // Per queue, so a publish wakes only that queue's consumers (one wake-up
     // for all had the idle payments worker run a read after every commit of
-    // the order load: 13 % of the daemon's CPU).
+    // the order load).
     struct Queue {
         std::condition_variable wake;
         std::uint64_t generation = 0;  // publishes seen
@@ -79,6 +81,10 @@ private:
     std::mutex mutex_;
     bool stopping_ = false;
     std::map<std::string, Queue> queues_;  // under mutex_; entries never go away
+
+    mutable std::mutex statusMutex_;
+    QueueDepths depths_;  // under statusMutex_
+    PeriodicThread monitor_;
 };
 
 }  // namespace orderpay

@@ -4,47 +4,30 @@
 #include "domain/Errors.h"
 #include "logging/Log.h"
 #include "metrics/Metrics.h"
-#include "store/JsonText.h"
-#include "store/OrderStore.h"
 
-#include <Poco/Data/Statement.h>
-#include <Poco/Exception.h>
 #include <Poco/NumberParser.h>
-
 
 #include <random>
 #include <pthread.h>
-
-using namespace Poco::Data::Keywords;
-using Poco::Data::Session;
-using Poco::Data::Statement;
 
 namespace orderpay {
 namespace {
 
 constexpr std::chrono::milliseconds kConfirmTimeout{10000};
 constexpr std::chrono::milliseconds kMaxReconnectDelay{30000};
-constexpr int kRelayBatch = 256;
+constexpr std::size_t kRelayBatch = 256;
 /// A claimed outbox row whose relay died is published again after this.
-constexpr std::int64_t kClaimMillis = 10000;
+constexpr std::chrono::milliseconds kClaim{10000};
 const std::vector<std::string> kQueues = {kOrdersQueue, kPaymentsQueue};
-
-std::map<std::string, std::string> decodeHeaders(const std::string& text)
-{
-    if (text.empty()) return {};
-    try {
-        return stringMapFromJson(text);
-    } catch (const Poco::Exception&) {
-        return {};  // written by stringMapToJson only; an unreadable one is dropped, not fatal
-    }
-}
+/// The monitor waits no longer than this for a connect or an answer: a
+/// broker that does not answer is reported within BrokerStatus::kUnresponsiveAfter.
+constexpr std::chrono::milliseconds kInspectTimeout{2000};
 
 /// A worker's batch is at most what the broker has handed over and not yet
 /// had acked. With instant processing (batches of WorkSettings::batchSize)
-/// a smaller prefetch had each worker wait for the broker between batches
-/// of the shipped 10: 20,000 orders end to end took 12.8 s, and 7.2 s with
-/// 64 (two batches of 32 then; issue 7). Otherwise a worker takes one message at a
-/// time, and the operator's prefetch stands as it is.
+/// a smaller prefetch has each worker wait for the broker between batches,
+/// so the prefetch holds two of them. Otherwise a worker takes one message
+/// at a time, and the operator's prefetch stands as it is.
 int prefetchFor(int configured, const WorkSettings& work)
 {
     if (work.batchSize() <= 1) return configured;
@@ -53,10 +36,8 @@ int prefetchFor(int configured, const WorkSettings& work)
 
 }  // namespace
 
-RabbitMqBroker::RabbitMqBroker(Database& db, Committer& committer, const BrokerSettings& broker,
-                               const WorkSettings& work)
-    : db_(db),
-      committer_(committer),
+RabbitMqBroker::RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker, const WorkSettings& work)
+    : outbox_(outbox),
       uri_(AmqpUri::parse(broker.rabbitmqUri)),
       prefix_(broker.rabbitmqPrefix),
       prefetch_(prefetchFor(broker.rabbitmqPrefetch, work)),
@@ -68,9 +49,11 @@ RabbitMqBroker::RabbitMqBroker(Database& db, Committer& committer, const BrokerS
       heartbeat_(std::max<std::chrono::seconds>(
           std::chrono::seconds(30),
           std::chrono::duration_cast<std::chrono::seconds>(work.processingTime * 2) + std::chrono::seconds(10))),
-      log_(Poco::Logger::get("orderpay.broker"))
+      log_(Poco::Logger::get("orderpay.broker")),
+      monitor_("amqp-monitor", std::chrono::seconds(1), [this] { lookAtQueues(); })
 {
     uri_.caFile = broker.rabbitmqCaFile;
+    for (const auto& q : kQueues) depths_[q] = {};
 }
 
 RabbitMqBroker::~RabbitMqBroker() { stop(); }
@@ -82,6 +65,7 @@ void RabbitMqBroker::start()
         pthread_setname_np(pthread_self(), "amqp-relay");
         relayLoop();
     });
+    monitor_.start();
 }
 
 void RabbitMqBroker::stop()
@@ -89,6 +73,8 @@ void RabbitMqBroker::stop()
     stopping_ = true;
     relayWake_.notify_all();
     if (relay_.joinable()) relay_.join();
+    monitor_.stop();
+    inspector_.reset();
     // Consumer connections are closed with the broker object, after the
     // worker threads that own them have ended.
 }
@@ -130,6 +116,7 @@ void RabbitMqBroker::setRelayConnected(bool connected, const std::string& why)
     // Log transitions, not attempts; the first outcome is a transition too.
     const bool first = !relayKnown_.exchange(true);
     const bool was = relayConnected_.exchange(connected);
+    if (connected) answeredAt_ = clock::steadyMillis();
     if (!first && was == connected) return;
     if (connected) {
         logLine(log_, Poco::Message::PRIO_NOTICE, "connected to RabbitMQ at " + uri_.redacted());
@@ -208,62 +195,33 @@ void RabbitMqBroker::relayLoop()
 
 bool RabbitMqBroker::relayOnce(AmqpConnection& c)
 {
-    std::vector<std::int64_t> ids, messageIds;
-    std::vector<std::string> bodies, exchanges, routingKeys, headers;
-    // Prepared once on the writer's connection (sql::Statements): the relay
-    // runs these for every message.
-    static const std::string claimable =
-        "SELECT id, body, COALESCE(exchange, ''), COALESCE(routing_key, queue), COALESCE(headers, ''), "
-        "COALESCE(message_id, id) FROM messages "
-        "WHERE state = 'ready' OR (state = 'publishing' AND due_at <= ?) ORDER BY id LIMIT " +
-        std::to_string(kRelayBatch);
-    committer_.write([&](Session&) {
-        for (auto* v : {&bodies, &exchanges, &routingKeys, &headers}) v->clear();
-        ids.clear();
-        messageIds.clear();
-        sql::Statements& w = db_.writes();
-        const std::int64_t at = clock::nowMillis();
-        const std::int64_t until = at + kClaimMillis;
-        w(claimable).query(
-            [&](sql::Statement& row) {
-                ids.push_back(row.integer(0));
-                bodies.push_back(row.text(1));
-                exchanges.push_back(row.text(2));
-                routingKeys.push_back(row.text(3));
-                headers.push_back(row.text(4));
-                messageIds.push_back(row.integer(5));
-            },
-            at);
-        for (auto id : ids) w("UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?").exec(until, id);
-    });
-    if (ids.empty()) return false;
-
+    const auto claimed = outbox_.claim(kRelayBatch, kClaim);
+    if (claimed.empty()) return false;
+    std::vector<std::int64_t> ids;
+    ids.reserve(claimed.size());
+    for (const auto& m : claimed) ids.push_back(m.id);
     try {
         std::uint64_t last = 0;
-        for (std::size_t i = 0; i < ids.size(); ++i) {
+        for (const auto& m : claimed) {
             // A first publication goes to the work exchange; retries and dead
             // letters name their own target (see retry() and deadLetter()).
-            const std::string exchange = exchanges[i].empty() ? prefix_ + "work" : exchanges[i];
-            const std::string exchangeName = exchanges[i] == "-" ? std::string() : exchange;
-            last = c.publish(exchangeName, routingKeys[i], bodies[i], std::to_string(messageIds[i]),
-                             decodeHeaders(headers[i]));
+            const std::string exchange = m.exchange.empty() ? prefix_ + "work" : m.exchange == "-" ? "" : m.exchange;
+            last = c.publish(exchange, m.routingKey.empty() ? m.queue : m.routingKey, m.body,
+                             std::to_string(m.messageId), m.headers);
         }
         c.waitForConfirms(last, kConfirmTimeout);
     } catch (...) {
         // Not confirmed: give the rows back for the next attempt.
         try {
-            committer_.write([&](Session&) {
-                for (auto id : ids) db_.writes()("UPDATE messages SET state = 'ready' WHERE id = ?").exec(id);
-            });
+            outbox_.unclaim(ids);
         } catch (const std::exception&) {
-            // The claim runs out by itself after kClaimMillis.
+            // The claim runs out by itself after kClaim.
         }
         throw;
     }
-    committer_.write([&](Session&) {
-        for (auto id : ids) db_.writes()("DELETE FROM messages WHERE id = ?").exec(id);
-    });
-    return static_cast<int>(ids.size()) == kRelayBatch;
+    outbox_.remove(ids);
+    answeredAt_ = clock::steadyMillis();
+    return claimed.size() == kRelayBatch;
 }
 
 void RabbitMqBroker::notifyPublished(const std::string&)
@@ -301,32 +259,13 @@ void RabbitMqBroker::dropConsumer(Consumer& consumer, const std::string& why)
 
 void RabbitMqBroker::recordDeliveries(std::vector<Delivery>& ds)
 {
-    std::vector<int> attempts(ds.size(), 1);
-    committer_.write([&](Session&) {
-        auto& upsert = db_.writes()(
-            "INSERT INTO deliveries (message_id, attempts, last_at) VALUES (?, 1, ?) "
-            "ON CONFLICT (message_id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at "
-            "RETURNING attempts");
-        const std::int64_t at = clock::nowMillis();
-        for (std::size_t i = 0; i < ds.size(); ++i) {
-            // A message without our id cannot be counted; it is handled once
-            // and, being foreign, most likely dead-lettered as poison.
-            if (ds[i].messageId <= 0) continue;
-            upsert.query([&](const sql::Statement& row) { attempts[i] = static_cast<int>(row.integer(0)); },
-                         ds[i].messageId, at);
-        }
-    });
+    // A message without our id cannot be counted; it is handled once and,
+    // being foreign, most likely dead-lettered as poison.
+    std::vector<std::int64_t> ids;
+    ids.reserve(ds.size());
+    for (const auto& d : ds) ids.push_back(d.messageId);
+    const auto attempts = outbox_.countDeliveries(ids);
     for (std::size_t i = 0; i < ds.size(); ++i) ds[i].attempt = attempts[i];
-}
-
-void RabbitMqBroker::forgetDelivery(std::int64_t messageId)
-{
-    if (messageId <= 0) return;
-    // Losing this delete in a crash leaves a count nothing reads again (the
-    // message is settled), so it rides along with the next transaction.
-    committer_.post([this, messageId](Session&) {
-        db_.writes()("DELETE FROM deliveries WHERE message_id = ?").exec(messageId);
-    });
 }
 
 bool RabbitMqBroker::ensureConsuming(Consumer& c, const std::string& queue, std::chrono::milliseconds timeout)
@@ -351,13 +290,6 @@ bool RabbitMqBroker::ensureConsuming(Consumer& c, const std::string& queue, std:
         dropConsumer(c, e.what());
         return false;
     }
-}
-
-std::optional<Delivery> RabbitMqBroker::fetch(const std::string& queue, std::chrono::milliseconds timeout)
-{
-    auto ds = fetchSome(queue, 1, timeout);
-    if (ds.empty()) return std::nullopt;
-    return std::move(ds.front());
 }
 
 std::vector<Delivery> RabbitMqBroker::fetchSome(const std::string& queue, std::size_t max,
@@ -411,7 +343,7 @@ void RabbitMqBroker::ack(const Delivery& d)
         dropConsumer(c, e.what());
         throw;
     }
-    forgetDelivery(d.messageId);
+    outbox_.forgetDeliveries(d.messageId);
 }
 
 void RabbitMqBroker::requeueThroughOutbox(const Delivery& d, const std::string& exchange,
@@ -421,15 +353,7 @@ void RabbitMqBroker::requeueThroughOutbox(const Delivery& d, const std::string& 
     // The copy is committed to the outbox before the original is acked, so
     // a crash in between yields a duplicate (harmless: handlers are
     // idempotent), never a loss. The relay publishes it with confirms.
-    committer_.write([&](Session& s) {
-        const Poco::Int64 at = clock::nowMillis();
-        const Poco::Int64 messageId = d.messageId;
-        const std::string headerText = stringMapToJson(headers);
-        s << "INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at, exchange, routing_key, "
-             "headers, message_id) VALUES (?, ?, 'ready', 0, 0, ?, ?, ?, ?, ?, NULLIF(?, 0))",
-            useRef(d.queue), useRef(d.body), useRef(at), useRef(at), useRef(exchange), useRef(routingKey),
-            useRef(headerText), useRef(messageId), now;
-    });
+    outbox_.add(OutboxMessage{0, d.queue, d.body, exchange, routingKey, headers, d.messageId});
     notifyPublished(d.queue);
     Consumer& c = consumerForThisThread(d.queue);
     if (!c.connection) return;  // the original comes back on its own; the copy dedupes
@@ -453,7 +377,7 @@ void RabbitMqBroker::deadLetter(const Delivery& d, const std::string& reason)
     requeueThroughOutbox(d, prefix_ + "dead", d.queue,
                          {{"x-orderpay-reason", reason}, {"x-orderpay-attempts", std::to_string(d.attempt)}});
     Metrics::instance().deadLetters.fetch_add(1);
-    forgetDelivery(d.messageId);
+    outbox_.forgetDeliveries(d.messageId);
 }
 
 void RabbitMqBroker::release(const Delivery& d)
@@ -466,45 +390,51 @@ void RabbitMqBroker::release(const Delivery& d)
             dropConsumer(c, e.what());  // closing the connection requeues it too
         }
     }
-    if (d.messageId > 0) {
-        committer_.write([&](Session& s) {
-            const Poco::Int64 id = d.messageId;
-            s << "UPDATE deliveries SET attempts = MAX(attempts - 1, 0) WHERE message_id = ?", useRef(id), now;
-        });
-    }
+    outbox_.uncountDelivery(d.messageId);
 }
 
-std::map<std::string, QueueDepth> RabbitMqBroker::depths()
+void RabbitMqBroker::lookAtQueues()
 {
-    std::map<std::string, QueueDepth> result;
-    {
-        // Messages not yet published wait in the outbox: they count as ready.
-        Session s = db_.reader();
-        std::vector<std::string> queues;
-        std::vector<Poco::Int64> counts, oldest;
-        s << "SELECT queue, COUNT(*), MIN(created_at) FROM messages WHERE state IN ('ready', 'publishing') GROUP BY queue",
-            into(queues), into(counts), into(oldest), now;
-        const std::int64_t at = clock::nowMillis();
-        for (const auto& q : kQueues) result[q] = {};
-        for (std::size_t i = 0; i < queues.size(); ++i) {
-            result[queues[i]].ready = counts[i];
-            result[queues[i]].oldestAgeMs = at - oldest[i];
-        }
-    }
-    std::lock_guard lock(inspectMutex_);
+    QueueDepths fresh;
     try {
-        if (!inspector_) inspector_ = connect("inspector");
+        // Messages not yet published wait in the outbox: they count as ready.
+        fresh = outbox_.pending();
+    } catch (const std::exception&) {
+        return;  // the last depths stand; the store logs what keeps it from reading
+    }
+    try {
+        if (!inspector_) inspector_ = std::make_unique<AmqpConnection>(uri_, heartbeat_, "orderpayd monitor", kInspectTimeout);
         for (const auto& q : kQueues) {
-            QueueDepth& d = result[q];
+            QueueDepth& d = fresh[q];
             d.ready += inspector_->messageCount(queueName(q));
             for (int n = 1; n < maxAttempts_; ++n)
                 d.ready += inspector_->messageCount(queueName(q) + ".retry." + std::to_string(n));
             d.dead = inspector_->messageCount(queueName(q) + ".dead");
         }
+        answeredAt_ = clock::steadyMillis();
     } catch (const AmqpError&) {
-        inspector_.reset();  // the relay reports the outage; the outbox numbers stand
+        // Not answering, or gone: status() tells by the age of the last
+        // answer, and the relay logs the outage.
+        // The last depths stand.
+        inspector_.reset();
+        return;
     }
-    return result;
+    std::lock_guard lock(statusMutex_);
+    depths_ = std::move(fresh);
+}
+
+BrokerStatus RabbitMqBroker::status() const
+{
+    BrokerStatus s;
+    {
+        std::lock_guard lock(statusMutex_);
+        s.depths = depths_;
+    }
+    const auto silentFor = std::chrono::milliseconds(clock::steadyMillis() - answeredAt_.load());
+    if (!relayConnected_) s.state = BrokerStatus::State::Disconnected;
+    else if (silentFor > BrokerStatus::kUnresponsiveAfter) s.state = BrokerStatus::State::Unresponsive;
+    else s.state = BrokerStatus::State::Ok;
+    return s;
 }
 
 }  // namespace orderpay

@@ -1,10 +1,10 @@
 #pragma once
 
-#include "app/Settings.h"
 #include "broker/AmqpConnection.h"
 #include "broker/Broker.h"
-#include "store/Committer.h"
-#include "store/Database.h"
+#include "common/PeriodicThread.h"
+#include "settings/Settings.h"
+#include "store/OutboxStore.h"
 
 #include <Poco/Logger.h>
 
@@ -19,17 +19,17 @@ namespace orderpay {
 
 /// Both queues on RabbitMQ, with the guarantees of the embedded broker.
 ///
-/// Publishing goes through the outbox: the store writes each message to the
-/// `messages` table in the transaction of the state it announces; a relay
+/// Publishing goes through the outbox (OutboxStore): the store writes each
+/// message in the transaction of the state it announces; a relay
 /// thread claims pending rows, publishes them persistent with publisher
 /// confirms, and deletes them only after the broker's ack. RabbitMQ being
 /// away therefore never fails a request: messages wait in the outbox.
 ///
 /// Consuming: each worker thread gets its own connection (rabbitmq-c
 /// connections are not thread-safe), manual acks, and the prefetch of
-/// broker.rabbitmq.prefetch. Delivery attempts are counted in the
-/// `deliveries` table, committed before the message is handed out (a
-/// batch's in one transaction), so a delivery cut short by a crash counts
+/// broker.rabbitmq.prefetch. Delivery attempts are counted in the store,
+/// committed before the message is handed out (a batch's in one
+/// transaction), so a delivery cut short by a crash counts
 /// toward retry.max_attempts as with the embedded queue. Retry goes through per-attempt delay queues (a TTL
 /// that dead-letters back to the work exchange); dead letters go to
 /// `<prefix><queue>.dead` with the reason in the header x-orderpay-reason.
@@ -41,14 +41,17 @@ namespace orderpay {
 ///   exchange <p>work (direct)   -> queues <p>orders, <p>payments
 ///   exchange <p>dead (direct)   -> queues <p>orders.dead, <p>payments.dead
 ///   queues <p><queue>.retry.<n> (TTL = backoff of attempt n, then back to <p>work)
+///
+/// A monitor thread with a connection of its own looks at the queues every
+/// second: their depths and whether the broker answers are what status()
+/// reports, so no caller of status() ever waits on the network.
 class RabbitMqBroker : public Broker {
 public:
-    RabbitMqBroker(Database& db, Committer& committer, const BrokerSettings& broker, const WorkSettings& work);
+    RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker, const WorkSettings& work);
     ~RabbitMqBroker() override;
 
     void start() override;
     void stop() override;
-    std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout) override;
     /// Up to `max` of the messages the prefetch has brought in, their
     /// attempts counted in one transaction.
     std::vector<Delivery> fetchSome(const std::string& queue, std::size_t max,
@@ -58,9 +61,8 @@ public:
     void deadLetter(const Delivery& d, const std::string& reason) override;
     void release(const Delivery& d) override;
     void notifyPublished(const std::string& queue) override;
-    bool connected() const override { return relayConnected_.load(); }
+    BrokerStatus status() const override;
     std::string name() const override { return "rabbitmq " + uri_.redacted(); }
-    std::map<std::string, QueueDepth> depths() override;
 
     std::string queueName(const std::string& queue) const { return prefix_ + queue; }
 
@@ -82,12 +84,12 @@ private:
                               const std::map<std::string, std::string>& headers);
     bool ensureConsuming(Consumer& c, const std::string& queue, std::chrono::milliseconds timeout);
     void recordDeliveries(std::vector<Delivery>& ds);
-    void forgetDelivery(std::int64_t messageId);
+    /// The monitor's tick: depths of the outbox and of RabbitMQ's queues.
+    void lookAtQueues();
     void setRelayConnected(bool connected, const std::string& why);
     std::chrono::milliseconds nextBackoff(std::chrono::milliseconds current);
 
-    Database& db_;
-    Committer& committer_;
+    OutboxStore& outbox_;
     AmqpUri uri_;
     std::string prefix_;
     int prefetch_;
@@ -108,8 +110,13 @@ private:
     std::mutex consumersMutex_;
     std::unordered_map<std::thread::id, std::unique_ptr<Consumer>> consumers_;
 
-    std::mutex inspectMutex_;
-    std::unique_ptr<AmqpConnection> inspector_;  // for depths(), used under inspectMutex_
+    // The monitor's: its connection (its thread only), what it saw, and
+    // when the broker last answered it (steady milliseconds; 0: never).
+    std::unique_ptr<AmqpConnection> inspector_;
+    mutable std::mutex statusMutex_;
+    QueueDepths depths_;  // under statusMutex_
+    std::atomic<std::int64_t> answeredAt_{0};
+    PeriodicThread monitor_;
 };
 
 }  // namespace orderpay

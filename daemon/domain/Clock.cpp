@@ -12,6 +12,12 @@ std::int64_t nowMillis()
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+std::int64_t steadyMillis()
+{
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 std::string rfc3339(std::int64_t unixMillis)
 {
     // The writer stamps most rows of a transaction with the same

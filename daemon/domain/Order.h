@@ -21,7 +21,7 @@ std::optional<PaymentStatus> parsePaymentStatus(std::string_view s);
 bool isFinal(OrderStatus s);
 bool isFinal(PaymentStatus s);
 
-/// The order lifecycle of SPEC.md: queued -> processing -> awaiting_payment
+/// The order lifecycle: queued -> processing -> awaiting_payment
 /// -> paid; any non-final state -> failed; queued or awaiting_payment ->
 /// cancelled.
 bool canTransition(OrderStatus from, OrderStatus to);

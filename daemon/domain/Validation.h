@@ -14,7 +14,7 @@
 namespace orderpay {
 
 /// One reason a request body was refused, named by its JSON path
-/// (`items[0].quantity`), as SPEC.md's problem+json `errors` lists them.
+/// (`items[0].quantity`), as a problem+json's `errors` lists them.
 struct FieldError {
     std::string field;
     std::string message;
@@ -42,7 +42,7 @@ struct Validated {
     std::vector<FieldError> errors;
 };
 
-/// Checks a parsed POST /orders body against every rule of SPEC.md and
+/// Checks a parsed POST /orders body against every rule of the API (docs/api.md) and
 /// computes the total. Collects all errors rather than stopping at the
 /// first, so a client can fix a request in one round trip.
 Validated<NewOrder> validateOrder(const Poco::Dynamic::Var& body, const std::string& defaultCurrency);

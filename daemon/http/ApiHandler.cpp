@@ -59,10 +59,10 @@ Deferral& ApiHandler::defer()
 }
 
 void ApiHandler::answerWhenWritten(StoredAnswer fresh, std::function<void()> accepted,
-                                   const std::function<void(OrderStore::Written)>& write)
+                                   const std::function<void(ApiStore::Written)>& write)
 {
     Deferral& deferral = defer();
-    OrderStore::Written then = [&deferral, fresh = std::move(fresh), accepted = std::move(accepted)](
+    ApiStore::Written then = [&deferral, fresh = std::move(fresh), accepted = std::move(accepted)](
                                    std::optional<StoredAnswer> replay, std::exception_ptr error) {
         deferral.answer([fresh, accepted, replay = std::move(replay), error](Poco::Net::HTTPServerResponse& r) {
             if (error) std::rethrow_exception(error);
@@ -78,10 +78,10 @@ void ApiHandler::answerWhenWritten(StoredAnswer fresh, std::function<void()> acc
     }
 }
 
-void ApiHandler::answerWhenDone(Deferral::Answer respond, const std::function<void(OrderStore::Done)>& write)
+void ApiHandler::answerWhenDone(Deferral::Answer respond, const std::function<void(ApiStore::Done)>& write)
 {
     Deferral& deferral = defer();
-    OrderStore::Done then = [&deferral, respond = std::move(respond)](std::exception_ptr error) {
+    ApiStore::Done then = [&deferral, respond = std::move(respond)](std::exception_ptr error) {
         deferral.answer([respond, error](Poco::Net::HTTPServerResponse& r) {
             if (error) std::rethrow_exception(error);
             respond(r);

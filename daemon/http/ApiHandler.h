@@ -38,11 +38,11 @@ protected:
     /// (after `accepted` ran, which logs it), the first answer again for a
     /// replayed Idempotency-Key, the problem for what it threw.
     void answerWhenWritten(StoredAnswer fresh, std::function<void()> accepted,
-                           const std::function<void(OrderStore::Written)>& write);
+                           const std::function<void(ApiStore::Written)>& write);
     /// The same for a write whose answer is made after it committed:
     /// `respond` runs then, on the connection's thread (a read of what
     /// was written is fine there); what the write threw is answered instead.
-    void answerWhenDone(Deferral::Answer respond, const std::function<void(OrderStore::Done)>& write);
+    void answerWhenDone(Deferral::Answer respond, const std::function<void(ApiStore::Done)>& write);
 
     Service& service_;
 

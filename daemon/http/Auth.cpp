@@ -3,9 +3,14 @@
 #include <Poco/SHA2Engine.h>
 #include <Poco/String.h>
 
-#include <fstream>
+#include <cerrno>
+#include <cstring>
+#include <sstream>
 #include <stdexcept>
+
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace orderpay::http {
 
@@ -26,24 +31,40 @@ Auth::Digest Auth::digest(const std::string& token)
 
 std::vector<Auth::Digest> Auth::load(const std::string& file)
 {
+    // Messages start with the problem, not the key: Config names the key
+    // and the file it came from.
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error(file + " cannot be read: " + std::strerror(errno));
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
     struct stat st {};
-    if (::stat(file.c_str(), &st) != 0) {
-        throw std::runtime_error("http.auth.token_file " + file + " cannot be read");
-    }
+    if (::fstat(fd, &st) != 0) throw std::runtime_error(file + " cannot be read: " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) throw std::runtime_error(file + " is not a regular file");
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        throw std::runtime_error("http.auth.token_file " + file +
+        throw std::runtime_error(file +
                                  " is accessible to other users; make it readable by the daemon only (chmod 600)");
     }
-    std::ifstream in(file);
-    if (!in) throw std::runtime_error("http.auth.token_file " + file + " cannot be opened");
+    std::string text;
+    char buffer[4096];
+    for (;;) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw std::runtime_error(file + " cannot be read: " + std::strerror(errno));
+        if (n == 0) break;
+        text.append(buffer, static_cast<std::size_t>(n));
+        if (text.size() > 1024 * 1024) throw std::runtime_error(file + " is larger than 1 MiB: not a token file");
+    }
     std::vector<Digest> tokens;
+    std::istringstream lines(text);
     std::string line;
-    while (std::getline(in, line)) {
+    while (std::getline(lines, line)) {
         const std::string token = Poco::trim(line);
         if (token.empty() || token[0] == '#') continue;
         tokens.push_back(digest(token));
     }
-    if (tokens.empty()) throw std::runtime_error("http.auth.token_file " + file + " holds no token");
+    if (tokens.empty()) throw std::runtime_error(file + " holds no token");
     return tokens;
 }
 

@@ -20,6 +20,10 @@ public:
     /// readable by others than its owner.
     explicit Auth(std::string tokenFile);
 
+    /// Reads `tokenFile` as the constructor would and throws what it would
+    /// (the configuration check's way of finding a file that will not do).
+    static void check(const std::string& tokenFile) { load(tokenFile); }
+
     bool enabled() const { return !tokenFile_.empty(); }
     bool allows(const Poco::Net::HTTPServerRequest& request) const;
     /// Re-reads the token file (SIGHUP); keeps the old tokens if that fails.

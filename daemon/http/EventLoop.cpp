@@ -1,11 +1,12 @@
 #include "http/EventLoop.h"
 
-#include "app/Settings.h"
+#include "domain/Clock.h"
 #include "http/ApiHandler.h"
 #include "http/Problem.h"
 #include "http/Router.h"
 #include "logging/Log.h"
 #include "metrics/Metrics.h"
+#include "settings/Settings.h"
 
 #include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponseImpl.h>
@@ -87,8 +88,9 @@ EventLoop::~EventLoop()
 
 void EventLoop::start()
 {
+    tick_ = clock::steadyMillis();
     thread_ = std::thread([this] {
-        pthread_setname_np(pthread_self(), ("http-" + std::to_string(index_ + 1)).c_str());  // top -H, perf, gdb
+        pthread_setname_np(pthread_self(), name().c_str());  // top -H, perf, gdb
         run();
     });
 }
@@ -140,6 +142,7 @@ void EventLoop::run()
     epoll_event events[128];
     auto nextTick = Clock::now() + kTick;
     for (;;) {
+        tick_ = clock::steadyMillis();
         if (shared_.stopping) {
             stopIdle();
             if (connections_.empty()) {
@@ -274,29 +277,34 @@ void EventLoop::readSocket(Connection& c)
 
 void EventLoop::serveReceived(Connection& c)
 {
-    const std::size_t limit = receiveLimit(shared_.settings.maxBodyBytes);
     while (c.state == Connection::State::Reading) {
         if (c.unread) {
             readSocket(c);
             if (c.state == Connection::State::Closed) return;
         }
         Framing framing = frameRequest(c.io.unanswered(), shared_.settings.maxBodyBytes);
+        if (framing.kind == Framing::Kind::Ambiguous) {
+            refuse(c, Problem::badRequest("the request's body cannot be framed for sure: " + framing.why));
+            return;
+        }
+        if (framing.kind == Framing::Kind::TooLarge) {
+            refuse(c, Problem::payloadTooLarge(shared_.settings.maxBodyBytes));
+            return;
+        }
         if (framing.kind == Framing::Kind::Incomplete) {
-            if (c.io.unanswered().size() >= limit) {
-                framing.kind = Framing::Kind::Unbounded;  // (framing makes this unreachable)
-            } else if (c.peerClosed) {
+            // (Never at the receive limit: framing does not wait past it.)
+            if (c.peerClosed) {
                 close(c);  // gone with its request unsent, or idle and gone
                 return;
-            } else {
-                if (framing.expectContinue && !c.continued) {
-                    // The client waits for this before it sends the body.
-                    c.continued = true;
-                    c.io.toSend += "HTTP/1.1 100 Continue\r\n\r\n";
-                    if (!flush(c) && c.state == Connection::State::Closed) return;
-                }
-                if (!c.unread) return;  // until more bytes come
-                continue;
             }
+            if (framing.expectContinue && !c.continued) {
+                // The client waits for this before it sends the body.
+                c.continued = true;
+                c.io.toSend += "HTTP/1.1 100 Continue\r\n\r\n";
+                if (!flush(c) && c.state == Connection::State::Closed) return;
+            }
+            if (!c.unread) return;  // until more bytes come
+            continue;
         }
         serve(c, framing);
     }
@@ -426,16 +434,16 @@ bool EventLoop::flush(Connection& c)
     return true;
 }
 
-void EventLoop::refuse(Connection& c, int status)
+void EventLoop::refuse(Connection& c, const Problem& problem)
 {
     {
         Poco::Net::HTTPServerSession session(c.socket, shared_.params);
         Poco::Net::HTTPServerResponseImpl response(session);
-        response.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
-        response.setKeepAlive(false);
-        sendProblem(response, status == 408 ? Problem::requestTimeout()
-                                            : Problem::unavailable("the server is stopping", 1));
+        startResponse(response, Poco::Net::HTTPMessage::HTTP_1_1, false);
+        sendProblem(response, problem);
     }
+    // The metrics count it with the requests no route matched.
+    Metrics::instance().observeRequest("unmatched", problem.status, 0);
     c.io.consume(c.io.received.size());
     c.closeAfterAnswer = true;
     finishAnswer(c);
@@ -484,7 +492,7 @@ void EventLoop::expire()
         // Bytes of a request came, but never the whole request: say so.
         // An idle keep-alive connection is just closed, as is one whose
         // client does not take its answer.
-        if (c->state == Connection::State::Reading && !c->io.unanswered().empty()) refuse(*c, 408);
+        if (c->state == Connection::State::Reading && !c->io.unanswered().empty()) refuse(*c, Problem::requestTimeout());
         else close(*c);
     }
 }

@@ -22,6 +22,7 @@ namespace orderpay::http {
 
 class EventLoop;
 class Router;
+struct Problem;
 
 /// The answer of a request whose write waits for its commit. The writer's
 /// thread hands it to the loop that owns the connection, which sends it.
@@ -80,6 +81,10 @@ public:
     void join();
     /// Whether one more answer may wait for its commit (http.max_queued).
     bool admit();
+    /// Steady milliseconds at which the loop last went round (it does at
+    /// least every kTick, busy or idle): the watchdog's sign of life.
+    std::int64_t lastTick() const { return tick_.load(); }
+    std::string name() const { return "http-" + std::to_string(index_ + 1); }
 
 private:
     using Clock = std::chrono::steady_clock;
@@ -102,7 +107,9 @@ private:
     void finishAnswer(Connection& c);
     /// Writes what the kernel takes; true if all is sent.
     bool flush(Connection& c);
-    void refuse(Connection& c, int status);
+    /// Answers `problem` without a handler (the request never became one:
+    /// not whole in time, or its framing refused) and closes after it.
+    void refuse(Connection& c, const Problem& problem);
     /// Shuts the sending side after an answer that ends the connection,
     /// and reads away what the client still sends, before closing.
     void linger(Connection& c);
@@ -117,6 +124,7 @@ private:
     int epoll_ = -1;
     int wakeFd_ = -1;
     std::thread thread_;
+    std::atomic<std::int64_t> tick_{0};
     std::map<Connection*, std::unique_ptr<Connection>> connections_;
     std::vector<std::unique_ptr<Connection>> closed_;  // freed after the events that may name them
 

@@ -1,5 +1,6 @@
 #include "http/HttpServer.h"
 
+#include "domain/Clock.h"
 #include "logging/Log.h"
 
 #include <Poco/Net/SocketAddress.h>
@@ -35,12 +36,9 @@ Poco::Net::HTTPServerParams::Ptr makeParams(const HttpSettings& settings)
 
 }  // namespace
 
-HttpServer::HttpServer(Service& service, const HttpSettings& settings)
-    : router_(service), settings_(settings), shared_{router_, settings_, makeParams(settings)}
+HttpServer::HttpServer(Service& service, const HttpSettings& settings, Listener& listener)
+    : router_(service), settings_(settings), shared_{router_, settings_, makeParams(settings)}, listener_(listener)
 {
-    listener_.bind(Poco::Net::SocketAddress(settings.host, settings.port), true);
-    listener_.listen(1024);
-    port_ = listener_.address().port();
     for (int i = 0; i < settings_.maxThreads; ++i) loops_.push_back(std::make_unique<EventLoop>(shared_, i));
 }
 
@@ -48,6 +46,7 @@ HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::start()
 {
+    acceptorTick_ = clock::steadyMillis();
     for (auto& loop : loops_) loop->start();
     acceptor_ = std::thread([this] {
         pthread_setname_np(pthread_self(), "http-accept");
@@ -63,15 +62,28 @@ void HttpServer::stop()
     if (acceptor_.joinable()) acceptor_.join();
     for (auto& loop : loops_) loop->wake();
     for (auto& loop : loops_) loop->join();
-    listener_.close();
+}
+
+std::string HttpServer::stalled(std::chrono::milliseconds limit) const
+{
+    const std::int64_t now = clock::steadyMillis();
+    if (acceptor_.joinable() && now - acceptorTick_.load() > limit.count())
+        return "the HTTP acceptor has not gone round for over " + std::to_string(limit.count() / 1000) + " s";
+    for (const auto& loop : loops_) {
+        if (now - loop->lastTick() > limit.count())
+            return "HTTP event loop " + loop->name() + " has not gone round for over " +
+                   std::to_string(limit.count() / 1000) + " s";
+    }
+    return {};
 }
 
 void HttpServer::acceptLoop()
 {
     static Poco::Logger& log = Poco::Logger::get("orderpay.http");
-    const int fd = listener_.impl()->sockfd();
+    const int fd = listener_.socket().impl()->sockfd();
     std::size_t next = 0;
     while (!shared_.stopping) {
+        acceptorTick_ = clock::steadyMillis();
         pollfd ready{fd, POLLIN, 0};
         if (::poll(&ready, 1, 100) <= 0) continue;  // also the tick to see stopping
         sockaddr_storage address{};

@@ -1,10 +1,9 @@
 #pragma once
 
 #include "http/EventLoop.h"
+#include "http/Listener.h"
 #include "http/Router.h"
 #include "http/Service.h"
-
-#include <Poco/Net/ServerSocket.h>
 
 #include <atomic>
 #include <memory>
@@ -30,8 +29,8 @@ namespace orderpay::http {
 /// is answered 503 at once.
 class HttpServer {
 public:
-    /// Binds at once, so a port in use fails start-up before READY.
-    HttpServer(Service& service, const HttpSettings& settings);
+    /// Serves on `listener`'s socket, which must outlive this object.
+    HttpServer(Service& service, const HttpSettings& settings, Listener& listener);
     ~HttpServer();
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
@@ -40,7 +39,9 @@ public:
     /// Stops accepting; answers owed are sent (with Connection: close),
     /// idle connections closed.
     void stop();
-    std::uint16_t port() const { return port_; }
+    /// Why the server is not alive now (an event loop or the acceptor has
+    /// not gone round for over `limit`), or empty if it is.
+    std::string stalled(std::chrono::milliseconds limit) const;
 
 private:
     void acceptLoop();
@@ -48,10 +49,10 @@ private:
     Router router_;
     const HttpSettings settings_;
     LoopShared shared_;
-    Poco::Net::ServerSocket listener_;
-    std::uint16_t port_ = 0;
+    Listener& listener_;
     std::vector<std::unique_ptr<EventLoop>> loops_;
     std::thread acceptor_;
+    std::atomic<std::int64_t> acceptorTick_{0};  // steady milliseconds of its last round
     bool stopped_ = false;
 };
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "store/OrderStore.h"
+#include "store/Records.h"
 
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>

@@ -5,10 +5,13 @@
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/JSONException.h>
+#include <Poco/JSON/ParseHandler.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSON/PrintHandler.h>
 #include <Poco/String.h>
 
+#include <optional>
+#include <set>
 #include <sstream>
 
 namespace orderpay::http {
@@ -101,6 +104,92 @@ std::size_t oversizedNumberAt(const std::string& body)
     return std::string::npos;
 }
 
+/// Poco's own handler, which builds the value, with a record of each
+/// object's keys: a key given twice is found (the object would keep only
+/// the last, and a proxy or a log reader may take the first).
+class UniqueKeysHandler : public Poco::JSON::ParseHandler {
+public:
+    UniqueKeysHandler() : Poco::JSON::ParseHandler(false) {}
+
+    /// The first repeated key, as a field path ("customer", "items[0].sku"), if any.
+    const std::optional<std::string>& repeated() const { return repeated_; }
+
+    void reset() override
+    {
+        ParseHandler::reset();
+        frames_.clear();
+        repeated_.reset();
+    }
+    void startObject() override
+    {
+        element();
+        ParseHandler::startObject();
+        frames_.push_back(Frame{true, {}, {}, 0, false});
+    }
+    void endObject() override
+    {
+        ParseHandler::endObject();
+        frames_.pop_back();
+    }
+    void startArray() override
+    {
+        element();
+        ParseHandler::startArray();
+        frames_.push_back(Frame{false, {}, {}, 0, false});
+    }
+    void endArray() override
+    {
+        ParseHandler::endArray();
+        frames_.pop_back();
+    }
+    void key(const std::string& k) override
+    {
+        Frame& top = frames_.back();
+        if (!top.keys.insert(k).second && !repeated_) repeated_ = pathTo(k);
+        top.key = k;
+        ParseHandler::key(k);
+    }
+    void null() override { element(), ParseHandler::null(); }
+    void value(int v) override { element(), ParseHandler::value(v); }
+    void value(unsigned v) override { element(), ParseHandler::value(v); }
+    void value(Poco::Int64 v) override { element(), ParseHandler::value(v); }
+    void value(Poco::UInt64 v) override { element(), ParseHandler::value(v); }
+    void value(const std::string& v) override { element(), ParseHandler::value(v); }
+    void value(double v) override { element(), ParseHandler::value(v); }
+    void value(bool v) override { element(), ParseHandler::value(v); }
+
+private:
+    struct Frame {
+        bool object;
+        std::set<std::string> keys;  // an object's keys so far
+        std::string key;             // an object's current key
+        std::size_t index;           // an array's current element, once started
+        bool started;                // an array's first element has come
+    };
+
+    /// A value (or a container) starts: in an array, it is the next element.
+    void element()
+    {
+        if (frames_.empty() || frames_.back().object) return;
+        Frame& array = frames_.back();
+        if (array.started) ++array.index;
+        array.started = true;
+    }
+    std::string pathTo(const std::string& k) const
+    {
+        std::string path;
+        for (std::size_t i = 0; i + 1 < frames_.size(); ++i) {
+            const Frame& f = frames_[i];
+            if (f.object) path += (path.empty() ? "" : ".") + f.key;
+            else path += "[" + std::to_string(f.index) + "]";
+        }
+        return path + (path.empty() ? "" : ".") + k;
+    }
+
+    std::vector<Frame> frames_;
+    std::optional<std::string> repeated_;
+};
+
 }  // namespace
 
 std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes)
@@ -145,10 +234,12 @@ Poco::Dynamic::Var parseJson(const std::string& body)
             {{"", "the number at byte offset " + std::to_string(at) +
                       " is out of range: amounts and quantities are 64-bit integers"}}));
     }
+    Poco::Dynamic::Var value;
+    Poco::SharedPtr<UniqueKeysHandler> handler(new UniqueKeysHandler);
     try {
-        Poco::JSON::Parser parser;
+        Poco::JSON::Parser parser(handler);
         parser.setDepth(32);  // orders nest three deep; deeper is an attack or a bug
-        return parser.parse(body);
+        value = parser.parse(body);
     } catch (const Poco::SyntaxException& e) {
         // Poco refuses numbers it cannot hold in 64 bits or a double.
         throw ProblemException(Problem::validation(
@@ -159,14 +250,18 @@ Poco::Dynamic::Var parseJson(const std::string& body)
         throw ProblemException(
             Problem::malformedJson(what + " at byte offset " + std::to_string(errorOffset(body, e.message()))));
     }
+    // Two readers of a body with a repeated key may each take another of
+    // its values: refused, so every reader sees what was stored.
+    if (const auto& key = handler->repeated())
+        throw ProblemException(Problem::validation({{*key, "is given more than once; give each key once"}}));
+    return value;
 }
 
 namespace {
 
 // The answers are written straight to text by Poco's PrintHandler: building
 // Poco::JSON::Object trees first (a map, a Var and a SharedPtr per field) and
-// stringifying them cost as much CPU as parsing the request (the profile in
-// docs/performance.md).
+// stringifying them cost as much CPU as parsing the request.
 class Writer {
 public:
     Writer() : out_(text_) {}

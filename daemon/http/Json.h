@@ -13,7 +13,7 @@
 
 namespace orderpay::http {
 
-/// Reads a request body as SPEC.md demands: application/json only (415),
+/// Reads a request body as docs/api.md states it: application/json only (415),
 /// never more than `maxBytes` read (413), UTF-8 (400), valid JSON with the
 /// byte offset of the first error (400). Throws ProblemException.
 std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes);

@@ -57,7 +57,7 @@ void OrdersHandler::create(Poco::Net::HTTPServerRequest& request)
                         currency,
                     {{"ORDER_ID", id}});
     };
-    answerWhenWritten(std::move(answer), std::move(accepted), [&](OrderStore::Written then) {
+    answerWhenWritten(std::move(answer), std::move(accepted), [&](ApiStore::Written then) {
         service_.store.createOrder(std::move(order), std::move(idem), std::move(then));
     });
 }
@@ -82,7 +82,7 @@ void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerR
             logLine(log, Poco::Message::PRIO_NOTICE, "order " + id_ + " cancelled", {{"ORDER_ID", id_}});
             sendJson(r, 200, orderJson(*order, true));
         },
-        [&](OrderStore::Done then) { service_.store.cancelOrder(id_, std::move(then)); });
+        [&](ApiStore::Done then) { service_.store.cancelOrder(id_, std::move(then)); });
 }
 
 ListQuery parseListQuery(const std::string& uri)

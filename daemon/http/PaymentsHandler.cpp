@@ -55,7 +55,7 @@ void PaymentsHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::H
                     " by " + method,
                 {{"ORDER_ID", orderId}, {"PAYMENT_ID", id}});
     };
-    answerWhenWritten(std::move(answer), std::move(accepted), [&](OrderStore::Written then) {
+    answerWhenWritten(std::move(answer), std::move(accepted), [&](ApiStore::Written then) {
         service_.store.createPayment(std::move(payment), std::move(idem), std::move(then));
     });
 }

@@ -3,7 +3,10 @@
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPRequest.h>
 
+#include <Poco/String.h>
+
 #include <charconv>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -11,6 +14,43 @@ namespace orderpay::http {
 namespace {
 
 constexpr std::string_view kCrlf = "\r\n";
+
+Framing ambiguous(std::string why) { return Framing{Framing::Kind::Ambiguous, 0, false, std::move(why)}; }
+
+std::string trimmed(const std::string& value)
+{
+    const auto first = value.find_first_not_of(" \t");
+    if (first == std::string::npos) return {};
+    return value.substr(first, value.find_last_not_of(" \t") - first + 1);
+}
+
+/// The body's framing headers, checked: at most one Content-Length value
+/// (repeats of the same value are one), made of digits only; a
+/// Transfer-Encoding only as "chunked", once, and never beside a
+/// Content-Length. A request that breaks one of these can be read two ways.
+std::optional<Framing> checkFraming(const Poco::Net::HTTPRequest& head)
+{
+    std::optional<std::string> length;
+    int encodings = 0;
+    std::string encoding;
+    for (const auto& [name, value] : head) {
+        if (Poco::icompare(name, "Content-Length") == 0) {
+            const std::string v = trimmed(value);
+            if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos)
+                return ambiguous("Content-Length '" + v.substr(0, 40) + "' is not a number of bytes");
+            if (length && *length != v) return ambiguous("two Content-Length headers with different values");
+            length = v;
+        } else if (Poco::icompare(name, "Transfer-Encoding") == 0) {
+            ++encodings;
+            encoding = trimmed(value);
+        }
+    }
+    if (encodings == 0) return std::nullopt;
+    if (encodings > 1 || Poco::icompare(encoding, "chunked") != 0)
+        return ambiguous("Transfer-Encoding must be chunked alone (no other coding is supported)");
+    if (length) return ambiguous("both Transfer-Encoding and Content-Length");
+    return std::nullopt;
+}
 
 /// Where a chunked body that starts at `at` ends; Unbounded when its chunk
 /// data passes `maxBody` (or its framing, `rawLimit`) or a chunk size is not
@@ -29,15 +69,13 @@ Framing frameChunked(std::string_view received, std::size_t at, std::size_t maxB
         while (!sizeText.empty() && (sizeText.back() == ' ' || sizeText.back() == '\t')) sizeText.remove_suffix(1);
         std::size_t size = 0;
         const auto [end, error] = std::from_chars(sizeText.data(), sizeText.data() + sizeText.size(), size, 16);
+        if (error == std::errc::result_out_of_range) return {Framing::Kind::TooLarge};
         if (sizeText.empty() || error != std::errc() || end != sizeText.data() + sizeText.size())
             return {Framing::Kind::Unbounded};  // Poco's chunked stream refuses it
         at = lineEnd + kCrlf.size();
         if (size == 0) break;
-        if (size > maxBody || data + size > maxBody) {
-            // Too large: wait only until more than maxBody bytes are there,
-            // so the handler reads past the limit and answers 413.
-            return data + (received.size() - at) > maxBody ? Framing{Framing::Kind::Unbounded} : incomplete;
-        }
+        // Past the limit: refused at once, not waited for.
+        if (size > maxBody || data + size > maxBody) return {Framing::Kind::TooLarge};
         data += size;
         if (received.size() < at + size + kCrlf.size()) return incomplete;
         if (received.substr(at + size, kCrlf.size()) != kCrlf) return {Framing::Kind::Unbounded};  // Poco refuses it
@@ -69,6 +107,7 @@ Framing frameRequest(std::string_view received, std::size_t maxBody)
     try {
         std::istringstream in{std::string(received.substr(0, bodyStart))};
         head.read(in);
+        if (auto refused = checkFraming(head)) return *refused;
         if (head.getChunkedTransferEncoding()) {
             Framing f = frameChunked(received, bodyStart, maxBody, receiveLimit(maxBody));
             if (f.kind == Framing::Kind::Incomplete) f.expectContinue = head.getExpectContinue();

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace orderpay::http {
@@ -19,11 +20,18 @@ struct Framing {
         Whole,       // the request is `end` bytes long
         Unbounded,   // answer it with what is there (a head Poco refuses, a body
                      // over the limit): the connection closes after the answer
+        Ambiguous,   // its end cannot be told for sure (RFC 9112 section 6.3: two
+                     // Content-Length values, Transfer-Encoding other than chunked
+                     // or beside Content-Length): 400 and close, as a proxy in
+                     // front may read it otherwise
+        TooLarge,    // a chunk size takes the body past the limit: 413 and close
     };
     Kind kind = Kind::Incomplete;
     std::size_t end = 0;
     /// Incomplete: the head is whole and asks for "100 Continue" before the body.
     bool expectContinue = false;
+    /// Ambiguous: what makes it so, for the answer's detail.
+    std::string why = {};
 };
 
 /// `received`: the bytes a connection sent that no request has taken yet.

@@ -1,18 +1,20 @@
 #pragma once
 
-#include "app/Settings.h"
 #include "broker/Broker.h"
 #include "http/Auth.h"
-#include "store/OrderStore.h"
+#include "settings/Settings.h"
+#include "store/ApiStore.h"
+#include "store/StoreHealth.h"
 
 namespace orderpay::http {
 
-/// All that request handlers may touch: the store, the broker's state, the
-/// settings, and auth. They never see the application.
+/// All that request handlers may touch: the store's API and health roles,
+/// the broker's status, the settings, and auth. They never see the
+/// application.
 struct Service {
-    OrderStore& store;
-    Broker& broker;
-    Committer& committer;
+    ApiStore& store;
+    StoreHealth& health;
+    const Broker& broker;
     const Settings& settings;
     Auth& auth;
 };

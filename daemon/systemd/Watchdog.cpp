@@ -1,132 +1,87 @@
 #include "systemd/Watchdog.h"
 
+#include "domain/Clock.h"
 #include "logging/Log.h"
-#include "store/OrderStore.h"
 #include "systemd/Notifier.h"
-
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <pthread.h>
 
 namespace orderpay::systemd {
 namespace {
 
-std::int64_t steadyMillis()
+/// How often the watchdog looks: every ping's interval, at most 2 s (STATUS=).
+std::chrono::milliseconds tickFor(const std::optional<std::chrono::microseconds>& interval)
 {
-    using namespace std::chrono;
-    return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+    if (!interval) return std::chrono::seconds(2);
+    return std::min<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(*interval),
+                                               std::chrono::seconds(2));
 }
 
 }  // namespace
 
-Watchdog::Watchdog(std::string httpHost, std::uint16_t httpPort, std::vector<const ConsumerTask*> workers,
-                   Broker& broker)
-    : host_(httpHost == "0.0.0.0" ? "127.0.0.1" : httpHost == "::" ? "::1" : std::move(httpHost)),
-      port_(httpPort),
+Watchdog::Watchdog(const http::HttpServer& server, std::vector<const ConsumerTask*> workers, const Broker& broker)
+    : server_(server),
       workers_(std::move(workers)),
-      broker_(broker)
+      broker_(broker),
+      interval_(watchdogInterval()),
+      // A worker polls its queue at least every half second and marks
+      // progress while it sleeps through a processing step, and an event
+      // loop goes round at least every 100 ms; silence for this long means
+      // stuck.
+      stallLimit_(std::max<std::chrono::milliseconds>(
+          std::chrono::seconds(3), interval_ ? std::chrono::duration_cast<std::chrono::milliseconds>(*interval_ * 2)
+                                             : std::chrono::milliseconds(0))),
+      thread_("watchdog", tickFor(interval_), [this] { tick(); })
 {
-    // A worker polls its queue at least every half second and marks
-    // progress while it sleeps through a processing step; silence for this
-    // long means it is stuck.
-    const auto interval = watchdogInterval();
-    stallLimit_ = std::max<std::chrono::milliseconds>(
-        std::chrono::seconds(3),
-        interval ? std::chrono::duration_cast<std::chrono::milliseconds>(*interval * 2) : std::chrono::milliseconds(0));
 }
 
 Watchdog::~Watchdog() { stop(); }
 
 void Watchdog::start()
 {
-    thread_ = std::thread([this] {
-        pthread_setname_np(pthread_self(), "watchdog");
-        run();
-    });
+    nextFeed_ = std::chrono::steady_clock::now();
+    thread_.start();
 }
 
-void Watchdog::stop()
-{
-    {
-        std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
+void Watchdog::stop() { thread_.stop(); }
 
 std::string Watchdog::problem() const
 {
-    const std::int64_t now = steadyMillis();
+    const std::int64_t now = clock::steadyMillis();
     for (const ConsumerTask* w : workers_) {
         if (now - w->lastProgressMs() > stallLimit_.count()) {
             return "worker " + w->name() + " has made no progress for over " +
                    std::to_string(stallLimit_.count() / 1000) + " s";
         }
     }
-    try {
-        Poco::Net::HTTPClientSession session(host_, port_);
-        session.setTimeout(Poco::Timespan(2, 0));
-        Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_GET, "/health/live",
-                                       Poco::Net::HTTPMessage::HTTP_1_1);
-        session.sendRequest(request);
-        Poco::Net::HTTPResponse response;
-        session.receiveResponse(response).ignore(1 << 16);
-        if (response.getStatus() != Poco::Net::HTTPResponse::HTTP_OK)
-            return "the HTTP server answered /health/live with " + std::to_string(response.getStatus());
-    } catch (const Poco::Exception& e) {
-        return "the HTTP server does not answer /health/live: " + e.displayText();
-    }
-    return {};
+    return server_.stalled(stallLimit_);
 }
 
 std::string Watchdog::statusLine() const
 {
+    const BrokerStatus broker = broker_.status();
     std::int64_t queued = 0, inFlight = 0;
-    try {
-        for (const auto& [queue, d] : broker_.depths()) {
-            if (queue != kOrdersQueue) continue;
-            queued = d.ready;
-            inFlight = d.inFlight;
-        }
-    } catch (const std::exception&) {
-        return std::string("queue depth unknown · broker ") + (broker_.connected() ? "connected" : "disconnected");
+    if (const auto it = broker.depths.find(kOrdersQueue); it != broker.depths.end()) {
+        queued = it->second.ready;
+        inFlight = it->second.inFlight;
     }
     return "queued " + std::to_string(queued) + " · processing " + std::to_string(inFlight) + " · broker " +
-           (broker_.connected() ? "connected" : "disconnected");
+           std::string(toString(broker.state));
 }
 
-void Watchdog::run()
+void Watchdog::tick()
 {
     static Poco::Logger& log = Poco::Logger::get("orderpay.systemd");
-    const auto interval = watchdogInterval();
-    const auto tick = interval ? std::min<std::chrono::milliseconds>(
-                                     std::chrono::duration_cast<std::chrono::milliseconds>(*interval),
-                                     std::chrono::seconds(2))
-                               : std::chrono::milliseconds(2000);
-    std::string lastStatus, lastProblem;
-    auto nextFeed = std::chrono::steady_clock::now();
-    std::unique_lock lock(mutex_);
-    while (!stopping_) {
-        lock.unlock();
-        const std::string now = statusLine();
-        if (now != lastStatus) status(lastStatus = now);
-        if (interval && std::chrono::steady_clock::now() >= nextFeed) {
-            const std::string p = problem();
-            if (p.empty()) {
-                watchdog();
-                nextFeed = std::chrono::steady_clock::now() + *interval;
-                if (!lastProblem.empty())
-                    logLine(log, Poco::Message::PRIO_NOTICE, "healthy again; feeding the systemd watchdog");
-            } else if (p != lastProblem) {
-                logLine(log, Poco::Message::PRIO_CRITICAL, "not feeding the systemd watchdog: " + p);
-            }
-            lastProblem = p;
-        }
-        lock.lock();
-        wake_.wait_for(lock, tick, [&] { return stopping_; });
+    const std::string now = statusLine();
+    if (now != lastStatus_) status(lastStatus_ = now);
+    if (!interval_ || std::chrono::steady_clock::now() < nextFeed_) return;
+    const std::string p = problem();
+    if (p.empty()) {
+        watchdog();
+        nextFeed_ = std::chrono::steady_clock::now() + *interval_;
+        if (!lastProblem_.empty()) logLine(log, Poco::Message::PRIO_NOTICE, "healthy again; feeding the systemd watchdog");
+    } else if (p != lastProblem_) {
+        logLine(log, Poco::Message::PRIO_CRITICAL, "not feeding the systemd watchdog: " + p);
     }
+    lastProblem_ = p;
 }
 
 }  // namespace orderpay::systemd

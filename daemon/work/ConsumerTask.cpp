@@ -1,10 +1,9 @@
 #include "work/ConsumerTask.h"
 
+#include "domain/Clock.h"
 #include "domain/Errors.h"
 #include "logging/Log.h"
 
-#include <cstdlib>
-#include <thread>
 #include <pthread.h>
 
 namespace orderpay {
@@ -36,8 +35,7 @@ ConsumerTask::ConsumerTask(const std::string& name, Broker& broker, std::string 
 
 void ConsumerTask::touch()
 {
-    using namespace std::chrono;
-    lastProgress_ = duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+    lastProgress_ = clock::steadyMillis();
 }
 
 void ConsumerTask::runTask()
@@ -137,19 +135,9 @@ bool ConsumerTask::gaveUp(const Delivery& d)
     return true;
 }
 
-void ConsumerTask::wedgeIfAsked() const
-{
-    if (const char* wedge = std::getenv("ORDERPAY_FAULT_WEDGE_QUEUE"); wedge && queue_ == wedge) {
-        // Test-only fault switch: behave like a handler stuck for good (no
-        // progress, no end), so the watchdog's reaction can be tested.
-        for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
-}
-
 void ConsumerTask::settle(const Delivery& d)
 {
     if (gaveUp(d)) return;
-    wedgeIfAsked();
     std::exception_ptr error;
     try {
         handler_.handle(d, sleeper());
@@ -169,7 +157,6 @@ void ConsumerTask::settleSome(const std::vector<Delivery>& ds)
             return;
     }
     if (work.empty()) return;
-    wedgeIfAsked();
     const auto errors = handler_.handleSome(work, sleeper());
     for (std::size_t i = 0; i < work.size(); ++i) {
         const std::exception_ptr error = i < errors.size() ? errors[i] : nullptr;

@@ -68,7 +68,6 @@ private:
     /// Past retry.max_attempts (deliveries cut short count too): dead-lettered.
     bool gaveUp(const Delivery& d);
     void deadLetter(const Delivery& d, const std::string& reason);
-    void wedgeIfAsked() const;
     MessageHandler::Sleep sleeper();
     // After the database refused a message's outcome: settles it again once
     // the database takes writes (the handler is idempotent), instead of

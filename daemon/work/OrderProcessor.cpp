@@ -26,7 +26,7 @@ std::string decodeId(const std::string& body, const std::string& field, const st
 
 }  // namespace
 
-OrderProcessor::OrderProcessor(OrderStore& store, const WorkSettings& work)
+OrderProcessor::OrderProcessor(WorkStore& store, const WorkSettings& work)
     : store_(store),
       processingTime_(work.processingTime),
       batchSize_(work.batchSize()),
@@ -47,7 +47,11 @@ void OrderProcessor::handle(const Delivery& d, const Sleep& sleep)
 {
     const std::string id = decodeOrderId(d.body);
     const Fields fields{{"ORDER_ID", id}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}};
-    if (processingTime_.count() == 0) return handleInstantly(d, id, fields);
+    if (processingTime_.count() == 0) {
+        const auto outcome = store_.processInstantly({id}, std::vector<std::string>(kSteps.begin(), kSteps.end()));
+        if (outcome.front().error) std::rethrow_exception(outcome.front().error);
+        return reportInstant(d, id, outcome.front().result);
+    }
     const OrderStatus status = store_.startProcessing(id);
     if (status != OrderStatus::Processing) {
         // Cancelled while queued, or a redelivery of finished work.
@@ -74,12 +78,6 @@ void OrderProcessor::handle(const Delivery& d, const Sleep& sleep)
     }
 }
 
-void OrderProcessor::handleInstantly(const Delivery& d, const std::string& id, const Fields& fields)
-{
-    reportInstant(d, id, fields, store_.processInstantly(id, std::vector<std::string>(kSteps.begin(), kSteps.end())));
-}
-
-
 std::vector<std::exception_ptr> OrderProcessor::handleSome(const std::vector<Delivery>& ds, const Sleep& sleep)
 {
     if (processingTime_.count() != 0) return MessageHandler::handleSome(ds, sleep);
@@ -101,15 +99,14 @@ std::vector<std::exception_ptr> OrderProcessor::handleSome(const std::vector<Del
             errors[at[k]] = outcomes[k].error;
             continue;
         }
-        reportInstant(d, ids[k], {{"ORDER_ID", ids[k]}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}},
-                      outcomes[k].result);
+        reportInstant(d, ids[k], outcomes[k].result);
     }
     return errors;
 }
 
-void OrderProcessor::reportInstant(const Delivery& d, const std::string& id, const Fields& fields,
-                                   const OrderStore::InstantResult& result)
+void OrderProcessor::reportInstant(const Delivery& d, const std::string& id, const InstantResult& result)
 {
+    const Fields fields{{"ORDER_ID", id}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}};
     if (result.before != OrderStatus::Queued && result.before != OrderStatus::Processing) {
         logLine(log_, Poco::Message::PRIO_INFORMATION,
                 "order " + id + " is " + std::string(toString(result.before)) + ", nothing to process", fields);
@@ -147,7 +144,7 @@ void OrderProcessor::onDeadLetter(const Delivery& d, const std::string& reason)
     }
 }
 
-PaymentProcessor::PaymentProcessor(OrderStore& store) : store_(store), log_(Poco::Logger::get("orderpay.payments")) {}
+PaymentProcessor::PaymentProcessor(WorkStore& store) : store_(store), log_(Poco::Logger::get("orderpay.payments")) {}
 
 std::string PaymentProcessor::decodePaymentId(const std::string& body)
 {

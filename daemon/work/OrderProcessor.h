@@ -1,8 +1,8 @@
 #pragma once
 
-#include "app/Settings.h"
+#include "settings/Settings.h"
 #include "logging/Log.h"
-#include "store/OrderStore.h"
+#include "store/WorkStore.h"
 #include "work/ConsumerTask.h"
 
 #include <array>
@@ -18,7 +18,7 @@ class OrderProcessor : public MessageHandler {
 public:
     static constexpr std::array<const char*, 3> kSteps{"validate", "reserve_stock", "prepare_invoice"};
 
-    OrderProcessor(OrderStore& store, const WorkSettings& work);
+    OrderProcessor(WorkStore& store, const WorkSettings& work);
 
     void handle(const Delivery& d, const Sleep& sleep) override;
     /// With instant processing, a batch of orders a transaction.
@@ -34,13 +34,10 @@ public:
     static std::string decodeOrderId(const std::string& body);
 
 private:
-    /// processing_ms = 0: every step in one transaction.
-    void handleInstantly(const Delivery& d, const std::string& id, const Fields& fields);
     /// The log lines and counters of an order processed instantly.
-    void reportInstant(const Delivery& d, const std::string& id, const Fields& fields,
-                       const OrderStore::InstantResult& result);
+    void reportInstant(const Delivery& d, const std::string& id, const InstantResult& result);
 
-    OrderStore& store_;
+    WorkStore& store_;
     std::chrono::milliseconds processingTime_;
     std::size_t batchSize_;
     Poco::Logger& log_;
@@ -49,7 +46,7 @@ private:
 /// Settles a payment against its order, exactly once.
 class PaymentProcessor : public MessageHandler {
 public:
-    explicit PaymentProcessor(OrderStore& store);
+    explicit PaymentProcessor(WorkStore& store);
 
     void handle(const Delivery& d, const Sleep& sleep) override;
     void onDeadLetter(const Delivery& d, const std::string& reason) override;
@@ -57,7 +54,7 @@ public:
     static std::string decodePaymentId(const std::string& body);
 
 private:
-    OrderStore& store_;
+    WorkStore& store_;
     Poco::Logger& log_;
 };
 

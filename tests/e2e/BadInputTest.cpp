@@ -820,3 +820,108 @@ TEST_CASE("A cancel or a readiness probe waiting for the database holds up no ot
     CHECK(answer.find("\"cancelled\"") != std::string::npos);
     requireAlive(d);
 }
+
+TEST_CASE("A request whose body can be framed two ways is a 400 and the connection is closed, nothing stored",
+          "[badinput][http][smuggling]")
+{
+    Daemon d({"orders.processing_ms=0"});
+    const std::string body = orderJson("framing@example.com");
+    const std::string head = "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+    struct Case {
+        std::string what, request;
+    };
+    const std::vector<Case> cases = {
+        // A proxy that reads the other length sees the rest as a second request.
+        {"two Content-Length values", head + "Content-Length: " + std::to_string(body.size()) +
+                                          "\r\nContent-Length: 5\r\n\r\n" + body +
+                                          "GET /orders HTTP/1.1\r\nHost: x\r\n\r\n"},
+        {"Content-Length not a number", head + "Content-Length: +" + std::to_string(body.size()) + "\r\n\r\n" + body},
+        {"Transfer-Encoding beside Content-Length",
+         head + "Content-Length: " + std::to_string(body.size()) + "\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+        {"a Transfer-Encoding other than chunked", head + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+        {"two Transfer-Encoding headers",
+         head + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+    };
+    for (const auto& c : cases) {
+        INFO("case: " << c.what);
+        auto r = rawExchange(d.port(), c.request, 5s);
+        parseRaw(r);
+        INFO(r.data);
+        CHECK(r.status == 400);
+        CHECK(isProblem(r.contentType));
+        CHECK(r.closed);
+        // One answer only: the bytes after the head are never read as a request.
+        CHECK(r.data.find("HTTP/1.1", 1) == std::string::npos);
+    }
+    // The same length twice is one length: served.
+    auto same = rawExchange(d.port(),
+                            head + "Content-Length: " + std::to_string(body.size()) + "\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body,
+                            5s);
+    parseRaw(same);
+    INFO(same.data);
+    CHECK(same.status == 202);
+    CHECK(orderCount(d) == 1);
+    requireAlive(d);
+}
+
+TEST_CASE("A chunk size past http.max_body_bytes is a 413 at once, without waiting for the chunk", "[badinput][http]")
+{
+    Daemon d({"orders.processing_ms=0", "http.max_body_bytes=1024", "http.read_timeout=10s"});
+    const auto started = std::chrono::steady_clock::now();
+    // Announces a 1 MiB chunk and sends a few bytes of it: the client waits
+    // for the answer before it sends more.
+    auto r = rawExchange(d.port(),
+                         "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n100000\r\n{\"customer\":",
+                         5s);
+    parseRaw(r);
+    INFO(r.data);
+    CHECK(r.status == 413);
+    CHECK(isProblem(r.contentType));
+    CHECK(r.closed);
+    CHECK(std::chrono::steady_clock::now() - started < 2s);
+    // Chunks that only add up past the limit: the same.
+    auto sum = rawExchange(d.port(),
+                           "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n200\r\n" + std::string(512, ' ') + "\r\n300\r\n",
+                           5s);
+    parseRaw(sum);
+    INFO(sum.data);
+    CHECK(sum.status == 413);
+    CHECK(orderCount(d) == 0);
+    requireAlive(d);
+}
+
+TEST_CASE("A JSON object with a key given twice is a 422 naming the key, nothing stored", "[badinput][validation]")
+{
+    Daemon d({"orders.processing_ms=0"});
+    HttpClient c(d.port());
+    struct Case {
+        std::string body, field;
+    };
+    const std::string items = R"("items":[{"sku":"A","quantity":1,"unit_amount":100}])";
+    const std::vector<Case> cases = {
+        {R"({"customer":"a@example.com","currency":"EUR",)" + items + R"(,"customer":"b@example.com"})", "customer"},
+        {R"({"customer":"a","currency":"EUR","items":[{"sku":"A","quantity":1,"unit_amount":100},)"
+         R"({"sku":"B","quantity":1,"sku":"C","unit_amount":1}]})",
+         "items[1].sku"},
+        {R"({"customer":"a","currency":"EUR",)" + items + R"(,"metadata":{"channel":"web","channel":"app"}})",
+         "metadata.channel"},
+    };
+    for (const auto& tc : cases) {
+        INFO("body: " << tc.body);
+        auto r = c.postOrder(tc.body);
+        INFO(r.describe());
+        CHECK(r.status == 422);
+        CHECK(isProblem(r.contentType()));
+        CHECK(r.body.find("\"field\":\"" + tc.field + "\"") != std::string::npos);
+    }
+    // A payment, too.
+    auto p = c.postPayment(R"({"order_id":"ord_01JDQ8M4Z3X7K2N9P5R6S8T0VW","amount":1,"amount":2,"currency":"EUR",)"
+                           R"("method":"card","reference":"r"})");
+    INFO(p.describe());
+    CHECK(p.status == 422);
+    CHECK(p.body.find("\"field\":\"amount\"") != std::string::npos);
+    CHECK(orderCount(d) == 0);
+}

@@ -29,7 +29,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -41,7 +43,13 @@ namespace fs = std::filesystem;
 
 namespace e2e {
 
-std::string orderpaydPath() { return ORDERPAYD_PATH; }
+std::string orderpaydPath()
+{
+    // ORDERPAY_E2E_DAEMON runs the suite against another build (an earlier
+    // release, to see a new test fail there).
+    const char* other = std::getenv("ORDERPAY_E2E_DAEMON");
+    return other && *other ? other : ORDERPAYD_PATH;
+}
 std::string configPath() { return ORDERPAY_CONFIG_PATH; }
 
 std::string sourceDir()
@@ -183,7 +191,7 @@ int decodeStatus(int status)
 // `outPath`. Everything the child needs is prepared before fork(); the child
 // only calls async-signal-safe functions.
 pid_t spawn(const std::vector<std::string>& args, const std::string& outPath,
-            const std::vector<std::string>& extraEnv = {})
+            const std::vector<std::string>& extraEnv = {}, RunAs user = {})
 {
     // The environment: ours, minus anything overridden, plus the extras.
     std::vector<std::string> envStrings;
@@ -238,6 +246,11 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& outPath,
         ::signal(SIGPIPE, SIG_DFL);
         ::signal(SIGTERM, SIG_DFL);
         ::signal(SIGINT, SIG_DFL);
+        if (user.uid != 0 && (::setgroups(0, nullptr) != 0 || ::setgid(user.gid) != 0 || ::setuid(user.uid) != 0)) {
+            static const char msg[] = "e2e: cannot change to the test's user\n";
+            (void)!::write(2, msg, sizeof msg - 1);
+            ::_exit(127);
+        }
         ::execve(argv[0], argv.data(), envp.data());
         static const char msg[] = "e2e: execv failed\n";
         (void)!::write(2, msg, sizeof msg - 1);
@@ -293,16 +306,18 @@ std::string readyBrokerState(unsigned short port)
 
 } // namespace
 
-RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout)
+RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout, RunAs user)
 {
     TempDir dir;
     std::string out = dir.path() + "/output.txt";
     std::vector<std::string> full{orderpaydPath()};
     full.insert(full.end(), args.begin(), args.end());
-    pid_t pid = spawn(full, out);
+    const auto started = std::chrono::steady_clock::now();
+    pid_t pid = spawn(full, out, {}, user);
 
     RunResult result;
     auto st = waitFor(pid, timeout);
+    result.elapsed = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
     if (!st) {
         ::kill(pid, SIGKILL);
         int status = 0;
@@ -550,3 +565,37 @@ std::string Daemon::logTail(std::size_t bytes) const
 }
 
 } // namespace e2e
+
+namespace e2e {
+
+FrozenThread::FrozenThread(pid_t pid, const std::string& name)
+{
+    const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& task : fs::directory_iterator(tasks)) {
+        std::ifstream comm(task.path() / "comm");
+        std::string threadName;
+        std::getline(comm, threadName);
+        if (threadName != name) continue;
+        tid_ = static_cast<pid_t>(std::stol(task.path().filename().string()));
+        break;
+    }
+    if (tid_ < 0) throw std::runtime_error("process " + std::to_string(pid) + " has no thread named " + name);
+    // Seized (no SIGSTOP, which would stop every thread), then interrupted:
+    // this thread alone stops.
+    if (::ptrace(PTRACE_SEIZE, tid_, nullptr, nullptr) != 0)
+        throw std::runtime_error("ptrace(PTRACE_SEIZE) of thread " + name + ": " + std::strerror(errno));
+    if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0) {
+        const int e = errno;
+        ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+        throw std::runtime_error("ptrace(PTRACE_INTERRUPT) of thread " + name + ": " + std::strerror(e));
+    }
+    int status = 0;
+    if (::waitpid(tid_, &status, __WALL) != tid_ || !WIFSTOPPED(status)) {
+        ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+        throw std::runtime_error("thread " + name + " did not stop");
+    }
+}
+
+FrozenThread::~FrozenThread() { ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr); }
+
+}  // namespace e2e

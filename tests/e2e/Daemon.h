@@ -44,14 +44,39 @@ struct RunResult {
     int exitCode = -1;      // exit status, or 128+signal; -1 if it timed out
     bool timedOut = false;
     std::string output;     // stdout and stderr, interleaved
+    Millis elapsed{0};      // from the start of the process to its exit
+};
+
+// A user to run the daemon as instead of root (the tests run as root, whom
+// file permissions do not stop): nobody, the unprivileged user every Debian
+// system has.
+struct RunAs {
+    unsigned uid = 0;  // 0: as the test runs
+    unsigned gid = 0;
+    static RunAs nobody() { return {65534, 65534}; }
 };
 
 // Runs orderpayd with exactly these arguments (no implicit --config) and waits
 // for it to exit; kills it after `timeout`.
-RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout = 20s);
+RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout = 20s, RunAs user = {});
 
 // Picks a currently free TCP port on 127.0.0.1.
 unsigned short freePort();
+
+// Stops one thread of a running process, found by its name (as top -H
+// shows it), and leaves the others running: ptrace's seize and interrupt,
+// as a debugger does. A thread that hangs, without a fault switch in the
+// program. Destruction lets it run on.
+class FrozenThread {
+public:
+    FrozenThread(pid_t pid, const std::string& name);
+    ~FrozenThread();
+    FrozenThread(const FrozenThread&) = delete;
+    FrozenThread& operator=(const FrozenThread&) = delete;
+
+private:
+    pid_t tid_ = -1;
+};
 
 // Reads a whole file; empty string if it does not exist.
 std::string readFile(const std::string& path);

@@ -372,24 +372,49 @@ TEST_CASE("An upgrade migrates the database before READY=1, with systemd's start
     CHECK(std::none_of(ready, run.end(), [](const std::string& l) { return l.rfind("EXTEND_TIMEOUT_USEC=", 0) == 0; }));
 }
 
-TEST_CASE("A wedged worker stops the watchdog feeding", "[operation][systemd][watchdog]")
+namespace {
+
+// Freezes the daemon's thread `thread` and checks that the watchdog stops
+// being fed, saying why (`why`); then thaws it and checks the feeding
+// resumes. With `liveAnswers`, /health/live answers meanwhile (a frozen
+// event loop would leave the connections dealt to it unanswered).
+void checkWatchdogStopsFor(const std::string& thread, const std::string& why, std::vector<std::string> defines,
+                           bool liveAnswers)
 {
     TempDir sockDir;
     NotifySocket notify(sockDir.path() + "/notify.sock");
-    // The fault switch makes the order worker hang on its first message.
-    Daemon d({"orders.processing_ms=0"}, Daemon::Wait::Ready,
-             {"NOTIFY_SOCKET=" + sockDir.path() + "/notify.sock", "WATCHDOG_USEC=1000000",
-              "ORDERPAY_FAULT_WEDGE_QUEUE=orders"});
+    Daemon d(std::move(defines), Daemon::Wait::Ready,
+             {"NOTIFY_SOCKET=" + sockDir.path() + "/notify.sock", "WATCHDOG_USEC=1000000"});
     HttpClient c(d.port());
     REQUIRE(notify.waitFor("WATCHDOG=1", 2, 5s));  // healthy: fed every 500 ms
-    c.createOrder(orderJson("wedge@example.com"));
-    // The worker goes silent; once past the stall limit (3 s), no more pings.
-    REQUIRE(eventually([&] { return d.log().find("not feeding the systemd watchdog") != std::string::npos; }, 10s,
-                       100ms));
-    notify.waitFor("(drain what was sent before)", 1, 1s);
-    const int pings = notify.count("WATCHDOG=1");
-    CHECK_FALSE(notify.waitFor("WATCHDOG=1", pings + 1, 3s));
-    CHECK(d.log().find("orders-1 has made no progress") != std::string::npos);
-    // HTTP still answers: it is the worker, not the process, that is stuck.
-    CHECK(c.get("/health/live").status == 200);
+    int pings = 0;
+    {
+        FrozenThread wedged(d.pid(), thread);
+        // Silent past the stall limit (3 s): no more pings.
+        REQUIRE(eventually([&] { return d.log().find("not feeding the systemd watchdog") != std::string::npos; }, 10s,
+                           100ms));
+        notify.waitFor("(drain what was sent before)", 1, 1s);
+        pings = notify.count("WATCHDOG=1");
+        CHECK_FALSE(notify.waitFor("WATCHDOG=1", pings + 1, 3s));
+        INFO("log: " << d.logTail());
+        CHECK(d.log().find(why) != std::string::npos);
+        // HTTP still answers: one thread is stuck, not the process.
+        if (liveAnswers) CHECK(c.get("/health/live").status == 200);
+    }
+    // Thawed, it goes on, and so does the feeding.
+    CHECK(notify.waitFor("WATCHDOG=1", pings + 1, 5s));
+    CHECK(eventually([&] { return d.log().find("healthy again") != std::string::npos; }, 5s, 100ms));
+}
+
+}  // namespace
+
+TEST_CASE("A wedged worker stops the watchdog feeding", "[operation][systemd][watchdog]")
+{
+    checkWatchdogStopsFor("orders-1", "orders-1 has made no progress", {"orders.processing_ms=0"}, true);
+}
+
+TEST_CASE("A wedged HTTP event loop stops the watchdog feeding", "[operation][systemd][watchdog]")
+{
+    checkWatchdogStopsFor("http-1", "HTTP event loop http-1 has not gone round",
+                          {"orders.processing_ms=0", "http.max_threads=2"}, false);
 }

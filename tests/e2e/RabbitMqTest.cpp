@@ -11,6 +11,7 @@
 #include "Amqp.h"
 #include "Daemon.h"
 #include "HttpClient.h"
+#include "NotifySocket.h"
 
 #include <catch2/catch.hpp>
 
@@ -274,6 +275,74 @@ TEST_CASE("RabbitMQ stopped while 500 orders are posted: all accepted, each proc
     };
     CHECK(occurrences("RabbitMQ unavailable") == 1);
     CHECK(occurrences("connected to RabbitMQ") == 2);
+}
+
+TEST_CASE("A frozen RabbitMQ holds up no request and no watchdog ping, readiness says so within 5 s and recovers",
+          "[.rabbitmq][faults]")
+{
+    requireRabbitMq();
+    PrivateRabbitMq rmq;
+    TempDir sockDir;
+    test_support::NotifySocket notify(sockDir.path() + "/notify.sock");
+    Daemon d(rmq.defines({"orders.processing_ms=0"}), Daemon::Wait::Ready,
+             {"NOTIFY_SOCKET=" + sockDir.path() + "/notify.sock", "WATCHDOG_USEC=2000000"});
+    HttpClient c(d.port());
+    REQUIRE(waitBrokerHealth(c, "ok", 30s));
+    c.waitForOrderStatus(c.createOrder(orderJson("before-freeze@example.com")), "awaiting_payment", 30s);
+    REQUIRE(notify.waitFor("WATCHDOG=1", 1, 5s));
+    const pid_t pid = d.pid();
+
+    // The node's VM stops: its sockets stay open, nothing answers.
+    rmq.run("freeze");
+    const auto frozenAt = std::chrono::steady_clock::now();
+    auto timed = [&](const std::string& path, int& status) {
+        const auto t0 = std::chrono::steady_clock::now();
+        status = c.get(path).status;
+        return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - t0);
+    };
+    Millis slowestMetrics{0}, slowestLive{0};
+    std::optional<Millis> unready;  // when /health/ready first said 503, from the freeze
+    std::string unreadyBroker;
+    // Orders posted meanwhile are accepted: they wait in the outbox.
+    std::vector<std::string> during;
+    notify.drain();
+    const int pingsBefore = notify.count("WATCHDOG=1");
+    while (std::chrono::steady_clock::now() - frozenAt < 9s) {
+        int status = 0;
+        slowestMetrics = std::max(slowestMetrics, timed("/metrics", status));
+        CHECK(status == 200);
+        slowestLive = std::max(slowestLive, timed("/health/live", status));
+        CHECK(status == 200);
+        if (!unready) {
+            const std::string broker = brokerHealth(c, &status);
+            if (status == 503) {
+                unready = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - frozenAt);
+                unreadyBroker = broker;
+            }
+        }
+        if (during.size() < 20) during.push_back(c.createOrder(orderJson("during-freeze@example.com")));
+        notify.waitFor("(take what arrived)", 1, 100ms);  // also the pace of this loop
+    }
+    INFO("slowest /metrics " << slowestMetrics.count() << " ms, slowest /health/live " << slowestLive.count()
+                             << " ms during the freeze");
+    CHECK(slowestMetrics < 100ms);
+    CHECK(slowestLive < 100ms);
+    REQUIRE(unready.has_value());
+    INFO("/health/ready turned 503 after " << unready->count() << " ms, broker \"" << unreadyBroker << "\"");
+    CHECK(*unready <= 7s);  // 5 s without an answer, plus the monitor's second and its 2 s wait
+    CHECK(unreadyBroker == "unresponsive");
+    // The daemon is healthy, the broker is not: the watchdog is still fed
+    // (every second with WATCHDOG_USEC of 2 s: at least 6 in 9 s).
+    CHECK(notify.count("WATCHDOG=1") - pingsBefore >= 6);
+
+    rmq.run("thaw");
+    CHECK(waitBrokerHealth(c, "ok", 30s));
+    int readyStatus = 0;
+    CHECK(brokerHealth(c, &readyStatus) == "ok");
+    CHECK(readyStatus == 200);
+    requireAllProcessedOnce(c, during, 60s);
+    CHECK(d.running());
+    CHECK(d.pid() == pid);
 }
 
 TEST_CASE("RabbitMQ closes every connection mid-consume: consumers reconnect, nothing lost or doubled",

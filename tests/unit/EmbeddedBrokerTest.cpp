@@ -1,22 +1,22 @@
 #include "broker/EmbeddedBroker.h"
 #include "domain/Clock.h"
-#include "store/OrderStore.h"
 
-#include "TempDir.h"
+#include "TestStore.h"
 
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <thread>
 
 using namespace orderpay;
 using namespace std::chrono;
-using namespace Poco::Data::Keywords;
 
 namespace {
 
 /// A queue on a real database.
-struct Queue : test::TestDatabase {
+struct Queue : test::TestStore {
     WorkSettings work;
+    milliseconds leaseTime = minutes(1);
     std::unique_ptr<EmbeddedBroker> broker;
 
     Queue()
@@ -27,13 +27,13 @@ struct Queue : test::TestDatabase {
 
     void startBroker()
     {
-        broker = std::make_unique<EmbeddedBroker>(*db, *committer, work);
+        broker = std::make_unique<EmbeddedBroker>(store->queue(), work, leaseTime);
         broker->start();
     }
 
     void open() override
     {
-        TestDatabase::open();  // (the base constructor runs the base open(), without a broker)
+        TestStore::open();  // (the base constructor runs the base open(), without a broker)
         startBroker();
     }
 
@@ -41,18 +41,27 @@ struct Queue : test::TestDatabase {
     {
         broker->stop();
         broker.reset();
-        TestDatabase::close();
+        TestStore::close();
     }
 
     void publish(const std::string& body)
     {
-        committer->write([&](Poco::Data::Session& s) {
-            const Poco::Int64 at = clock::nowMillis();
-            s << "INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', ?, ?, ?)", useRef(body),
-                useRef(at), useRef(at), now;
+        committer().write([&](sql::Statements& w) {
+            const std::int64_t at = clock::nowMillis();
+            w("INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', ?, ?, ?)").exec(body, at, at);
         });
         broker->notifyPublished("orders");
     }
+
+    std::optional<Delivery> fetch(milliseconds timeout)
+    {
+        auto ds = broker->fetchSome("orders", 1, timeout);
+        if (ds.empty()) return std::nullopt;
+        return ds.front();
+    }
+
+    /// The orders queue as the store counts it now.
+    QueueDepth depth() { return store->queue().depths()[kOrdersQueue]; }
 };
 
 }  // namespace
@@ -61,22 +70,22 @@ TEST_CASE("a message is delivered once, and gone after its ack", "[queue]")
 {
     Queue q;
     q.publish("m1");
-    auto d = q.broker->fetch("orders", seconds(2));
+    auto d = q.fetch(seconds(2));
     REQUIRE(d);
     CHECK(d->body == "m1");
     CHECK(d->attempt == 1);
-    CHECK_FALSE(q.broker->fetch("orders", milliseconds(50)));  // leased: nobody else gets it
-    CHECK(q.broker->depths()["orders"].inFlight == 1);
+    CHECK_FALSE(q.fetch(milliseconds(50)));  // leased: nobody else gets it
+    CHECK(q.depth().inFlight == 1);
     q.broker->ack(*d);
-    CHECK(q.broker->depths()["orders"].inFlight == 0);
-    CHECK_FALSE(q.broker->fetch("orders", milliseconds(50)));
+    CHECK(q.depth().inFlight == 0);
+    CHECK_FALSE(q.fetch(milliseconds(50)));
 }
 
 TEST_CASE("a publish wakes a waiting consumer", "[queue]")
 {
     Queue q;
     std::optional<Delivery> got;
-    std::thread consumer([&] { got = q.broker->fetch("orders", seconds(5)); });
+    std::thread consumer([&] { got = q.fetch(seconds(5)); });
     q.publish("wake");
     consumer.join();
     REQUIRE(got);
@@ -86,33 +95,35 @@ TEST_CASE("a publish wakes a waiting consumer", "[queue]")
 TEST_CASE("an expired lease makes the message due again, counted as an attempt", "[queue]")
 {
     Queue q;
-    q.broker->setLeaseTime(milliseconds(100));
+    q.broker->stop();
+    q.leaseTime = milliseconds(100);
+    q.startBroker();
     q.publish("m");
-    auto first = q.broker->fetch("orders", seconds(2));
+    auto first = q.fetch(seconds(2));
     REQUIRE(first);
     // No ack: the consumer is wedged. The lease runs out and the message
     // comes back.
-    auto second = q.broker->fetch("orders", seconds(5));
+    auto second = q.fetch(seconds(5));
     REQUIRE(second);
     CHECK(second->messageId == first->messageId);
     CHECK(second->attempt == 2);
     CHECK(second->redelivered());
     // The stale holder's ack is ignored; the current holder's counts.
     q.broker->ack(*first);
-    CHECK(q.broker->depths()["orders"].inFlight == 1);
+    CHECK(q.depth().inFlight == 1);
     q.broker->ack(*second);
-    CHECK(q.broker->depths()["orders"].inFlight == 0);
+    CHECK(q.depth().inFlight == 0);
 }
 
 TEST_CASE("retry waits out the backoff before the next delivery", "[queue]")
 {
     Queue q;
     q.publish("m");
-    auto d = q.broker->fetch("orders", seconds(2));
+    auto d = q.fetch(seconds(2));
     REQUIRE(d);
     const auto retried = steady_clock::now();
     q.broker->retry(*d, "database busy");
-    auto again = q.broker->fetch("orders", seconds(5));
+    auto again = q.fetch(seconds(5));
     REQUIRE(again);
     CHECK(steady_clock::now() - retried >= milliseconds(190));
     CHECK(again->attempt == 2);
@@ -131,14 +142,15 @@ TEST_CASE("a dead-lettered message stays, with its reason, and is not delivered"
 {
     Queue q;
     q.publish("poison");
-    auto d = q.broker->fetch("orders", seconds(2));
+    auto d = q.fetch(seconds(2));
     REQUIRE(d);
     q.broker->deadLetter(*d, "cannot be decoded");
-    CHECK_FALSE(q.broker->fetch("orders", milliseconds(300)));
-    CHECK(q.broker->depths()["orders"].dead == 1);
+    CHECK_FALSE(q.fetch(milliseconds(300)));
+    CHECK(q.depth().dead == 1);
     std::string reason;
-    Poco::Data::Session s = q.db->reader();
-    s << "SELECT last_error FROM messages WHERE state = 'dead'", into(reason), now;
+    q.db().localReader()("SELECT last_error FROM messages WHERE state = 'dead'").query([&](sql::Statement& row) {
+        reason = row.text(0);
+    });
     CHECK(reason == "cannot be decoded");
 }
 
@@ -146,10 +158,10 @@ TEST_CASE("release hands a message back without counting the attempt", "[queue]"
 {
     Queue q;
     q.publish("m");
-    auto d = q.broker->fetch("orders", seconds(2));
+    auto d = q.fetch(seconds(2));
     REQUIRE(d);
     q.broker->release(*d);
-    auto again = q.broker->fetch("orders", seconds(2));
+    auto again = q.fetch(seconds(2));
     REQUIRE(again);
     CHECK(again->attempt == 1);
 }
@@ -158,11 +170,11 @@ TEST_CASE("a lease held by a daemon that died is delivered again after a restart
 {
     Queue q;
     q.publish("m");
-    auto d = q.broker->fetch("orders", seconds(2));
+    auto d = q.fetch(seconds(2));
     REQUIRE(d);
     q.close();  // the consumer never acked: as after SIGKILL
     q.open();
-    auto again = q.broker->fetch("orders", seconds(2));
+    auto again = q.fetch(seconds(2));
     REQUIRE(again);
     CHECK(again->body == "m");
     CHECK(again->attempt == 2);  // the cut-short delivery counts toward retry.max_attempts
@@ -175,7 +187,7 @@ TEST_CASE("with instant processing one lease takes a batch, and stop gives back 
     q.work.processingTime = milliseconds(0);
     q.startBroker();
     for (int i = 0; i < 80; ++i) q.publish("m" + std::to_string(i));
-    const auto transactions = q.committer->stats().transactions;
+    const auto transactions = q.committer().stats().transactions;
 
     auto first = q.broker->fetchSome("orders", 10, seconds(2));
     REQUIRE(first.size() == 10);
@@ -184,23 +196,34 @@ TEST_CASE("with instant processing one lease takes a batch, and stop gives back 
     // One lease transaction took a batch of them.
     const auto batch = static_cast<std::int64_t>(q.work.batchSize());
     REQUIRE(batch == 64);
-    CHECK(q.committer->stats().transactions == transactions + 1);
-    CHECK(q.broker->depths()["orders"].inFlight == batch);
+    CHECK(q.committer().stats().transactions == transactions + 1);
+    CHECK(q.depth().inFlight == batch);
     auto second = q.broker->fetchSome("orders", 100, seconds(2));
     CHECK(static_cast<std::int64_t>(second.size()) == batch - 10);  // the rest of that lease, no new one
-    CHECK(q.committer->stats().transactions == transactions + 1);
+    CHECK(q.committer().stats().transactions == transactions + 1);
     for (const auto& d : first) q.broker->ack(d);
 
     // 54 leased ahead and handed out, 16 left: the next lease takes them.
     auto third = q.broker->fetchSome("orders", 3, seconds(2));
     REQUIRE(third.size() == 3);
-    CHECK(q.broker->depths()["orders"].inFlight == 54 + 16);
+    CHECK(q.depth().inFlight == 54 + 16);
 
     // Stopping gives back the 13 leased but never handed out, uncounted.
     q.broker->stop();
-    Poco::Data::Session s = q.db->reader();
-    Poco::Int64 ready = 0, counted = 0;
-    s << "SELECT COUNT(*), SUM(attempts) FROM messages WHERE state = 'ready'", into(ready), into(counted), now;
-    CHECK(ready == 13);
-    CHECK(counted == 0);
+    CHECK(q.count("SELECT COUNT(*) FROM messages WHERE state = 'ready'") == 13);
+    CHECK(q.count("SELECT SUM(attempts) FROM messages WHERE state = 'ready'") == 0);
+}
+
+TEST_CASE("the broker's status comes from its monitor's last look, never from a read of its caller", "[queue]")
+{
+    Queue q;
+    q.publish("m");
+    // The monitor looks every second: the published message shows within
+    // two, and status() itself reads nothing.
+    const auto deadline = steady_clock::now() + seconds(5);
+    std::int64_t ready = 0;
+    while (steady_clock::now() < deadline && (ready = q.broker->status().depths[kOrdersQueue].ready) != 1)
+        std::this_thread::sleep_for(milliseconds(20));  // poll interval, bounded by the deadline
+    CHECK(ready == 1);
+    CHECK(q.broker->status().state == BrokerStatus::State::Ok);
 }

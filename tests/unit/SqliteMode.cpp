@@ -5,7 +5,7 @@
 #define CATCH_CONFIG_EXTERNAL_INTERFACES
 #include <catch2/catch.hpp>
 
-#include "store/Database.h"
+#include "store/sqlite/Database.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +18,7 @@ struct SqliteMode : Catch::TestEventListenerBase {
     void testRunStarting(const Catch::TestRunInfo& info) override
     {
         TestEventListenerBase::testRunStarting(info);
-        if (!orderpay::Database::useMultiThreadMode()) {
+        if (!orderpay::sqlite::Database::useMultiThreadMode()) {
             std::fputs("unit_tests: SQLite started before the test run; it would not run as the daemon does\n", stderr);
             std::abort();
         }

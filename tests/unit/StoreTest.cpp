@@ -1,13 +1,13 @@
 #include "domain/Clock.h"
 #include "domain/Errors.h"
 #include "domain/Ids.h"
-#include "store/OrderStore.h"
+#include "store/sqlite/SqliteApiStore.h"
+#include "store/sqlite/SqliteHealth.h"
 
-#include "TempDir.h"
+#include "TestStore.h"
 
 #include <catch2/catch.hpp>
 
-#include <Poco/Data/SQLite/Utility.h>
 #include <sqlite3.h>
 
 #include <condition_variable>
@@ -19,12 +19,14 @@
 using namespace std::chrono_literals;
 
 using namespace orderpay;
-using namespace Poco::Data::Keywords;
+using orderpay::sqlite::Committer;
+using orderpay::sqlite::Database;
 
 namespace {
 
-struct Fixture : test::TestDatabase {
-    std::unique_ptr<OrderStore> store = std::make_unique<OrderStore>(*db, *committer);
+struct Fixture : test::TestStore {
+    ApiStore& api() { return store->api(); }
+    WorkStore& work() { return store->work(); }
 
     Order newOrder()
     {
@@ -35,7 +37,7 @@ struct Fixture : test::TestDatabase {
         o.items = {{"A", 2, 1250}};
         o.totalAmount = 2500;
         o.createdAt = o.updatedAt = clock::nowRfc3339();
-        store->createOrder(o, std::nullopt);
+        test::createOrder(api(), o);
         return o;
     }
 
@@ -52,12 +54,11 @@ struct Fixture : test::TestDatabase {
         return p;
     }
 
-    Poco::Int64 count(const std::string& sql)
+    std::string text(const std::string& sql)
     {
-        Poco::Data::Session s = db->reader();
-        Poco::Int64 n = 0;
-        s << sql, into(n), now;
-        return n;
+        std::string t;
+        db().localReader()(sql).query([&](sql::Statement& row) { t = row.text(0); });
+        return t;
     }
 };
 
@@ -66,20 +67,16 @@ struct Fixture : test::TestDatabase {
 TEST_CASE("the schema is migrated once and versioned", "[store]")
 {
     Fixture f;
-    Poco::Data::Session s = f.db->reader();
-    int version = 0;
-    s << "PRAGMA user_version", into(version), now;
-    CHECK(version == Database::kSchemaVersion);
-    std::string mode;
-    s << "PRAGMA journal_mode", into(mode), now;
-    CHECK(mode == "wal");
+    CHECK(f.count("PRAGMA user_version") == Database::kSchemaVersion);
+    CHECK(f.text("PRAGMA journal_mode") == "wal");
     // synchronous=FULL on the writer: a commit is synced before it returns.
-    int synchronous = 0;
-    f.committer->write([&](Poco::Data::Session& w) { w << "PRAGMA synchronous", into(synchronous), now; });
+    std::int64_t synchronous = 0;
+    f.committer().write([&](sql::Statements& w) {
+        w("PRAGMA synchronous").query([&](sql::Statement& row) { synchronous = row.integer(0); });
+    });
     CHECK(synchronous == 2);
     // Opening again does not migrate again (it would fail on CREATE TABLE).
-    f.committer.reset();
-    f.db.reset();
+    f.close();
     CHECK_NOTHROW(Database(f.settings));
 }
 
@@ -90,25 +87,23 @@ TEST_CASE("a version 2 database loses its step ledger table and keeps resuming o
     // An order half processed by a version 2 daemon: its first step's ledger
     // row and step_completed event, written in one transaction.
     const Order o = f.newOrder();
-    REQUIRE(f.store->startProcessing(o.id) == OrderStatus::Processing);
-    REQUIRE(f.store->completeStep(o.id, "validate"));
-    f.committer->write([&](Poco::Data::Session& w) {
-        w << "CREATE TABLE order_steps (order_id TEXT NOT NULL, step TEXT NOT NULL, completed_at TEXT NOT NULL, "
-             "PRIMARY KEY (order_id, step)) WITHOUT ROWID",
-            now;
-        w << "INSERT INTO order_steps VALUES (?, 'validate', ?)", bind(o.id), bind(clock::nowRfc3339()), now;
-        w << "PRAGMA user_version = 2", now;
+    REQUIRE(f.work().startProcessing(o.id) == OrderStatus::Processing);
+    REQUIRE(f.work().completeStep(o.id, "validate"));
+    f.committer().write([&](sql::Statements& w) {
+        w("CREATE TABLE order_steps (order_id TEXT NOT NULL, step TEXT NOT NULL, completed_at TEXT NOT NULL, "
+          "PRIMARY KEY (order_id, step)) WITHOUT ROWID")
+            .exec();
+        w("INSERT INTO order_steps VALUES (?, 'validate', ?)").exec(o.id, clock::nowRfc3339());
+        w("PRAGMA user_version = 2").exec();
     });
-    f.store.reset();
     f.close();
     f.open();  // migrates
-    f.store = std::make_unique<OrderStore>(*f.db, *f.committer);
     CHECK(f.count("PRAGMA user_version") == Database::kSchemaVersion);
     CHECK(f.count("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'order_steps'") == 0);
-    CHECK(f.store->isStepCompleted(o.id, "validate"));
-    CHECK_FALSE(f.store->isStepCompleted(o.id, "reserve_stock"));
-    CHECK_FALSE(f.store->completeStep(o.id, "validate"));
-    const auto rest = f.store->processInstantly(o.id, {"validate", "reserve_stock", "prepare_invoice"});
+    CHECK(f.work().isStepCompleted(o.id, "validate"));
+    CHECK_FALSE(f.work().isStepCompleted(o.id, "reserve_stock"));
+    CHECK_FALSE(f.work().completeStep(o.id, "validate"));
+    const auto rest = test::processInstantly(f.work(), o.id, {"validate", "reserve_stock", "prepare_invoice"});
     CHECK(rest.stepsRun == std::vector<std::string>{"reserve_stock", "prepare_invoice"});
     CHECK(rest.finished);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
@@ -120,10 +115,8 @@ TEST_CASE("SQLite runs in multi-thread mode: no mutex around each call on a conn
     Fixture f;
     // The unit tests' main, like the daemon's, asks for it before any
     // connection opens; in serialized mode each connection has a mutex.
-    f.committer->write([](Poco::Data::Session& s) {
-        CHECK(sqlite3_db_mutex(Poco::Data::SQLite::Utility::dbHandle(s)) == nullptr);
-    });
-    CHECK(sqlite3_db_mutex(Poco::Data::SQLite::Utility::dbHandle(f.db->reader())) == nullptr);
+    sql::Connection connection(f.settings.sqlitePath);
+    CHECK(sqlite3_db_mutex(connection.handle()) == nullptr);
 }
 
 TEST_CASE("a failing unit of a group commit rolls back alone", "[store]")
@@ -134,9 +127,8 @@ TEST_CASE("a failing unit of a group commit rolls back alone", "[store]")
     for (int i = 0; i < 16; ++i) {
         threads.emplace_back([&, i] {
             try {
-                f.committer->write([&](Poco::Data::Session& s) {
-                    const Poco::Int64 id = i;
-                    s << "INSERT INTO health_probe (id, at) VALUES (?, 0)", useRef(id), now;
+                f.committer().write([&](sql::Statements& w) {
+                    w("INSERT INTO health_probe (id, at) VALUES (?, 0)").exec(i);
                     if (i % 4 == 0) throw Conflict("unit " + std::to_string(i) + " refuses");
                 });
             } catch (const Conflict&) {
@@ -147,7 +139,7 @@ TEST_CASE("a failing unit of a group commit rolls back alone", "[store]")
     for (auto& t : threads) t.join();
     CHECK(failures == 4);
     CHECK(f.count("SELECT COUNT(*) FROM health_probe") == 12);
-    CHECK(f.committer->stats().units == 16);
+    CHECK(f.committer().stats().units == 16);
 }
 
 namespace {
@@ -158,7 +150,7 @@ struct WriterHold {
     explicit WriterHold(Committer& c)
     {
         thread = std::thread([&] {
-            c.write([&](Poco::Data::Session&) {
+            c.write([&](sql::Statements&) {
                 entered.set_value();
                 released.get_future().wait();
             });
@@ -193,15 +185,15 @@ TEST_CASE("a lone failing unit leaves nothing behind, and its batch is not run a
 {
     Fixture f;
     int runs = 0;
-    CHECK_THROWS_AS(f.committer->write([&](Poco::Data::Session& s) {
+    CHECK_THROWS_AS(f.committer().write([&](sql::Statements& w) {
         ++runs;
-        s << "INSERT INTO health_probe (id, at) VALUES (7, 0)", now;
+        w("INSERT INTO health_probe (id, at) VALUES (7, 0)").exec();
         throw Conflict("refused after writing");
     }),
                     Conflict);
     CHECK(runs == 1);
     CHECK(f.count("SELECT COUNT(*) FROM health_probe") == 0);
-    const auto stats = f.committer->stats();
+    const auto stats = f.committer().stats();
     CHECK(stats.replays == 0);
     CHECK(stats.units == 1);
     CHECK(stats.transactions == 0);
@@ -212,25 +204,25 @@ TEST_CASE("a batch run again after a unit failed keeps its savepoints' journal i
     Fixture f;
     // Enough rows for an update of them all to change ~50 pages: ~200 KiB of
     // statement journal inside one savepoint, past SQLite's 64 KiB in memory.
-    f.committer->write([](Poco::Data::Session& s) {
-        s << "INSERT INTO health_probe (id, at) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
-             "WHERE x < 20000) SELECT x, 0 FROM n",
-            now;
+    f.committer().write([](sql::Statements& w) {
+        w("INSERT INTO health_probe (id, at) WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+          "WHERE x < 20000) SELECT x, 0 FROM n")
+            .exec();
     });
     const int before = unlinkedOpenFiles();
-    WriterHold hold(*f.committer);
+    WriterHold hold(f.committer());
     std::atomic<int> failingRuns{0}, updateRuns{0}, mostUnlinked{0};
     std::promise<std::exception_ptr> failed, updated;
-    f.committer->submit(
-        [&](Poco::Data::Session&) {
+    f.committer().submit(
+        [&](sql::Statements&) {
             ++failingRuns;
             throw Conflict("this unit refuses");
         },
         [&](std::exception_ptr error) { failed.set_value(error); });
-    f.committer->submit(
-        [&](Poco::Data::Session& s) {
+    f.committer().submit(
+        [&](sql::Statements& w) {
             ++updateRuns;
-            s << "UPDATE health_probe SET at = at + 1", now;
+            w("UPDATE health_probe SET at = at + 1").exec();
             mostUnlinked = std::max(mostUnlinked.load(), unlinkedOpenFiles());
         },
         [&](std::exception_ptr error) { updated.set_value(error); });
@@ -240,7 +232,7 @@ TEST_CASE("a batch run again after a unit failed keeps its savepoints' journal i
     // Run unguarded, rolled back at the failure, then again in savepoints.
     CHECK(failingRuns == 2);
     CHECK(updateRuns == 1);
-    CHECK(f.committer->stats().replays == 1);
+    CHECK(f.committer().stats().replays == 1);
     CHECK(mostUnlinked == before);
     CHECK(f.count("SELECT COUNT(*) FROM health_probe WHERE at = 1") == 20000);
 }
@@ -251,25 +243,24 @@ TEST_CASE("submitted units share one transaction and are told after it committed
     // The writer is held inside a unit while 60 more are submitted from
     // this one thread: without waiting for them, they all wait for the
     // next transaction (the fixture's batch limit is 64).
-    WriterHold hold(*f.committer);
+    WriterHold hold(f.committer());
 
     constexpr int kUnits = 60;
     std::mutex m;
     std::condition_variable told;
     std::vector<int> calls(kUnits, 0);
-    std::vector<Poco::Int64> rowsSeen(kUnits, -1);
+    std::vector<std::int64_t> rowsSeen(kUnits, -1);
     std::vector<std::string> errors(kUnits);
     int finished = 0;
     for (int i = 0; i < kUnits; ++i) {
-        f.committer->submit(
-            [i](Poco::Data::Session& s) {
-                const Poco::Int64 id = i;
-                s << "INSERT INTO health_probe (id, at) VALUES (?, 0)", useRef(id), now;
+        f.committer().submit(
+            [i](sql::Statements& w) {
+                w("INSERT INTO health_probe (id, at) VALUES (?, 0)").exec(i);
                 if (i % 10 == 0) throw Conflict("unit " + std::to_string(i) + " refuses");
             },
             [&, i](std::exception_ptr error) {
                 // Committed before it is told: another connection sees the rows.
-                const Poco::Int64 rows = f.count("SELECT COUNT(*) FROM health_probe");
+                const std::int64_t rows = f.count("SELECT COUNT(*) FROM health_probe");
                 std::lock_guard lock(m);
                 ++calls[static_cast<std::size_t>(i)];
                 rowsSeen[static_cast<std::size_t>(i)] = rows;
@@ -293,15 +284,15 @@ TEST_CASE("submitted units share one transaction and are told after it committed
         CHECK(rowsSeen[static_cast<std::size_t>(i)] == 54);  // all but the six that threw
         CHECK(errors[static_cast<std::size_t>(i)].empty() == (i % 10 != 0));
     }
-    const auto stats = f.committer->stats();
+    const auto stats = f.committer().stats();
     CHECK(stats.transactions == 2);  // the holder's, and one for all 60
     CHECK(stats.units == kUnits + 1);
     CHECK(stats.replays == 1);  // run again, each unit in a savepoint, after the first refused
 
     // A stopped Committer tells at once that nothing was stored.
-    f.committer->stop();
+    f.committer().stop();
     bool refused = false;
-    f.committer->submit([](Poco::Data::Session&) { FAIL("ran after stop"); },
+    f.committer().submit([](sql::Statements&) { FAIL("ran after stop"); },
                         [&](std::exception_ptr error) {
                             if (!error) return;
                             try {
@@ -318,7 +309,7 @@ TEST_CASE("an order and its message commit together", "[store]")
     Fixture f;
     const Order o = f.newOrder();
     CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'orders' AND body LIKE '%" + o.id + "%'") == 1);
-    auto read = f.store->getOrder(o.id);
+    auto read = f.api().getOrder(o.id);
     REQUIRE(read);
     CHECK(read->totalAmount == 2500);
     REQUIRE(read->events.size() == 1);
@@ -329,14 +320,14 @@ TEST_CASE("a completed step is never repeated", "[store]")
 {
     Fixture f;
     const Order o = f.newOrder();
-    REQUIRE(f.store->startProcessing(o.id) == OrderStatus::Processing);
-    CHECK(f.store->completeStep(o.id, "reserve_stock"));
-    CHECK_FALSE(f.store->completeStep(o.id, "reserve_stock"));
+    REQUIRE(f.work().startProcessing(o.id) == OrderStatus::Processing);
+    CHECK(f.work().completeStep(o.id, "reserve_stock"));
+    CHECK_FALSE(f.work().completeStep(o.id, "reserve_stock"));
     CHECK(f.count("SELECT COUNT(*) FROM stock_reservations WHERE order_id = '" + o.id + "'") == 1);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
           1);
     // A second start is not a second transition.
-    CHECK(f.store->startProcessing(o.id) == OrderStatus::Processing);
+    CHECK(f.work().startProcessing(o.id) == OrderStatus::Processing);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'processing'") == 1);
 }
 
@@ -351,17 +342,17 @@ TEST_CASE("idempotency keys replay, and refuse another request", "[store]")
     o.totalAmount = 1;
     o.createdAt = o.updatedAt = clock::nowRfc3339();
     IdempotencyRecord idem{"k1", "hash-a", {202, "/orders/" + o.id, "{}"}, 60'000};
-    CHECK_FALSE(f.store->createOrder(o, idem).has_value());
+    CHECK_FALSE(test::createOrder(f.api(), o, idem).has_value());
 
     Order again = o;
     again.id = ids::newOrderId();
-    auto replay = f.store->createOrder(again, idem);
+    auto replay = test::createOrder(f.api(), again, idem);
     REQUIRE(replay);
     CHECK(replay->location == "/orders/" + o.id);
     CHECK(f.count("SELECT COUNT(*) FROM orders") == 1);
 
     idem.requestHash = "hash-b";
-    CHECK_THROWS_AS(f.store->createOrder(again, idem), IdempotencyMismatch);
+    CHECK_THROWS_AS(test::createOrder(f.api(), again, idem), IdempotencyMismatch);
     CHECK(f.count("SELECT COUNT(*) FROM orders") == 1);
 }
 
@@ -369,60 +360,69 @@ TEST_CASE("a payment is held while its order is processed, then queued", "[store
 {
     Fixture f;
     const Order o = f.newOrder();
-    f.store->startProcessing(o.id);
+    f.work().startProcessing(o.id);
     const Payment p = f.payment(o.id, 2500);
-    f.store->createPayment(p, std::nullopt);
+    test::createPayment(f.api(), p);
     CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'payments'") == 0);
-    for (auto step : {"validate", "reserve_stock", "prepare_invoice"}) f.store->completeStep(o.id, step);
-    REQUIRE(f.store->finishProcessing(o.id));
+    for (auto step : {"validate", "reserve_stock", "prepare_invoice"}) f.work().completeStep(o.id, step);
+    REQUIRE(f.work().finishProcessing(o.id));
     CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'payments'") == 1);
 
-    REQUIRE(f.store->startPayment(p.id));
-    auto outcome = f.store->settlePayment(p.id);
+    REQUIRE(f.work().startPayment(p.id));
+    auto outcome = f.work().settlePayment(p.id);
     CHECK(outcome.status == PaymentStatus::Succeeded);
-    CHECK(f.store->getOrder(o.id)->status == OrderStatus::Paid);
+    CHECK(f.api().getOrder(o.id)->status == OrderStatus::Paid);
     // Settling again (a redelivery) changes nothing.
-    CHECK(f.store->settlePayment(p.id).alreadyFinal);
+    CHECK(f.work().settlePayment(p.id).alreadyFinal);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'paid'") == 1);
     // The order is final now: more payments are refused.
-    CHECK_THROWS_AS(f.store->createPayment(f.payment(o.id, 2500, "r2"), std::nullopt), Conflict);
-    CHECK_THROWS_AS(f.store->createPayment(f.payment(ids::newOrderId(), 1), std::nullopt), NotFound);
+    CHECK_THROWS_AS(test::createPayment(f.api(), f.payment(o.id, 2500, "r2")), Conflict);
+    CHECK_THROWS_AS(test::createPayment(f.api(), f.payment(ids::newOrderId(), 1)), NotFound);
 }
 
 TEST_CASE("cancel only from queued or awaiting_payment", "[store]")
 {
     Fixture f;
     const Order queued = f.newOrder();
-    CHECK(f.store->cancelOrder(queued.id).status == OrderStatus::Cancelled);
-    CHECK_THROWS_AS(f.store->cancelOrder(queued.id), Conflict);
+    CHECK(test::cancelOrder(f.api(), queued.id).status == OrderStatus::Cancelled);
+    CHECK_THROWS_AS(test::cancelOrder(f.api(), queued.id), Conflict);
     const Order processing = f.newOrder();
-    f.store->startProcessing(processing.id);
-    CHECK_THROWS_AS(f.store->cancelOrder(processing.id), Conflict);
-    CHECK_THROWS_AS(f.store->cancelOrder(ids::newOrderId()), NotFound);
+    f.work().startProcessing(processing.id);
+    CHECK_THROWS_AS(test::cancelOrder(f.api(), processing.id), Conflict);
+    CHECK_THROWS_AS(test::cancelOrder(f.api(), ids::newOrderId()), NotFound);
 }
+
+namespace {
+
+/// The details of SQLite's plan for `sql` with `params` bound, joined.
+template <typename... T>
+std::string queryPlan(Fixture& f, const std::string& sql, const T&... params)
+{
+    std::string all;
+    // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
+    sql::Connection connection(f.settings.sqlitePath);
+    sql::Statement plan(connection.handle(), "EXPLAIN QUERY PLAN " + sql);
+    plan.query([&](sql::Statement& row) { all += row.text(3) + "; "; }, params...);
+    return all;
+}
+
+}  // namespace
 
 TEST_CASE("every list query reads an index in order, never sorts or scans by status", "[store][performance]")
 {
     Fixture f;
     for (int i = 0; i < 50; ++i) f.newOrder();
-    Poco::Data::Session s = f.db->reader();
-    s << "ANALYZE", now;
+    f.committer().write([](sql::Statements& w) { w("ANALYZE").exec(); });
+    const std::string status = "queued", id = "ord_7ZZZZZZZZZZZZZZZZZZZZZZZZZ";
+    const std::int64_t limit = 50;
     for (bool byStatus : {false, true}) {
         for (bool after : {false, true}) {
-            const std::string sql = "EXPLAIN QUERY PLAN SELECT id FROM orders " + OrderStore::listFilter(byStatus, after);
-            std::vector<std::string> details;
-            const std::string status = "queued", id = "ord_7ZZZZZZZZZZZZZZZZZZZZZZZZZ";
-            const int limit = 50;
-            // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
-            std::vector<int> a, b, c;
-            Poco::Data::Statement plan(s);
-            plan << sql, into(a), into(b), into(c), into(details);
-            if (byStatus) plan.addBind(Poco::Data::Keywords::useRef(status));
-            if (after) plan.addBind(Poco::Data::Keywords::useRef(id));
-            plan.addBind(Poco::Data::Keywords::useRef(limit));
-            plan.execute();
+            const std::string sql = "SELECT id FROM orders " + sqlite::SqliteApiStore::listFilter(byStatus, after);
             std::string all;
-            for (const auto& d : details) all += d + "; ";
+            if (byStatus && after) all = queryPlan(f, sql, status, id, limit);
+            else if (byStatus) all = queryPlan(f, sql, status, limit);
+            else if (after) all = queryPlan(f, sql, id, limit);
+            else all = queryPlan(f, sql, limit);
             INFO("status filter " << byStatus << ", after " << after << ": " << all);
             CHECK(all.find("TEMP B-TREE") == std::string::npos);  // no sort
             if (byStatus) CHECK(all.find("orders_by_status") != std::string::npos);
@@ -436,22 +436,17 @@ TEST_CASE("the counts by status behind /metrics read an index, never sort", "[st
     Fixture f;
     for (int i = 0; i < 20; ++i) {
         const Order o = f.newOrder();
-        if (i % 2 == 0) f.store->createPayment(f.payment(o.id, 2500), std::nullopt);
+        if (i % 2 == 0) test::createPayment(f.api(), f.payment(o.id, 2500));
     }
-    Poco::Data::Session s = f.db->reader();
-    s << "ANALYZE", now;
+    f.committer().write([](sql::Statements& w) { w("ANALYZE").exec(); });
     for (const std::string table : {"orders", "payments"}) {
-        std::vector<int> a, b, c;
-        std::vector<std::string> details;
-        s << "EXPLAIN QUERY PLAN " + OrderStore::statusCountQuery(table), into(a), into(b), into(c), into(details), now;
-        std::string all;
-        for (const auto& d : details) all += d + "; ";
+        const std::string all = queryPlan(f, sqlite::SqliteHealth::statusCountQuery(table));
         INFO(table << ": " << all);
-        // A sort here held up to 2 MB of SQLite's heap per /metrics scrape.
+        // A sort here would hold megabytes of SQLite's heap per /metrics scrape.
         CHECK(all.find("TEMP B-TREE") == std::string::npos);
         CHECK(all.find("COVERING INDEX " + table + "_by_status") != std::string::npos);
     }
-    CHECK(f.store->paymentCounts().at("queued") == 10);
+    CHECK(f.store->health().paymentCounts().at("queued") == 10);
 }
 
 TEST_CASE("instant processing runs each step once, in one transaction, and resumes after a crash", "[store]")
@@ -460,17 +455,17 @@ TEST_CASE("instant processing runs each step once, in one transaction, and resum
     const std::vector<std::string> steps{"validate", "reserve_stock", "prepare_invoice"};
     const Order o = f.newOrder();
     // A previous delivery got as far as the first step before the crash.
-    REQUIRE(f.store->startProcessing(o.id) == OrderStatus::Processing);
-    REQUIRE(f.store->completeStep(o.id, "validate"));
+    REQUIRE(f.work().startProcessing(o.id) == OrderStatus::Processing);
+    REQUIRE(f.work().completeStep(o.id, "validate"));
 
-    const auto first = f.store->processInstantly(o.id, steps);
+    const auto first = test::processInstantly(f.work(), o.id, steps);
     CHECK(first.before == OrderStatus::Processing);
     CHECK(first.stepsRun == std::vector<std::string>{"reserve_stock", "prepare_invoice"});
     CHECK(first.finished);
-    CHECK(f.store->getOrder(o.id)->status == OrderStatus::AwaitingPayment);
+    CHECK(f.api().getOrder(o.id)->status == OrderStatus::AwaitingPayment);
 
     // A redelivery of the same message changes nothing.
-    const auto again = f.store->processInstantly(o.id, steps);
+    const auto again = test::processInstantly(f.work(), o.id, steps);
     CHECK(again.before == OrderStatus::AwaitingPayment);
     CHECK(again.stepsRun.empty());
     CHECK_FALSE(again.finished);
@@ -481,13 +476,13 @@ TEST_CASE("instant processing runs each step once, in one transaction, and resum
 
     // A queued order goes all the way in one call; a cancelled one not at all.
     const Order fresh = f.newOrder();
-    CHECK(f.store->processInstantly(fresh.id, steps).finished);
+    CHECK(test::processInstantly(f.work(), fresh.id, steps).finished);
     const Order cancelled = f.newOrder();
-    f.store->cancelOrder(cancelled.id);
-    const auto none = f.store->processInstantly(cancelled.id, steps);
+    test::cancelOrder(f.api(), cancelled.id);
+    const auto none = test::processInstantly(f.work(), cancelled.id, steps);
     CHECK(none.before == OrderStatus::Cancelled);
     CHECK(none.stepsRun.empty());
-    CHECK(f.store->getOrder(cancelled.id)->status == OrderStatus::Cancelled);
+    CHECK(f.api().getOrder(cancelled.id)->status == OrderStatus::Cancelled);
 }
 
 TEST_CASE("instant processing of several orders shares one transaction, and a failing order fails alone", "[store]")
@@ -497,11 +492,11 @@ TEST_CASE("instant processing of several orders shares one transaction, and a fa
     std::vector<std::string> ids;
     for (int i = 0; i < 5; ++i) ids.push_back(f.newOrder().id);
     ids.insert(ids.begin() + 2, ids::newOrderId());  // no such order
-    const auto before = f.committer->stats().transactions;
+    const auto before = f.committer().stats().transactions;
 
-    const auto outcomes = f.store->processInstantly(ids, steps);
+    const auto outcomes = f.work().processInstantly(ids, steps);
 
-    CHECK(f.committer->stats().transactions == before + 1);
+    CHECK(f.committer().stats().transactions == before + 1);
     REQUIRE(outcomes.size() == ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
         INFO("order " << i);
@@ -512,7 +507,7 @@ TEST_CASE("instant processing of several orders shares one transaction, and a fa
         }
         CHECK_FALSE(outcomes[i].error);
         CHECK(outcomes[i].result.finished);
-        CHECK(f.store->getOrder(ids[i])->status == OrderStatus::AwaitingPayment);
+        CHECK(f.api().getOrder(ids[i])->status == OrderStatus::AwaitingPayment);
     }
     CHECK(f.count("SELECT COUNT(*) FROM invoices") == 5);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed'") == 15);

@@ -3,7 +3,7 @@
 #include "domain/Errors.h"
 #include "work/ConsumerTask.h"
 
-#include "TempDir.h"
+#include "TestStore.h"
 
 #include <Poco/TaskManager.h>
 #include <Poco/ThreadPool.h>
@@ -16,7 +16,6 @@
 
 using namespace orderpay;
 using namespace std::chrono;
-using namespace Poco::Data::Keywords;
 
 namespace {
 
@@ -53,20 +52,24 @@ private:
     std::string deadReason;
 };
 
-struct Rig : test::TestDatabase {
+struct Rig : test::TestStore {
     WorkSettings work;
     std::unique_ptr<EmbeddedBroker> broker;
 
     Rig()
     {
         work.retryBackoff = milliseconds(10);
-        broker = std::make_unique<EmbeddedBroker>(*db, *committer, work);
-        broker->start();
-        committer->write([](Poco::Data::Session& s) {
-            const Poco::Int64 at = clock::nowMillis();
-            s << "INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', 'm', ?, ?)", useRef(at),
-                useRef(at), now;
+        startBroker();
+        committer().write([](sql::Statements& w) {
+            const std::int64_t at = clock::nowMillis();
+            w("INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', 'm', ?, ?)").exec(at, at);
         });
+    }
+
+    void startBroker()
+    {
+        broker = std::make_unique<EmbeddedBroker>(store->queue(), work, minutes(1));
+        broker->start();
     }
 
     /// Runs one consumer until `done` holds or the deadline passes.
@@ -85,7 +88,7 @@ struct Rig : test::TestDatabase {
         return ok;
     }
 
-    QueueDepth depth() { return broker->depths()["orders"]; }
+    QueueDepth depth() { return store->queue().depths()[kOrdersQueue]; }
 };
 
 }  // namespace
@@ -121,7 +124,7 @@ TEST_CASE("deliveries cut short by crashes count toward retry.max_attempts", "[w
 {
     Rig rig;
     // Three deliveries that never finished (the daemon died each time).
-    rig.committer->write([](Poco::Data::Session& s) { s << "UPDATE messages SET attempts = 3", now; });
+    rig.committer().write([](sql::Statements& w) { w("UPDATE messages SET attempts = 3").exec(); });
     ScriptedHandler handler(ScriptedHandler::Mode::Succeed);
     REQUIRE(rig.runUntil(handler, 3, [&] { return rig.depth().dead == 1; }));
     CHECK(handler.attempts.empty());  // never handed to the handler again
@@ -160,14 +163,12 @@ TEST_CASE("with instant processing messages are handled in batches, each settled
     Rig rig;  // one message "m" queued
     rig.broker->stop();
     rig.work.processingTime = milliseconds(0);
-    rig.broker = std::make_unique<EmbeddedBroker>(*rig.db, *rig.committer, rig.work);
-    rig.broker->start();
-    rig.committer->write([](Poco::Data::Session& s) {
-        const Poco::Int64 at = clock::nowMillis();
+    rig.startBroker();
+    rig.committer().write([](sql::Statements& w) {
+        const std::int64_t at = clock::nowMillis();
         for (int i = 0; i < 20; ++i) {
             const std::string body = i == 10 ? "poison" : "m";
-            s << "INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', ?, ?, ?)", useRef(body),
-                useRef(at), useRef(at), now;
+            w("INSERT INTO messages (queue, body, due_at, created_at) VALUES ('orders', ?, ?, ?)").exec(body, at, at);
         }
     });
     BatchHandler handler;

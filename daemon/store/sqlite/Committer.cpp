@@ -1,4 +1,4 @@
-#include "store/Committer.h"
+#include "store/sqlite/Committer.h"
 
 #include "domain/Errors.h"
 #include "logging/Log.h"
@@ -6,9 +6,7 @@
 #include <memory>
 #include <pthread.h>
 
-using namespace Poco::Data::Keywords;
-
-namespace orderpay {
+namespace orderpay::sqlite {
 
 Committer::Committer(Database& db, bool groupCommit, int maxBatch)
     : db_(db), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
@@ -148,8 +146,8 @@ void Committer::runBatch(std::deque<Unit*>& batch)
 {
     // Most batches have no failing unit, so they run without savepoints:
     // SQLite copies every page a savepoint's unit changes into a statement
-    // journal, in case it is rolled back, and that was a sixth of the
-    // writer's time (issue 7). When a unit fails, the transaction is rolled
+    // journal, in case it is rolled back, a large share of the writer's
+    // time. When a unit fails, the transaction is rolled
     // back and the batch runs again with each unit in its own savepoint,
     // so the failure takes back that unit alone. A lone unit needs none.
     const Attempt first = attempt(batch, false);
@@ -164,7 +162,6 @@ void Committer::runBatch(std::deque<Unit*>& batch)
 
 Committer::Attempt Committer::attempt(std::deque<Unit*>& batch, bool guarded)
 {
-    Poco::Data::Session& s = db_.writer();
     sql::Statements& w = db_.writes();
     // While the database refuses writes, a commit that changed nothing (a
     // lease finding no message) proves nothing: count the changes.
@@ -186,7 +183,7 @@ Committer::Attempt Committer::attempt(std::deque<Unit*>& batch, bool guarded)
             break;
         }
         try {
-            u->work(s);
+            u->work(w);
             if (guarded) w("RELEASE unit").exec();
         } catch (const std::exception& e) {
             u->error = std::current_exception();
@@ -293,4 +290,4 @@ void Committer::noteWritable(bool writable, const std::exception_ptr& cause)
             "the database refuses writes (" + why + "); write requests are answered 503 until it takes them again");
 }
 
-}  // namespace orderpay
+}  // namespace orderpay::sqlite

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "store/Database.h"
+#include "store/sqlite/Database.h"
 
 #include <array>
 #include <condition_variable>
@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-namespace orderpay {
+namespace orderpay::sqlite {
 
 /// The single writer. Callers hand it a unit of work and wait until that
 /// work has committed (and, with synchronous=FULL, is synced to disk).
@@ -25,7 +25,9 @@ namespace orderpay {
 /// keeps SQLITE_BUSY out of the request path.
 class Committer {
 public:
-    using Work = std::function<void(Poco::Data::Session&)>;
+    /// A unit of work: the writer's prepared statements, inside the
+    /// batch's transaction.
+    using Work = std::function<void(sql::Statements&)>;
     /// Told how a submitted unit ended: what it threw, or why its commit
     /// failed (StoreUnavailable); nullptr once it committed.
     using Done = std::function<void(std::exception_ptr)>;
@@ -88,12 +90,11 @@ private:
         std::exception_ptr error;
         const bool detached = false;  // nobody waits: the Committer deletes it
         // Set once the unit's transaction ended. Each waiter sleeps on its
-        // own: one condition variable for all woke every waiter at every
-        // commit, those of the next batch too, and each then queued for the
-        // mutex (a fifth of the accept path's CPU was scheduler and futex).
-        // Not a std::binary_semaphore: libstdc++'s spins and sched_yield()s
-        // before it sleeps, and 16 waiting HTTP threads yielding took 7 % of
-        // the CPU from the writer they were waiting for.
+        // own: one condition variable for all would wake every waiter at
+        // every commit, those of the next batch too, and each would then
+        // queue for the mutex. Not a std::binary_semaphore: libstdc++'s
+        // spins and sched_yield()s before it sleeps, taking the CPU from the
+        // writer its waiters wait for.
         void finish();
         void awaitFinished();
         std::mutex doneMutex;
@@ -128,4 +129,4 @@ private:
     std::thread thread_;
 };
 
-}  // namespace orderpay
+}  // namespace orderpay::sqlite

@@ -1,11 +1,9 @@
-#include "store/Database.h"
+#include "store/sqlite/Database.h"
 
 #include "domain/Errors.h"
 #include "logging/Log.h"
 
-#include <Poco/Data/SQLite/Connector.h>
 #include <Poco/Data/SQLite/SQLiteException.h>
-#include <Poco/Data/SQLite/Utility.h>
 #include <Poco/File.h>
 #include <Poco/Path.h>
 
@@ -14,9 +12,7 @@
 
 #include <sqlite3.h>
 
-using namespace Poco::Data::Keywords;
-
-namespace orderpay {
+namespace orderpay::sqlite {
 namespace {
 
 // Each entry moves the schema from version i to i + 1. Never edit a
@@ -119,26 +115,24 @@ const std::vector<std::vector<std::string>> kMigrations = {
     {
         // A step's step_completed event, written in the same transaction as
         // the step's effect (and, until now, its row here), is the ledger:
-        // a row less per step on the single writer (issue 7).
+        // a row less per step on the single writer.
         "DROP TABLE order_steps",
     },
     {
         // The payment counts in /metrics group by status: without an index
-        // that was a scan and a sort of every payment per scrape, the sort
-        // holding up to 2 MB of SQLite's heap (the soak's 10-minute run).
+        // that is a scan and a sort of every payment per scrape, the sort
+        // holding megabytes of SQLite's heap.
         "CREATE INDEX IF NOT EXISTS payments_by_status ON payments(status)",
     },
 };
 
 /// What SQLite may keep on the heap, all connections together. Each
 /// connection's page cache grows towards 2 MB as the database grows, and
-/// the pool opens a connection per concurrent reader: under steady traffic
-/// that was a slow RSS climb for many minutes (the soak campaign with
-/// RabbitMQ, issue 6: +13 % in 10 minutes, most of it page caches). Past
-/// this limit SQLite reuses cache pages instead of allocating more; what it
-/// drops, the kernel's page cache still holds.
-/// Reached within a minute or two of steady traffic, so the RSS levels off
-/// there instead of climbing for the first quarter of an hour.
+/// every thread that reads has a connection: under steady traffic that is a
+/// slow RSS climb for many minutes. Past this limit SQLite reuses cache
+/// pages instead of allocating more; what it drops, the kernel's page cache
+/// still holds. Reached within a minute or two of steady traffic, so the
+/// RSS levels off there (docs/reliability.md, the soak).
 constexpr sqlite3_int64 kSqliteHeapLimit = 4 * 1024 * 1024;
 
 }  // namespace
@@ -154,41 +148,40 @@ std::int64_t Database::memoryLimit() { return sqlite3_soft_heap_limit64(-1); }
 Database::Database(const StoreSettings& settings)
     : path_(settings.sqlitePath), synchronous_(settings.sqliteSynchronous == "normal" ? "NORMAL" : "FULL")
 {
-    Poco::Data::SQLite::Connector::registerConnector();
     sqlite3_soft_heap_limit64(kSqliteHeapLimit);
-    const Poco::Path parent = Poco::Path(path_).parent();
-    if (!parent.toString().empty() && !Poco::File(parent).exists()) {
-        throw StoreUnavailable("the folder of store.sqlite.path (" + parent.toString() + ") does not exist");
+    std::string folder = Poco::Path(path_).parent().toString();
+    if (folder.size() > 1 && folder.back() == '/') folder.pop_back();
+    if (!folder.empty() && !Poco::File(folder).exists()) {
+        throw StoreUnavailable("cannot open the database " + path_ + ": its folder " + folder + " does not exist");
     }
-    writer_ = std::make_unique<Poco::Data::Session>("SQLite", path_);
-    configure(*writer_, true);
-    migrate();
-    writes_ = std::make_unique<sql::Statements>(Poco::Data::SQLite::Utility::dbHandle(*writer_));
-    readers_ = std::make_unique<Poco::Data::SessionPool>("SQLite", path_, 1, 64, 60);
+    try {
+        writer_ = std::make_unique<sql::Connection>(path_);
+        configure(*writer_, true);
+        migrate();
+    } catch (const Poco::Exception& e) {
+        // Most often the folder or the file is not writable by this user.
+        std::string why = e.message();
+        if (dynamic_cast<const Poco::Data::SQLite::CantOpenDBFileException*>(&e) ||
+            dynamic_cast<const Poco::Data::SQLite::ReadOnlyException*>(&e))
+            why += " (can this user create and write files in " + (folder.empty() ? "." : folder) + "?)";
+        throw StoreUnavailable("cannot open the database " + path_ + ": " + why);
+    }
+    writes_ = std::make_unique<sql::Statements>(writer_->handle());
 }
 
 Database::~Database()
 {
-    if (readers_) readers_->shutdown();
     localReaders_.clear();
     writes_.reset();
-    if (writer_) writer_->close();
+    writer_.reset();
 }
 
-Poco::Data::Session Database::reader()
-{
-    Poco::Data::Session session = readers_->get();
-    configure(session, false);
-    return session;
-}
-
-Database::LocalReader::LocalReader(const std::string& path)
-    : session("SQLite", path), statements(Poco::Data::SQLite::Utility::dbHandle(session))
+Database::LocalReader::LocalReader(const std::string& path) : connection(path), statements(connection.handle())
 {
     // Each HTTP and worker thread has one of these: without the lookaside
     // buffer (a speed-up for statements compiled on the connection, which
     // these keep prepared) each costs about 120 KB less.
-    sqlite3_db_config(Poco::Data::SQLite::Utility::dbHandle(session), SQLITE_DBCONFIG_LOOKASIDE, nullptr, 0, 0);
+    sqlite3_db_config(connection.handle(), SQLITE_DBCONFIG_LOOKASIDE, nullptr, 0, 0);
 }
 
 sql::Statements& Database::localReader()
@@ -199,47 +192,47 @@ sql::Statements& Database::localReader()
         // A thread id is reused only after its thread ended, and with it
         // that thread's use of the connection.
         reader = std::make_unique<LocalReader>(path_);
-        configure(reader->session, false);
+        configure(reader->connection, false);
     }
     return reader->statements;
 }
 
-void Database::configure(Poco::Data::Session& session, bool writer)
+void Database::configure(sql::Connection& connection, bool writer)
 {
     // Waits out another process's write lock instead of failing at once.
-    // Set through the C API: a reader runs this at every checkout from the
-    // pool, and a PRAGMA would be one more statement to prepare per read.
-    sqlite3_busy_timeout(Poco::Data::SQLite::Utility::dbHandle(session), 5000);
+    sqlite3_busy_timeout(connection.handle(), 5000);
     if (writer) {
-        session << "PRAGMA journal_mode = WAL", now;
-        session << "PRAGMA synchronous = " + synchronous_, now;
-        session << "PRAGMA foreign_keys = ON", now;
+        connection.exec("PRAGMA journal_mode = WAL");
+        connection.exec("PRAGMA synchronous = " + synchronous_);
+        connection.exec("PRAGMA foreign_keys = ON");
         // SQLite keeps the pages a savepoint may have to restore in a
-        // statement journal, and past 64 KiB in a temporary file: while the
-        // Committer put every unit in a savepoint, ~10 pwrite calls per
-        // accepted order (issue 7). It still does when a batch runs again
-        // after a unit failed; in memory that is a copy, not system calls.
-        session << "PRAGMA temp_store = MEMORY", now;
+        // statement journal, past 64 KiB in a temporary file. The Committer
+        // uses savepoints when a batch runs again after a unit failed; in
+        // memory that journal is a copy, not system calls.
+        connection.exec("PRAGMA temp_store = MEMORY");
     }
 }
 
 void Database::migrate()
 {
-    Poco::Data::Session& s = *writer_;
+    sql::Connection& c = *writer_;
     // Each step reads the version inside its own write transaction, so
     // daemons starting together on one file migrate it once.
     for (;;) {
-        s << "BEGIN IMMEDIATE", now;
+        c.exec("BEGIN IMMEDIATE");
         try {
             int version = 0;
-            s << "PRAGMA user_version", into(version), now;
+            sql::Statement(c.handle(), "PRAGMA user_version").query([&](sql::Statement& row) {
+                version = static_cast<int>(row.integer(0));
+            });
             if (version > kSchemaVersion) {
                 throw PermanentError("the database " + path_ + " has schema version " + std::to_string(version) +
                                      ", newer than this orderpayd understands (" + std::to_string(kSchemaVersion) +
-                                     "); was it downgraded?");
+                                     "): it was written by a newer release; install that again, or restore a copy "
+                                     "of the database from before the upgrade");
             }
             if (version == kSchemaVersion) {
-                s << "COMMIT", now;
+                c.exec("COMMIT");
                 return;
             }
             if (static_cast<std::size_t>(version) >= kMigrations.size())
@@ -251,11 +244,15 @@ void Database::migrate()
                         "migrating the database " + path_ + " from schema version " + std::to_string(version) +
                             " to " + std::to_string(version + 1));
             }
-            for (const auto& sql : kMigrations[static_cast<std::size_t>(version)]) s << sql, now;
-            s << "PRAGMA user_version = " + std::to_string(version + 1), now;
-            s << "COMMIT", now;
+            for (const auto& step : kMigrations[static_cast<std::size_t>(version)]) c.exec(step);
+            c.exec("PRAGMA user_version = " + std::to_string(version + 1));
+            c.exec("COMMIT");
         } catch (...) {
-            s << "ROLLBACK", now;
+            try {
+                c.exec("ROLLBACK");
+            } catch (const std::exception&) {
+                // Never begun, or already rolled back by SQLite (a full disk).
+            }
             throw;
         }
     }
@@ -283,4 +280,4 @@ void Database::rethrowClassified(const std::exception_ptr& error)
     }
 }
 
-}  // namespace orderpay
+}  // namespace orderpay::sqlite

@@ -1,4 +1,4 @@
-#include "store/Sql.h"
+#include "store/sqlite/Sql.h"
 
 #include <Poco/Data/SQLite/Utility.h>
 
@@ -7,6 +7,25 @@
 #include <stdexcept>
 
 namespace orderpay::sql {
+
+Connection::Connection(const std::string& path)
+{
+    const int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+    if (rc != SQLITE_OK) {
+        // The message of a failed open is on the handle, which must still be closed.
+        try {
+            Poco::Data::SQLite::Utility::throwException(db_, rc, path);
+            throw std::runtime_error("cannot open " + path);  // throwException always throws
+        } catch (...) {
+            sqlite3_close(db_);
+            throw;
+        }
+    }
+}
+
+Connection::~Connection() { sqlite3_close(db_); }
+
+void Connection::exec(std::string_view sql) { Statement(db_, std::string(sql)).exec(); }
 
 Statement::Statement(sqlite3* db, std::string sql) : db_(db), sql_(std::move(sql))
 {

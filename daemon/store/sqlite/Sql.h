@@ -12,14 +12,33 @@ struct sqlite3_stmt;
 
 namespace orderpay::sql {
 
+/// One SQLite connection, opened read-write (created if missing) and
+/// closed with this object. Like its statements, used by one thread at a
+/// time.
+class Connection {
+public:
+    /// Throws Poco::Data::SQLite's exception for what SQLite said, naming `path`.
+    explicit Connection(const std::string& path);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    sqlite3* handle() const { return db_; }
+    /// Runs one statement once (DDL, PRAGMA), rows ignored.
+    void exec(std::string_view sql);
+
+private:
+    sqlite3* db_ = nullptr;
+};
+
 /// One SQLite statement, prepared once and run many times.
 ///
-/// Poco::Data prepares a statement every time it runs one. The request
-/// path and the workers run the same few statements thousands of times a
-/// second, and SQLite's prepare costs more than the run (the profile in
-/// docs/performance.md), so the hot paths keep theirs prepared. Errors are
-/// thrown as Poco::Data::SQLite's exceptions, so Database's classification
-/// (disk full, read-only: 503) holds for both.
+/// The request path and the workers run the same few statements thousands
+/// of times a second, and preparing a statement costs SQLite more than
+/// running it, so every statement is kept prepared (Statements) and
+/// Poco::Data's prepare-per-run is not used. Errors are thrown as
+/// Poco::Data::SQLite's exceptions, which Database classifies (disk full,
+/// read-only: 503).
 ///
 /// Values bind to the `?` parameters in order; a statement is reset after
 /// each run, so it never holds a read snapshot between runs.

@@ -1,4 +1,4 @@
-// Crash campaign (issue 6, point 1; SPEC.md guarantees 1 and 2).
+// Crash campaign (guarantees 1 and 2).
 //
 // Four clients post orders and payments continuously (about 50 requests a
 // second each), every POST with an Idempotency-Key; a request whose answer

@@ -1,4 +1,4 @@
-// Injected faults (issue 6, point 3), each on a running daemon and cleared
+// Injected faults, each on a running daemon and cleared
 // again without restarting it:
 //   - the database made read-only: `chattr +i` on the database and its WAL,
 //     so writes through the daemon's open descriptors fail with EPERM;

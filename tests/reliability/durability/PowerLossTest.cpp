@@ -1,4 +1,4 @@
-// Power loss (issue 6, point 2): is an acknowledged order on disk before its
+// Power loss: is an acknowledged order on disk before its
 // 202? orderpayd runs with PowerLossShim preloaded, which keeps for each
 // database file a shadow of what a disk would hold after a power cut (the
 // content as of the last successful fsync/fdatasync). Clients post orders

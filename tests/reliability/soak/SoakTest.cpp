@@ -1,4 +1,4 @@
-// Soak (issue 6, point 6): mixed traffic at a fixed rate against one daemon
+// Soak: mixed traffic at a fixed rate against one daemon
 // for 60 s (10 min with ORDERPAY_RELIABILITY_SCALE=long), its RSS sampled
 // every second. It passes when, after warm-up, the RSS (a 5-second median)
 // never grows more than 10 % over its value at the end of warm-up, no

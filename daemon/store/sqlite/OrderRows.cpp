@@ -1,0 +1,181 @@
+#include "store/sqlite/OrderRows.h"
+
+#include "domain/Clock.h"
+#include "domain/Errors.h"
+#include "domain/Queues.h"
+#include "store/JsonText.h"
+
+#include <algorithm>
+
+namespace orderpay::sqlite {
+namespace {
+
+constexpr std::string_view kPaymentColumns =
+    "SELECT id, order_id, status, reason, amount, currency, method, reference, created_at, updated_at FROM payments ";
+
+Payment paymentFromRow(const sql::Statement& row)
+{
+    Payment p;
+    p.id = row.text(0);
+    p.orderId = row.text(1);
+    p.status = parsePaymentStatus(row.text(2)).value_or(PaymentStatus::Queued);
+    if (!row.isNull(3)) p.reason = row.text(3);
+    p.amount = row.integer(4);
+    p.currency = row.text(5);
+    p.method = row.text(6);
+    p.reference = row.text(7);
+    p.createdAt = row.text(8);
+    p.updatedAt = row.text(9);
+    return p;
+}
+
+}  // namespace
+
+void OrderEvents::add(const std::string& type, const EventFields& f, const std::string& at)
+{
+    if (next_ == 0) {
+        next_ = 1;
+        w_("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?")
+            .query([&](sql::Statement& row) { next_ = row.integer(0); }, orderId_);
+    }
+    w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id) "
+       "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
+        .exec(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId);
+    ++next_;
+}
+
+void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body)
+{
+    const std::int64_t at = clock::nowMillis();
+    w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) VALUES (?, ?, 'ready', 0, 0, ?, ?)")
+        .exec(queue, body, at, at);
+}
+
+std::string orderMessage(const std::string& orderId) { return R"({"order_id":")" + orderId + R"("})"; }
+std::string paymentMessage(const std::string& paymentId) { return R"({"payment_id":")" + paymentId + R"("})"; }
+
+std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string& id)
+{
+    std::optional<OrderStatus> status;
+    w("SELECT status FROM orders WHERE id = ?").query([&](sql::Statement& row) { status = parseOrderStatus(row.text(0)); }, id);
+    return status;
+}
+
+bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason)
+{
+    const std::string at = clock::nowRfc3339();
+    const std::string_view fromName = toString(from);
+    const std::string_view toName = toString(to);
+    if (events.statements()("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
+            .exec(toName, reason, at, events.orderId(), fromName) == 0)
+        return false;
+    events.add("status", {std::string(toName), reason, "", ""}, at);
+    return true;
+}
+
+void rejectHeldPayments(OrderEvents& events)
+{
+    sql::Statements& w = events.statements();
+    const std::string& orderId = events.orderId();
+    std::vector<std::string> ids;
+    w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued'")
+        .query([&](sql::Statement& row) { ids.push_back(row.text(0)); }, orderId);
+    const std::string at = clock::nowRfc3339();
+    const std::string reason(kOrderNotPayable);
+    for (const auto& id : ids) {
+        w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
+        events.add("payment", {"rejected", reason, "", id}, at);
+    }
+}
+
+std::vector<std::string> completedSteps(sql::Statements& s, const std::string& id)
+{
+    std::vector<std::string> done;
+    s("SELECT step FROM order_events WHERE order_id = ? AND type = 'step_completed'")
+        .query([&](sql::Statement& row) { done.push_back(row.text(0)); }, id);
+    return done;
+}
+
+bool isCompleted(const std::vector<std::string>& done, const std::string& step)
+{
+    return std::find(done.begin(), done.end(), step) != done.end();
+}
+
+void completeStepIn(OrderEvents& events, const std::string& step)
+{
+    sql::Statements& w = events.statements();
+    const std::string& id = events.orderId();
+    const std::string at = clock::nowRfc3339();
+    // The step's effect, in the same transaction as its ledger entry.
+    if (step == "reserve_stock") {
+        std::optional<std::string> items;
+        w("SELECT items FROM orders WHERE id = ?").query([&](sql::Statement& row) { items = row.text(0); }, id);
+        if (!items) throw PoisonMessage("order " + id + " does not exist");
+        std::int64_t line = 0;
+        for (const auto& item : itemsFromJson(*items)) {
+            w("INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)")
+                .exec(id, line, item.sku, item.quantity);
+            ++line;
+        }
+    } else if (step == "prepare_invoice") {
+        w("INSERT INTO invoices (order_id, amount, currency, issued_at) "
+          "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?")
+            .exec(at, id);
+    }
+    events.add("step_completed", {"", "", step, ""}, at);
+}
+
+bool finishIn(OrderEvents& events, bool& releasedPayments)
+{
+    sql::Statements& w = events.statements();
+    const std::string& id = events.orderId();
+    releasedPayments = false;
+    if (!moveOrder(events, OrderStatus::Processing, OrderStatus::AwaitingPayment, "")) return false;
+    // Payments that arrived while the order was being processed.
+    std::vector<std::string> held;
+    w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")
+        .query([&](sql::Statement& row) { held.push_back(row.text(0)); }, id);
+    for (const auto& paymentId : held) {
+        w("UPDATE payments SET dispatched = 1 WHERE id = ?").exec(paymentId);
+        queueMessage(w, kPaymentsQueue, paymentMessage(paymentId));
+    }
+    releasedPayments = !held.empty();
+    return true;
+}
+
+std::vector<Payment> loadPayments(sql::Statements& q, PaymentsOf of, const std::string& key)
+{
+    // Built once: the statement cache is keyed by the text.
+    static const std::string byId = std::string(kPaymentColumns) + "WHERE id = ? ORDER BY id";
+    static const std::string byOrder = std::string(kPaymentColumns) + "WHERE order_id = ? ORDER BY id";
+    std::vector<Payment> payments;
+    q(of == PaymentsOf::Id ? byId : byOrder)
+        .query([&](sql::Statement& row) { payments.push_back(paymentFromRow(row)); }, key);
+    return payments;
+}
+
+Order orderFromRow(const sql::Statement& row)
+{
+    Order o;
+    o.id = row.text(0);
+    o.status = parseOrderStatus(row.text(1)).value_or(OrderStatus::Queued);
+    if (!row.isNull(2)) o.reason = row.text(2);
+    o.customer = row.text(3);
+    o.currency = row.text(4);
+    o.totalAmount = row.integer(5);
+    o.items = itemsFromJson(row.text(6));
+    o.metadata = stringMapFromJson(row.text(7));
+    o.createdAt = row.text(8);
+    o.updatedAt = row.text(9);
+    return o;
+}
+
+std::optional<Order> loadOrder(sql::Statements& q, const std::string& id)
+{
+    static const std::string sql = std::string(kOrderColumns) + "WHERE id = ?";
+    std::optional<Order> order;
+    q(sql).query([&](sql::Statement& row) { order = orderFromRow(row); }, id);
+    return order;
+}
+
+}  // namespace orderpay::sqlite

@@ -1,0 +1,100 @@
+#pragma once
+
+#include "domain/Order.h"
+#include "store/sqlite/Database.h"
+#include "store/sqlite/Sql.h"
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+/// The SQL of orders, payments and their events that the API's and the
+/// workers' transactions share. Each function runs on the connection it is
+/// given, inside the caller's transaction.
+namespace orderpay::sqlite {
+
+struct EventFields {
+    std::string status;
+    std::string reason;
+    std::string step;
+    std::string paymentId;
+};
+
+/// Appends one order's events. The last sequence number is read once, at
+/// the first event: only the writer appends, so within one unit of work the
+/// numbers follow each other (processing an order writes eight events;
+/// reading the maximum for each would add as many statements).
+class OrderEvents {
+public:
+    OrderEvents(sql::Statements& w, const std::string& orderId) : w_(w), orderId_(orderId) {}
+
+    void add(const std::string& type, const EventFields& f, const std::string& at);
+    sql::Statements& statements() const { return w_; }
+    const std::string& orderId() const { return orderId_; }
+
+private:
+    sql::Statements& w_;
+    const std::string& orderId_;
+    std::int64_t next_ = 0;  // 0: not read yet
+};
+
+/// Adds a message to `queue`'s table of messages (the embedded queue, or
+/// the outbox with RabbitMQ), in the caller's transaction.
+void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body);
+std::string orderMessage(const std::string& orderId);
+std::string paymentMessage(const std::string& paymentId);
+
+std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string& id);
+/// Moves an order from `from` to `to` with its status event; false (and
+/// nothing written) if the order was not in `from`.
+bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason);
+/// Rejects the payments still queued for an order that will never take them.
+void rejectHeldPayments(OrderEvents& events);
+
+/// The steps of an order done so far. Their step_completed events are the
+/// ledger that makes each step's effect happen once: an event is written in
+/// the same transaction as its step's effect, and events are never removed.
+std::vector<std::string> completedSteps(sql::Statements& s, const std::string& id);
+bool isCompleted(const std::vector<std::string>& done, const std::string& step);
+/// Does a processing step's effect and records it, for a step not done yet
+/// (the caller checked completedSteps in this transaction).
+void completeStepIn(OrderEvents& events, const std::string& step);
+/// processing -> awaiting_payment, and the payments that arrived meanwhile
+/// are queued; false (nothing written) if the order was not processing.
+bool finishIn(OrderEvents& events, bool& releasedPayments);
+
+/// The columns of an order, in the order orderFromRow reads them; a query
+/// adds its tail ("WHERE ...").
+inline constexpr std::string_view kOrderColumns =
+    "SELECT id, status, reason, customer, currency, total_amount, items, metadata, created_at, updated_at FROM orders ";
+Order orderFromRow(const sql::Statement& row);
+/// An order without its payments and events.
+std::optional<Order> loadOrder(sql::Statements& q, const std::string& id);
+
+enum class PaymentsOf { Id, Order };
+/// The payment with id `key`, or the payments of order `key`, by id.
+std::vector<Payment> loadPayments(sql::Statements& q, PaymentsOf of, const std::string& key);
+
+/// Runs `f` in one read transaction on this thread's read connection, so
+/// what it reads (an order, its payments, its events) comes from one commit.
+template <typename F>
+auto readTransaction(Database& db, F&& f)
+{
+    sql::Statements& q = db.localReader();
+    q("BEGIN").exec();
+    try {
+        auto result = f(q);
+        q("COMMIT").exec();
+        return result;
+    } catch (...) {
+        try {
+            q("ROLLBACK").exec();
+        } catch (const std::exception&) {
+            // Nothing was written; the snapshot ends with the next BEGIN's error at worst.
+        }
+        throw;
+    }
+}
+
+}  // namespace orderpay::sqlite

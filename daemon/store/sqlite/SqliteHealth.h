@@ -1,0 +1,41 @@
+#pragma once
+
+#include "store/StoreHealth.h"
+#include "store/sqlite/Committer.h"
+#include "store/sqlite/Database.h"
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace orderpay::sqlite {
+
+/// StoreHealth on SQLite. The write probe is a real write through the
+/// Committer (a full disk or a read-only file fails it), at most one a
+/// second and never waited for.
+class SqliteHealth : public StoreHealth {
+public:
+    SqliteHealth(Database& db, Committer& committer);
+
+    bool writable() override;
+    std::map<std::string, std::int64_t> orderCounts() override;
+    std::map<std::string, std::int64_t> paymentCounts() override;
+    void renderMetrics(std::ostream& out) override;
+    int purgeIdempotencyKeys(std::int64_t olderThanMillis) override;
+
+    /// The count of a table's rows by status ("orders" or "payments").
+    static std::string statusCountQuery(const std::string& table);
+
+private:
+    std::map<std::string, std::int64_t> countByStatus(const std::string& table);
+
+    Database& db_;
+    Committer& committer_;
+    // The database took the writes of its migration at start: writable
+    // until a probe says otherwise.
+    std::atomic<bool> writable_{true};
+    std::atomic<bool> probing_{false};
+    std::atomic<std::int64_t> probedAt_{0};  // steady milliseconds
+};
+
+}  // namespace orderpay::sqlite

@@ -1,0 +1,29 @@
+#pragma once
+
+#include "store/OutboxStore.h"
+#include "store/sqlite/Committer.h"
+#include "store/sqlite/Database.h"
+
+namespace orderpay::sqlite {
+
+/// OutboxStore on the `messages` table (a row is ready, or publishing
+/// until due_at) and the `deliveries` table (attempts per message id).
+class SqliteOutboxStore : public OutboxStore {
+public:
+    SqliteOutboxStore(Database& db, Committer& committer);
+
+    std::vector<OutboxMessage> claim(std::size_t max, std::chrono::milliseconds claimTime) override;
+    void unclaim(const std::vector<std::int64_t>& ids) override;
+    void remove(const std::vector<std::int64_t>& ids) override;
+    void add(const OutboxMessage& m) override;
+    QueueDepths pending() override;
+    std::vector<int> countDeliveries(const std::vector<std::int64_t>& messageIds) override;
+    void uncountDelivery(std::int64_t messageId) override;
+    void forgetDeliveries(std::int64_t messageId) override;
+
+private:
+    Database& db_;
+    Committer& committer_;
+};
+
+}  // namespace orderpay::sqlite

@@ -1,0 +1,123 @@
+#include "store/sqlite/SqliteQueueStore.h"
+
+#include "domain/Clock.h"
+
+#include <algorithm>
+#include <string_view>
+#include <tuple>
+
+namespace orderpay::sqlite {
+
+SqliteQueueStore::SqliteQueueStore(Database& db, Committer& committer) : db_(db), committer_(committer) {}
+
+void SqliteQueueStore::releaseAllLeases()
+{
+    committer_.write([](sql::Statements& w) {
+        w("UPDATE messages SET state = 'ready', due_at = ? WHERE state = 'leased'").exec(clock::nowMillis());
+    });
+}
+
+bool SqliteQueueStore::anythingDue(const std::string& queue)
+{
+    // Each state its own range of the index: "state IN (...)" would build
+    // a temporary b-tree of the list at every run.
+    bool due = false;
+    const std::int64_t at = clock::nowMillis();
+    db_.localReader()(
+        "SELECT 1 FROM messages WHERE queue = ? AND state = 'ready' AND due_at <= ? "
+        "UNION ALL SELECT 1 FROM messages WHERE queue = ? AND state = 'leased' AND due_at <= ? LIMIT 1")
+        .query([&](sql::Statement&) { due = true; }, queue, at, queue, at);
+    return due;
+}
+
+std::vector<StoredMessage> SqliteQueueStore::lease(const std::string& queue, std::size_t max,
+                                                   std::chrono::milliseconds leaseTime)
+{
+    std::vector<StoredMessage> leased;
+    committer_.write([&](sql::Statements& w) {
+        leased.clear();
+        const std::int64_t at = clock::nowMillis();
+        // Ready messages and expired leases, oldest due first. Read as two
+        // ranges of the index, each already in (due_at, id) order, and
+        // merged here: one query over "state IN (...) ORDER BY" builds two
+        // temporary b-trees per lease.
+        struct Due {
+            std::int64_t dueAt;
+            StoredMessage message;
+        };
+        std::vector<Due> due;
+        for (std::string_view state : {"ready", "leased"}) {
+            w("SELECT id, body, attempts, lease, due_at FROM messages "
+              "WHERE queue = ? AND state = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?")
+                .query(
+                    [&](sql::Statement& row) {
+                        due.push_back({row.integer(4), StoredMessage{row.integer(0), queue, row.text(1),
+                                                                     static_cast<int>(row.integer(2) + 1),
+                                                                     row.integer(3) + 1}});
+                    },
+                    queue, state, at, static_cast<std::int64_t>(max));
+        }
+        std::sort(due.begin(), due.end(), [](const Due& a, const Due& b) {
+            return std::tie(a.dueAt, a.message.id) < std::tie(b.dueAt, b.message.id);
+        });
+        if (due.size() > max) due.resize(max);
+        const std::int64_t until = at + leaseTime.count();
+        for (auto& d : due) {
+            w("UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? WHERE id = ?")
+                .exec(until, d.message.id);
+            leased.push_back(std::move(d.message));
+        }
+    });
+    return leased;
+}
+
+void SqliteQueueStore::ack(const StoredMessage& m, bool wait)
+{
+    auto remove = [id = m.id, lease = m.lease](sql::Statements& w) {
+        w("DELETE FROM messages WHERE id = ? AND lease = ?").exec(id, lease);
+    };
+    if (wait) committer_.write(remove);
+    else committer_.post(remove);
+}
+
+void SqliteQueueStore::retry(const StoredMessage& m, std::chrono::milliseconds delay, const std::string& reason)
+{
+    committer_.write([&](sql::Statements& w) {
+        w("UPDATE messages SET state = 'ready', due_at = ?, last_error = ? WHERE id = ? AND lease = ?")
+            .exec(clock::nowMillis() + delay.count(), reason, m.id, m.lease);
+    });
+}
+
+void SqliteQueueStore::deadLetter(const StoredMessage& m, const std::string& reason)
+{
+    committer_.write([&](sql::Statements& w) {
+        w("UPDATE messages SET state = 'dead', last_error = ? WHERE id = ? AND lease = ?").exec(reason, m.id, m.lease);
+    });
+}
+
+void SqliteQueueStore::release(const StoredMessage& m)
+{
+    committer_.write([&](sql::Statements& w) {
+        w("UPDATE messages SET state = 'ready', due_at = ?, attempts = MAX(attempts - 1, 0) WHERE id = ? AND lease = ?")
+            .exec(clock::nowMillis(), m.id, m.lease);
+    });
+}
+
+QueueDepths SqliteQueueStore::depths()
+{
+    QueueDepths result{{kOrdersQueue, {}}, {kPaymentsQueue, {}}};
+    const std::int64_t at = clock::nowMillis();
+    db_.localReader()("SELECT queue, state, COUNT(*), MIN(created_at) FROM messages GROUP BY queue, state")
+        .query([&](sql::Statement& row) {
+            QueueDepth& q = result[row.text(0)];
+            const std::string state = row.text(1);
+            const std::int64_t count = row.integer(2);
+            if (state == "ready") q.ready = count;
+            else if (state == "leased") q.inFlight = count;
+            else if (state == "dead") q.dead = count;
+            if (state != "dead") q.oldestAgeMs = std::max(q.oldestAgeMs, at - row.integer(3));
+        });
+    return result;
+}
+
+}  // namespace orderpay::sqlite

@@ -22,7 +22,10 @@ EmbeddedBroker::EmbeddedBroker(QueueStore& queue, const WorkSettings& work, std:
       backoffBase_(work.retryBackoff),
       leaseTime_(leaseTime),
       leaseBatch_(work.batchSize()),
-      monitor_("queue-monitor", std::chrono::seconds(1), [this] { lookAtQueues(); })
+      // Counting the messages reads the whole index of the table, and
+      // with a backlog of a hundred thousand that is tens of milliseconds:
+      // every 2 s, as often as STATUS= is refreshed.
+      monitor_("queue-monitor", std::chrono::seconds(2), [this] { lookAtQueues(); })
 {
 }
 

@@ -10,8 +10,8 @@
 #include <Poco/JSON/PrintHandler.h>
 #include <Poco/String.h>
 
+#include <algorithm>
 #include <optional>
-#include <set>
 #include <sstream>
 
 namespace orderpay::http {
@@ -145,7 +145,10 @@ public:
     void key(const std::string& k) override
     {
         Frame& top = frames_.back();
-        if (!top.keys.insert(k).second && !repeated_) repeated_ = pathTo(k);
+        // Objects of a request hold a few keys: a linear look beats a set's
+        // allocation per key on this path.
+        if (!repeated_ && std::find(top.keys.begin(), top.keys.end(), k) != top.keys.end()) repeated_ = pathTo(k);
+        top.keys.push_back(k);
         top.key = k;
         ParseHandler::key(k);
     }
@@ -161,7 +164,7 @@ public:
 private:
     struct Frame {
         bool object;
-        std::set<std::string> keys;  // an object's keys so far
+        std::vector<std::string> keys;  // an object's keys so far
         std::string key;             // an object's current key
         std::size_t index;           // an array's current element, once started
         bool started;                // an array's first element has come

@@ -107,16 +107,27 @@ QueueDepths SqliteQueueStore::depths()
 {
     QueueDepths result{{kOrdersQueue, {}}, {kPaymentsQueue, {}}};
     const std::int64_t at = clock::nowMillis();
-    db_.localReader()("SELECT queue, state, COUNT(*), MIN(created_at) FROM messages GROUP BY queue, state")
-        .query([&](sql::Statement& row) {
-            QueueDepth& q = result[row.text(0)];
-            const std::string state = row.text(1);
-            const std::int64_t count = row.integer(2);
-            if (state == "ready") q.ready = count;
-            else if (state == "leased") q.inFlight = count;
-            else if (state == "dead") q.dead = count;
-            if (state != "dead") q.oldestAgeMs = std::max(q.oldestAgeMs, at - row.integer(3));
-        });
+    // Counted on the index alone (queue, state: covering); the oldest of a
+    // group is its lowest id, whose row is then read for its age.
+    sql::Statements& q = db_.localReader();
+    std::vector<std::pair<std::string, std::int64_t>> oldest;
+    q("SELECT queue, state, COUNT(*), MIN(id) FROM messages GROUP BY queue, state").query([&](sql::Statement& row) {
+        QueueDepth& depth = result[row.text(0)];
+        const std::string state = row.text(1);
+        const std::int64_t count = row.integer(2);
+        if (state == "ready") depth.ready = count;
+        else if (state == "leased") depth.inFlight = count;
+        else if (state == "dead") depth.dead = count;
+        if (state != "dead") oldest.emplace_back(row.text(0), row.integer(3));
+    });
+    for (const auto& [queue, id] : oldest) {
+        q("SELECT created_at FROM messages WHERE id = ?").query(
+            [&](sql::Statement& row) {
+                QueueDepth& depth = result[queue];
+                depth.oldestAgeMs = std::max(depth.oldestAgeMs, at - row.integer(0));
+            },
+            id);
+    }
     return result;
 }
 

@@ -29,7 +29,7 @@ EmbeddedBroker::EmbeddedBroker(QueueStore& queue, const WorkSettings& work, std:
 {
 }
 
-EmbeddedBroker::~EmbeddedBroker() { monitor_.stop(); }
+EmbeddedBroker::~EmbeddedBroker() { stop(); }
 
 std::chrono::milliseconds EmbeddedBroker::leaseTimeFor(const WorkSettings& work)
 {

@@ -57,7 +57,8 @@ struct RunAs {
 };
 
 // Runs orderpayd with exactly these arguments (no implicit --config) and waits
-// for it to exit; kills it after `timeout`.
+// for it to exit; kills it after `timeout`. As another `user`, a copy of the
+// binary runs (files the arguments name must be readable by that user).
 RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout = 20s, RunAs user = {});
 
 // Picks a currently free TCP port on 127.0.0.1.

@@ -76,6 +76,9 @@ TEST_CASE("A start that fails names what failed in one line, exits with its code
 
     // A token file only root may read.
     const std::string tokens = dir.write("tokens", "secret-token\n", 0600);
+    // The shipped configuration where nobody can read it (the source tree
+    // may be below a folder only root may enter).
+    const std::string config = dir.write("orderpay.properties", readFile(configPath()), 0644);
 
     const std::vector<FailedStart> cases = {
         {"the port is in use",
@@ -106,7 +109,7 @@ TEST_CASE("A start that fails names what failed in one line, exits with its code
     };
     for (const auto& c : cases) {
         INFO("case: " << c.what);
-        const RunResult r = start(c.defines, c.user);
+        const RunResult r = start(c.defines, c.user, config);
         INFO("exit code " << r.exitCode << " after " << r.elapsed.count() << " ms; output:\n" << r.output);
         REQUIRE_FALSE(r.timedOut);
         CHECK(r.exitCode == c.code);

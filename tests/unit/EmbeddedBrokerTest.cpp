@@ -227,3 +227,19 @@ TEST_CASE("the broker's status comes from its monitor's last look, never from a 
     CHECK(ready == 1);
     CHECK(q.broker->status().state == BrokerStatus::State::Ok);
 }
+
+TEST_CASE("destroying the broker, as a stopping daemon does, gives back what was leased ahead, uncounted", "[queue]")
+{
+    Queue q;
+    q.broker->stop();
+    q.work.processingTime = milliseconds(0);
+    q.startBroker();
+    for (int i = 0; i < 10; ++i) q.publish("m" + std::to_string(i));
+    auto first = q.broker->fetchSome("orders", 1, seconds(2));  // one lease took all ten
+    REQUIRE(first.size() == 1);
+    q.broker->ack(first.front());
+    q.broker.reset();
+    CHECK(q.count("SELECT COUNT(*) FROM messages WHERE state = 'ready'") == 9);
+    CHECK(q.count("SELECT SUM(attempts) FROM messages WHERE state = 'ready'") == 0);
+    q.startBroker();  // for the fixture's close()
+}

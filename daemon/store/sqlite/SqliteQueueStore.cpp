@@ -120,13 +120,11 @@ QueueDepths SqliteQueueStore::depths()
         else if (state == "dead") depth.dead = count;
         if (state != "dead") oldest.emplace_back(row.text(0), row.integer(3));
     });
-    for (const auto& [queue, id] : oldest) {
+    for (const auto& group : oldest) {
+        QueueDepth& depth = result[group.first];
         q("SELECT created_at FROM messages WHERE id = ?").query(
-            [&](sql::Statement& row) {
-                QueueDepth& depth = result[queue];
-                depth.oldestAgeMs = std::max(depth.oldestAgeMs, at - row.integer(0));
-            },
-            id);
+            [&](sql::Statement& row) { depth.oldestAgeMs = std::max(depth.oldestAgeMs, at - row.integer(0)); },
+            group.second);
     }
     return result;
 }

@@ -43,6 +43,8 @@ namespace fs = std::filesystem;
 
 namespace e2e {
 
+bool underSanitizers() { return std::getenv("ASAN_OPTIONS") != nullptr; }
+
 std::string orderpaydPath()
 {
     // ORDERPAY_E2E_DAEMON runs the suite against another build (an earlier

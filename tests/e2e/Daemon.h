@@ -61,6 +61,11 @@ struct RunAs {
 // binary runs (files the arguments name must be readable by that user).
 RunResult runOrderpayd(const std::vector<std::string>& args, Millis timeout = 20s, RunAs user = {});
 
+// True when the daemon under test is the ASan+UBSan build (tests/run-sanitized
+// sets ASAN_OPTIONS): it runs 2-3 times slower, so a bound on how quickly
+// something answers is scaled by the caller.
+bool underSanitizers();
+
 // Picks a currently free TCP port on 127.0.0.1.
 unsigned short freePort();
 

@@ -146,6 +146,7 @@ const std::vector<std::string>& Config::knownKeys()
         "orders.currency",
         "orders.workers",
         "orders.processing_ms",
+        "orders.concurrency",
         "payments.workers",
         "retry.max_attempts",
         "retry.backoff_ms",
@@ -264,6 +265,7 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     long long processingMs = s.work.processingTime.count();
     r.integer("orders.processing_ms", 0, 3600 * 1000, processingMs);
     s.work.processingTime = milliseconds(processingMs);
+    r.integer("orders.concurrency", 1, 1000000, s.work.concurrency);
     r.integer("payments.workers", 1, 256, s.work.paymentWorkers);
     r.integer("retry.max_attempts", 1, 1000, s.work.maxAttempts);
     long long backoffMs = s.work.retryBackoff.count();

@@ -38,7 +38,7 @@ Runtime::Runtime(const Settings& settings, http::Auth& auth)
         broker_ = std::make_unique<RabbitMqBroker>(store_->outbox(), settings.broker, settings.work);
     } else {
         broker_ = std::make_unique<EmbeddedBroker>(store_->queue(), settings.work,
-                                                   EmbeddedBroker::leaseTimeFor(settings.work));
+                                                   EmbeddedBroker::kLeaseTime);
     }
     Broker& broker = *broker_;
     store_->setMessageListener([&broker](const std::string& queue) { broker.notifyPublished(queue); });

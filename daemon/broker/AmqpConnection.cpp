@@ -66,6 +66,8 @@ std::string AmqpUri::redacted() const
 
 std::string Envelope::body() const { return text(e_.message.body); }
 
+std::string Envelope::consumerTag() const { return text(e_.consumer_tag); }
+
 std::string Envelope::messageId() const
 {
     if (e_.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) return text(e_.message.properties.message_id);
@@ -309,11 +311,13 @@ void AmqpConnection::poll(std::chrono::milliseconds timeout)
     }
 }
 
-void AmqpConnection::consume(const std::string& queue, std::uint16_t prefetch)
+void AmqpConnection::consume(const std::string& queue, std::uint16_t prefetch, const std::string& tag)
 {
+    // Not global: the prefetch applies to each consumer started after it.
     amqp_basic_qos(conn_, 1, 0, prefetch, 0);
     checkReply(amqp_get_rpc_reply(conn_), "set prefetch");
-    amqp_basic_consume(conn_, 1, bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+    amqp_basic_consume(conn_, 1, bytes(queue), tag.empty() ? amqp_empty_bytes : bytes(tag), 0, 0, 0,
+                       amqp_empty_table);
     checkReply(amqp_get_rpc_reply(conn_), "consume from " + queue);
 }
 

@@ -49,6 +49,8 @@ public:
     bool redelivered() const { return e_.redelivered != 0; }
     std::string body() const;
     std::string messageId() const;
+    /// The tag of the consumer it was delivered to.
+    std::string consumerTag() const;
 
 private:
     amqp_envelope_t e_;
@@ -90,7 +92,9 @@ public:
     /// being read: heartbeats, and noticing that the broker closed it.
     void poll(std::chrono::milliseconds timeout);
 
-    void consume(const std::string& queue, std::uint16_t prefetch);
+    /// Starts a consumer of `queue` with its own prefetch, tagged `tag`
+    /// (empty: the broker names it); a connection may run several.
+    void consume(const std::string& queue, std::uint16_t prefetch, const std::string& tag = {});
     /// The next delivery, or nothing after `timeout`. Services heartbeats.
     std::optional<Envelope> next(std::chrono::milliseconds timeout);
     void ack(std::uint64_t deliveryTag);

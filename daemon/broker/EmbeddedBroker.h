@@ -6,7 +6,6 @@
 #include "store/QueueStore.h"
 
 #include <condition_variable>
-#include <deque>
 #include <map>
 #include <mutex>
 
@@ -22,13 +21,12 @@ namespace orderpay {
 /// One daemon per database: at start, leases held by a previous run of the
 /// daemon (which crashed) are given back.
 ///
-/// When processing is instant (orders.processing_ms = 0), one lease
-/// transaction takes a batch of messages (WorkSettings::batchSize), handed
-/// to the consumers one by one, and acks join the next transaction instead
-/// of waiting for a sync of their own: a message then costs a fraction of a
-/// sync on top of its handler's. With slow processing a message is leased
-/// only when a consumer takes it, so none waits in memory while its lease
-/// runs out.
+/// A message may be due later than it was written (a step's timer, a
+/// retry backing off): it is leased only once due. One lease transaction
+/// takes what a consumer asks for (a batch, WorkSettings::kBatchSize), and
+/// acks join the next transaction instead of waiting for a sync of their
+/// own: a message costs a fraction of a sync on top of its handler's.
+/// Handlers never wait out a step, so a lease lasts milliseconds.
 class EmbeddedBroker : public Broker {
 public:
     /// `leaseTime`: how long a lease lasts before the message is due again
@@ -36,13 +34,12 @@ public:
     EmbeddedBroker(QueueStore& queue, const WorkSettings& work, std::chrono::milliseconds leaseTime);
     ~EmbeddedBroker() override;
 
-    /// The lease time the daemon runs with: long enough for the slowest
-    /// order's processing.
-    static std::chrono::milliseconds leaseTimeFor(const WorkSettings& work);
+    /// The lease time the daemon runs with: far longer than a batch takes.
+    static constexpr std::chrono::milliseconds kLeaseTime{std::chrono::minutes(1)};
 
     void start() override;
     void stop() override;
-    /// The first message waits up to `timeout`; then those already leased ahead.
+    /// Waits up to `timeout` for a due message; leases up to `max` at once.
     std::vector<Delivery> fetchSome(const std::string& queue, std::size_t max,
                                     std::chrono::milliseconds timeout) override;
     void ack(const Delivery& d) override;
@@ -57,16 +54,13 @@ public:
     static std::chrono::milliseconds backoff(std::chrono::milliseconds base, int attempt);
 
 private:
-    std::optional<Delivery> fetch(const std::string& queue, std::chrono::milliseconds timeout);
-    std::optional<Delivery> tryLease(const std::string& queue);
-    std::optional<Delivery> takeLeased(const std::string& queue);
+    std::vector<Delivery> tryLease(const std::string& queue, std::size_t max);
     /// The monitor's tick: the queue depths behind status().
     void lookAtQueues();
 
     QueueStore& store_;
     std::chrono::milliseconds backoffBase_;
     std::chrono::milliseconds leaseTime_;
-    const std::size_t leaseBatch_;
 
     // Per queue, so a publish wakes only that queue's consumers (one wake-up
     // for all had the idle payments worker run a read after every commit of
@@ -74,7 +68,6 @@ private:
     struct Queue {
         std::condition_variable wake;
         std::uint64_t generation = 0;  // publishes seen
-        std::deque<Delivery> leased;   // leased ahead, not yet handed out
     };
     Queue& stateOf(const std::string& queue);  // under mutex_
 

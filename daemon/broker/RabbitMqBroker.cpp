@@ -18,20 +18,20 @@ constexpr std::chrono::milliseconds kMaxReconnectDelay{30000};
 constexpr std::size_t kRelayBatch = 256;
 /// A claimed outbox row whose relay died is published again after this.
 constexpr std::chrono::milliseconds kClaim{10000};
-const std::vector<std::string> kQueues = {kOrdersQueue, kPaymentsQueue};
+const std::vector<std::string> kQueues = {kOrdersQueue, kOrderStepsQueue, kPaymentsQueue};
+/// How long the idle relay waits before it looks for timers that came due.
+constexpr std::chrono::milliseconds kRelayIdle{200};
 /// The monitor waits no longer than this for a connect or an answer: a
 /// broker that does not answer is reported within BrokerStatus::kUnresponsiveAfter.
 constexpr std::chrono::milliseconds kInspectTimeout{2000};
 
 /// A worker's batch is at most what the broker has handed over and not yet
-/// had acked. With instant processing (batches of WorkSettings::batchSize)
-/// a smaller prefetch has each worker wait for the broker between batches,
-/// so the prefetch holds two of them. Otherwise a worker takes one message
-/// at a time, and the operator's prefetch stands as it is.
-int prefetchFor(int configured, const WorkSettings& work)
+/// had acked. Workers take batches (WorkSettings::kBatchSize): a smaller
+/// prefetch has each worker wait for the broker between batches, so the
+/// prefetch holds two of them.
+int prefetchFor(int configured)
 {
-    if (work.batchSize() <= 1) return configured;
-    return std::max(configured, static_cast<int>(2 * work.batchSize()));
+    return std::max(configured, static_cast<int>(2 * WorkSettings::kBatchSize));
 }
 
 }  // namespace
@@ -40,15 +40,14 @@ RabbitMqBroker::RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker
     : outbox_(outbox),
       uri_(AmqpUri::parse(broker.rabbitmqUri)),
       prefix_(broker.rabbitmqPrefix),
-      prefetch_(prefetchFor(broker.rabbitmqPrefetch, work)),
+      prefetch_(prefetchFor(broker.rabbitmqPrefetch)),
       queueType_(broker.rabbitmqQueueType),
       backoffBase_(std::max(work.retryBackoff, std::chrono::milliseconds(1))),
       maxAttempts_(work.maxAttempts),
-      // A consumer busy with one order does not call into rabbitmq-c until
-      // it acks; the heartbeat interval leaves room for a whole order.
-      heartbeat_(std::max<std::chrono::seconds>(
-          std::chrono::seconds(30),
-          std::chrono::duration_cast<std::chrono::seconds>(work.processingTime * 2) + std::chrono::seconds(10))),
+      // A worker calls into rabbitmq-c between batches, which take
+      // milliseconds (no handler waits out a step), so RabbitMQ's usual
+      // interval holds whatever orders.processing_ms is.
+      heartbeat_(std::chrono::seconds(30)),
       log_(Poco::Logger::get("orderpay.broker")),
       monitor_("amqp-monitor", std::chrono::seconds(1), [this] { lookAtQueues(); })
 {
@@ -173,7 +172,8 @@ void RabbitMqBroker::relayLoop()
         }
         // Idle: wait for a publish, servicing the connection meanwhile so a
         // broker that went away is noticed (and reported) without traffic.
-        const auto idleUntil = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        // Timers come due without a publish: look again after kRelayIdle.
+        const auto idleUntil = std::chrono::steady_clock::now() + kRelayIdle;
         bool woken = false;
         while (!woken && !stopping_ && std::chrono::steady_clock::now() < idleUntil) {
             {
@@ -233,14 +233,19 @@ void RabbitMqBroker::notifyPublished(const std::string&)
     relayWake_.notify_all();
 }
 
+std::string RabbitMqBroker::Consumer::describe() const
+{
+    std::string names;
+    for (const auto& q : queues) names += (names.empty() ? "" : ", ") + q;
+    return "consumer of " + names;
+}
+
 RabbitMqBroker::Consumer& RabbitMqBroker::consumerForThisThread(const std::string& queue)
 {
     std::lock_guard lock(consumersMutex_);
     auto& slot = consumers_[std::this_thread::get_id()];
-    if (!slot) {
-        slot = std::make_unique<Consumer>();
-        slot->queue = queue;
-    }
+    if (!slot) slot = std::make_unique<Consumer>();
+    slot->queues.insert(queue);
     return *slot;
 }
 
@@ -249,10 +254,12 @@ void RabbitMqBroker::dropConsumer(Consumer& consumer, const std::string& why)
     // Logged when a working connection is lost, not for each failed
     // reconnect attempt after it (the relay logs the outage once).
     if (consumer.connection) {
-        logLine(log_, Poco::Message::PRIO_WARNING, "consumer of " + consumer.queue + " lost its connection: " + why,
-                {{"QUEUE", consumer.queue}});
+        logLine(log_, Poco::Message::PRIO_WARNING, consumer.describe() + " lost its connection: " + why);
     }
+    // Closing the connection hands back whatever it held, uncounted.
     consumer.connection.reset();
+    consumer.consuming.clear();
+    consumer.held.clear();
     consumer.backoff = nextBackoff(consumer.backoff);
     consumer.retryAt = std::chrono::steady_clock::now() + consumer.backoff;
 }
@@ -268,21 +275,25 @@ void RabbitMqBroker::recordDeliveries(std::vector<Delivery>& ds)
     for (std::size_t i = 0; i < ds.size(); ++i) ds[i].attempt = attempts[i];
 }
 
-bool RabbitMqBroker::ensureConsuming(Consumer& c, const std::string& queue, std::chrono::milliseconds timeout)
+bool RabbitMqBroker::ensureConsuming(Consumer& c, std::chrono::milliseconds timeout)
 {
-    if (c.connection) return true;
-    const auto now = std::chrono::steady_clock::now();
-    if (now < c.retryAt) {
-        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(c.retryAt - now, timeout));
-        return false;
+    if (!c.connection) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now < c.retryAt) {
+            std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(c.retryAt - now, timeout));
+            return false;
+        }
     }
     try {
-        auto fresh = connect("consumer " + queue);
-        fresh->consume(queueName(queue), static_cast<std::uint16_t>(prefetch_));
-        c.connection = std::move(fresh);
+        if (!c.connection) c.connection = connect(c.describe());
+        for (const auto& queue : c.queues) {
+            if (c.consuming.count(queue) != 0) continue;
+            c.connection->consume(queueName(queue), static_cast<std::uint16_t>(prefetch_), queue);
+            c.consuming.insert(queue);
+        }
         if (c.backoff.count() > 0) {
             Metrics::instance().brokerReconnects.fetch_add(1);
-            logLine(log_, Poco::Message::PRIO_NOTICE, "consumer of " + queue + " reconnected", {{"QUEUE", queue}});
+            logLine(log_, Poco::Message::PRIO_NOTICE, c.describe() + " reconnected");
         }
         c.backoff = std::chrono::milliseconds(0);
         return true;
@@ -298,18 +309,36 @@ std::vector<Delivery> RabbitMqBroker::fetchSome(const std::string& queue, std::s
     std::vector<Delivery> ds;
     if (stopping_) return ds;
     Consumer& c = consumerForThisThread(queue);
-    if (!ensureConsuming(c, queue, timeout)) return ds;
-    // The first message waits up to `timeout`; the rest of the batch is
-    // what the prefetch has already brought in.
+    if (!ensureConsuming(c, timeout)) return ds;
+    // First what came in for this queue while another was asked for; then
+    // the first new message waits up to `timeout`, the rest of the batch is
+    // what the prefetch has already brought in. Messages for the thread's
+    // other queues are held for when it asks for them.
     std::vector<bool> redelivered;
+    auto& mine = c.held[queue];
+    while (!mine.empty() && ds.size() < max) {
+        ds.push_back(std::move(mine.front().delivery));
+        redelivered.push_back(mine.front().redelivered);
+        mine.pop_front();
+    }
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     try {
-        for (auto wait = timeout; ds.size() < max; wait = std::chrono::milliseconds(0)) {
-            std::optional<Envelope> envelope = c.connection->next(wait);
+        while (ds.size() < max) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            std::optional<Envelope> envelope =
+                c.connection->next(ds.empty() ? std::max(left, std::chrono::milliseconds(0)) : std::chrono::milliseconds(0));
             if (!envelope) break;
             Poco::Int64 id = 0;
             if (!Poco::NumberParser::tryParse64(envelope->messageId(), id) || id <= 0) id = 0;
-            ds.push_back(Delivery{queue, envelope->body(), id, static_cast<std::int64_t>(envelope->deliveryTag()), 1});
-            redelivered.push_back(envelope->redelivered());
+            std::string tag = envelope->consumerTag();
+            if (c.queues.count(tag) == 0) tag = queue;
+            Delivery d{tag, envelope->body(), id, static_cast<std::int64_t>(envelope->deliveryTag()), 1};
+            if (tag == queue) {
+                ds.push_back(std::move(d));
+                redelivered.push_back(envelope->redelivered());
+            } else {
+                c.held[tag].push_back(Held{std::move(d), envelope->redelivered()});
+            }
         }
     } catch (const AmqpError& e) {
         // Closing the connection hands back what it had delivered, uncounted.

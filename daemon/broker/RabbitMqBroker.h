@@ -10,6 +10,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -26,8 +29,10 @@ namespace orderpay {
 /// away therefore never fails a request: messages wait in the outbox.
 ///
 /// Consuming: each worker thread gets its own connection (rabbitmq-c
-/// connections are not thread-safe), manual acks, and the prefetch of
-/// broker.rabbitmq.prefetch. Delivery attempts are counted in the store,
+/// connections are not thread-safe) with a consumer for each queue it takes
+/// from (the order workers: orders and order-steps), manual acks, and the
+/// prefetch of broker.rabbitmq.prefetch (at least two batches) per consumer.
+/// A step's timer waits in the outbox until due; the relay publishes it then. Delivery attempts are counted in the store,
 /// committed before the message is handed out (a batch's in one
 /// transaction), so a delivery cut short by a crash counts
 /// toward retry.max_attempts as with the embedded queue. Retry goes through per-attempt delay queues (a TTL
@@ -67,11 +72,22 @@ public:
     std::string queueName(const std::string& queue) const { return prefix_ + queue; }
 
 private:
+    /// A message delivered to a thread's connection for one of its queues
+    /// while it asked for another: held (unacked, uncounted) until asked for.
+    struct Held {
+        Delivery delivery;
+        bool redelivered = false;
+    };
+    /// A worker thread's connection: one consumer per queue the thread
+    /// takes from (tagged with the queue's name), each with its own prefetch.
     struct Consumer {
         std::unique_ptr<AmqpConnection> connection;
-        std::string queue;
+        std::set<std::string> queues;     // asked for by the thread
+        std::set<std::string> consuming;  // consumed on this connection
+        std::map<std::string, std::deque<Held>> held;
         std::chrono::steady_clock::time_point retryAt;
         std::chrono::milliseconds backoff{0};
+        std::string describe() const;
     };
 
     std::unique_ptr<AmqpConnection> connect(const std::string& role);
@@ -82,7 +98,7 @@ private:
     void dropConsumer(Consumer& consumer, const std::string& why);
     void requeueThroughOutbox(const Delivery& d, const std::string& exchange, const std::string& routingKey,
                               const std::map<std::string, std::string>& headers);
-    bool ensureConsuming(Consumer& c, const std::string& queue, std::chrono::milliseconds timeout);
+    bool ensureConsuming(Consumer& c, std::chrono::milliseconds timeout);
     void recordDeliveries(std::vector<Delivery>& ds);
     /// The monitor's tick: depths of the outbox and of RabbitMQ's queues.
     void lookAtQueues();

@@ -43,6 +43,7 @@ void MetricsHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServer
     const auto& depths = broker.depths;
     for (const auto& [queue, d] : depths) {
         out << "orderpay_queue_depth{queue=\"" << queue << "\",state=\"ready\"} " << d.ready << "\n"
+            << "orderpay_queue_depth{queue=\"" << queue << "\",state=\"delayed\"} " << d.delayed << "\n"
             << "orderpay_queue_depth{queue=\"" << queue << "\",state=\"in_flight\"} " << d.inFlight << "\n"
             << "orderpay_queue_depth{queue=\"" << queue << "\",state=\"dead\"} " << d.dead << "\n";
     }

@@ -22,6 +22,16 @@ void Metrics::observeRequest(const std::string& route, int status, double second
     h.sum += seconds;
 }
 
+void Metrics::observeStepLateness(double seconds)
+{
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < kLateBuckets.size(); ++i) {
+        if (seconds <= kLateBuckets[i]) ++lateBuckets_[i];
+    }
+    ++lateCount_;
+    lateSum_ += seconds;
+}
+
 std::string Metrics::renderCounters() const
 {
     std::ostringstream out;
@@ -44,6 +54,15 @@ std::string Metrics::renderCounters() const
             << "orderpay_http_request_duration_seconds_sum{route=\"" << route << "\"} " << h.sum << "\n"
             << "orderpay_http_request_duration_seconds_count{route=\"" << route << "\"} " << h.count << "\n";
     }
+    out << "# HELP orderpay_order_step_lateness_seconds Time from an order step's due time (its timer) to its "
+           "completion.\n# TYPE orderpay_order_step_lateness_seconds histogram\n";
+    for (std::size_t i = 0; i < kLateBuckets.size(); ++i) {
+        out << "orderpay_order_step_lateness_seconds_bucket{le=\"" << kLateBuckets[i] << "\"} " << lateBuckets_[i]
+            << "\n";
+    }
+    out << "orderpay_order_step_lateness_seconds_bucket{le=\"+Inf\"} " << lateCount_ << "\n"
+        << "orderpay_order_step_lateness_seconds_sum " << lateSum_ << "\n"
+        << "orderpay_order_step_lateness_seconds_count " << lateCount_ << "\n";
     auto counter = [&](const char* name, const char* help, std::uint64_t value) {
         out << "# HELP " << name << " " << help << "\n# TYPE " << name << " counter\n" << name << " " << value << "\n";
     };

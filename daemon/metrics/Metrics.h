@@ -21,6 +21,10 @@ public:
                                                      0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
 
     void observeRequest(const std::string& route, int status, double seconds);
+    /// How long after its due time an order's step ran (its timer's lateness).
+    void observeStepLateness(double seconds);
+    /// Buckets of the step lateness, in seconds: a timer fires on a poll.
+    static constexpr std::array<double, 10> kLateBuckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
 
     std::atomic<std::uint64_t> redeliveries{0};
     std::atomic<std::uint64_t> deadLetters{0};
@@ -45,6 +49,9 @@ private:
     mutable std::mutex mutex_;
     std::map<std::pair<std::string, int>, std::uint64_t> requests_;
     std::map<std::string, Histogram> latency_;
+    std::array<std::uint64_t, kLateBuckets.size()> lateBuckets_{};
+    std::uint64_t lateCount_ = 0;
+    double lateSum_ = 0;
 };
 
 }  // namespace orderpay

@@ -41,15 +41,17 @@ struct WorkSettings {
     std::string defaultCurrency = "EUR";
     int orderWorkers = 1;
     std::chrono::milliseconds processingTime{6000};
+    /// Orders in processing at once (started, not yet awaiting payment).
+    int concurrency = 10000;
     int paymentWorkers = 1;
     int maxAttempts = 5;
     std::chrono::milliseconds retryBackoff{1000};
 
-    /// Messages a worker takes at once. With instant processing
-    /// (orders.processing_ms = 0) in batches: one lease, one transaction for
-    /// a batch's outcomes; otherwise one at a time, each leased only when a
-    /// worker is free for it.
-    std::size_t batchSize() const { return processingTime.count() == 0 ? 64 : 1; }
+    /// Messages a worker takes at once, whatever the processing time: one
+    /// lease, one transaction for the batch's steps. No step waits inside a
+    /// transaction or a thread (the wait between steps is a timer message),
+    /// so a batch holds its lease for milliseconds.
+    static constexpr std::size_t kBatchSize = 64;
 };
 
 struct LoggingSettings {

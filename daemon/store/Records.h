@@ -2,6 +2,7 @@
 
 #include "domain/Order.h"
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <optional>
@@ -32,19 +33,46 @@ struct PaymentOutcome {
     bool alreadyFinal = false;  // a redelivery: nothing was changed
 };
 
-/// What processing an order in one go did: the status it was found in,
-/// the steps run now (those done by an earlier delivery are skipped), and
-/// whether it reached awaiting_payment.
-struct InstantResult {
-    OrderStatus before = OrderStatus::Queued;
-    std::vector<std::string> stepsRun;
-    bool finished = false;
-    bool releasedPayments = false;  // payments held for the order were queued
+/// A message of the orders or order-steps queue: its order, and for a
+/// step's timer the step it carries on (empty: the order's start).
+struct OrderWork {
+    std::string orderId;
+    std::string step;
 };
 
-/// Per order of a batch: its result, or what it threw.
-struct InstantOutcome {
-    InstantResult result;
+/// How an order is processed: its steps in order, the time each takes,
+/// and how many orders may be in processing at once.
+struct ProcessingPlan {
+    std::vector<std::string> steps;
+    std::vector<std::chrono::milliseconds> times;  // one per step
+    std::int64_t concurrency = 10000;
+    bool instant() const
+    {
+        for (auto t : times)
+            if (t.count() > 0) return false;
+        return true;
+    }
+};
+
+/// What carrying an order on did, for the log lines and metrics after the
+/// commit.
+struct AdvanceResult {
+    OrderStatus before = OrderStatus::Queued;
+    bool started = false;                // queued -> processing now
+    std::vector<std::string> completed;  // steps whose effect was done now, in order
+    std::vector<std::string> begun;      // steps started now, in order
+    bool begunFirst = false;             // a step was begun before any completed (else they alternate)
+    std::int64_t dueAt = 0;              // the last begun step's timer (if not finished)
+    std::int64_t lateMs = -1;            // how late the waited-for step ran (-1: none waited)
+    bool finished = false;               // reached awaiting_payment
+    bool releasedPayments = false;       // payments held for the order were queued
+    bool stale = false;                  // not the order's current message: nothing changed
+    bool noCapacity = false;             // not started: orders.concurrency orders are in processing
+};
+
+/// Per message of a batch: its result, or what it threw.
+struct AdvanceOutcome {
+    AdvanceResult result;
     std::exception_ptr error;
 };
 

@@ -16,22 +16,19 @@ class WorkStore {
 public:
     virtual ~WorkStore() = default;
 
-    /// queued -> processing; returns the status after (unchanged if the
-    /// order was no longer queued). PoisonMessage if there is no such order.
-    virtual OrderStatus startProcessing(const std::string& id) = 0;
-    virtual bool isStepCompleted(const std::string& id, const std::string& step) = 0;
-    virtual void recordStepStarted(const std::string& id, const std::string& step) = 0;
-    /// Runs the step's effect and adds its step_completed event (the ledger
-    /// of steps done), unless the ledger has it already: then false.
-    virtual bool completeStep(const std::string& id, const std::string& step) = 0;
-    /// processing -> awaiting_payment, and queues the payments held for it.
-    virtual bool finishProcessing(const std::string& id) = 0;
-    /// With no time to wait between steps, each order's whole processing in
-    /// one transaction for the batch (one order's failure leaves the others
-    /// done): queued -> processing, every step not in the ledger yet, then
-    /// awaiting_payment. The same events and effects as step by step.
-    virtual std::vector<InstantOutcome> processInstantly(const std::vector<std::string>& ids,
-                                                         const std::vector<std::string>& steps) = 0;
+    /// Carries each order's processing on from where it stands, one
+    /// transaction for the batch (one order's failure leaves the others
+    /// done). For each: a start (queued -> processing, the first step
+    /// begun) unless orders.concurrency orders are in processing; then
+    /// every step whose time is up is completed (its effect and its
+    /// step_completed event together, once: the events are the ledger) and
+    /// the next begun, until one has time left to wait: its timer, an
+    /// order-steps message due then, is written in the same transaction. The
+    /// last step moves the order to awaiting_payment. A message that is not
+    /// the order's current one (a redelivery) changes nothing.
+    virtual std::vector<AdvanceOutcome> advance(const std::vector<OrderWork>& work, const ProcessingPlan& plan) = 0;
+    /// Orders in processing now, as the transitions count them.
+    virtual std::int64_t ordersInProcessing() = 0;
     /// Any non-final state -> failed; held payments are rejected.
     virtual bool failOrder(const std::string& id, const std::string& reason) = 0;
 

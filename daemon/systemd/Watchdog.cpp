@@ -58,11 +58,16 @@ std::string Watchdog::problem() const
 std::string Watchdog::statusLine() const
 {
     const BrokerStatus broker = broker_.status();
+    // Queued: orders waiting to start. Processing: orders being started
+    // now, and those whose step is waiting for its time (each has its
+    // timer, an order-steps message).
     std::int64_t queued = 0, inFlight = 0;
     if (const auto it = broker.depths.find(kOrdersQueue); it != broker.depths.end()) {
-        queued = it->second.ready;
+        queued = it->second.ready + it->second.delayed;
         inFlight = it->second.inFlight;
     }
+    if (const auto it = broker.depths.find(kOrderStepsQueue); it != broker.depths.end())
+        inFlight += it->second.ready + it->second.delayed + it->second.inFlight;
     return "queued " + std::to_string(queued) + " · processing " + std::to_string(inFlight) + " · broker " +
            std::string(toString(broker.state));
 }

@@ -8,12 +8,12 @@
 
 namespace orderpay {
 
-std::vector<std::exception_ptr> MessageHandler::handleSome(const std::vector<Delivery>& ds, const Sleep& sleep)
+std::vector<std::exception_ptr> MessageHandler::handleSome(const std::vector<Delivery>& ds)
 {
     std::vector<std::exception_ptr> errors(ds.size());
     for (std::size_t i = 0; i < ds.size(); ++i) {
         try {
-            handle(ds[i], sleep);
+            handle(ds[i]);
         } catch (...) {
             errors[i] = std::current_exception();
         }
@@ -21,11 +21,11 @@ std::vector<std::exception_ptr> MessageHandler::handleSome(const std::vector<Del
     return errors;
 }
 
-ConsumerTask::ConsumerTask(const std::string& name, Broker& broker, std::string queue, MessageHandler& handler,
-                           int maxAttempts)
+ConsumerTask::ConsumerTask(const std::string& name, Broker& broker, std::vector<std::string> queues,
+                           MessageHandler& handler, int maxAttempts)
     : Poco::Task(name),
       broker_(broker),
-      queue_(std::move(queue)),
+      queues_(std::move(queues)),
       handler_(handler),
       maxAttempts_(maxAttempts),
       log_(Poco::Logger::get("orderpay.work"))
@@ -42,29 +42,56 @@ void ConsumerTask::runTask()
 {
     pthread_setname_np(pthread_self(), name().substr(0, 15).c_str());  // "orders-1", "payments-2"
     const std::size_t batch = std::max<std::size_t>(1, handler_.batchSize());
+    // Each queue is asked without waiting while any has work; a round that
+    // found nothing waits on each in turn (woken early by a publish), so a
+    // message on either is taken within this time.
+    const auto idleWait = std::chrono::milliseconds(queues_.size() > 1 ? 100 : 500);
+    bool idle = false;
     while (!isCancelled()) {
         touch();
-        std::vector<Delivery> ds;
-        try {
-            ds = broker_.fetchSome(queue_, batch, std::chrono::milliseconds(500));
-        } catch (const StoreUnavailable&) {
-            // The database refuses writes; the store logs that once, not
-            // every worker once a second. Try again in a while.
-            if (sleep(1000)) break;
-            continue;
-        } catch (const std::exception& e) {
-            logLine(log_, Poco::Message::PRIO_ERROR, "cannot fetch from queue " + queue_ + ": " + e.what(),
-                    {{"QUEUE", queue_}});
-            if (sleep(1000)) break;
-            continue;
+        bool took = false;
+        bool asked = false;
+        for (const auto& queue : queues_) {
+            std::size_t max = 0;
+            try {
+                max = std::min(batch, handler_.capacity(queue));
+            } catch (const std::exception& e) {
+                logLine(log_, Poco::Message::PRIO_ERROR, "cannot tell what queue " + queue + " may take: " + e.what(),
+                        {{"QUEUE", queue}});
+            }
+            if (max == 0) continue;
+            asked = true;
+            if (takeFrom(queue, max, idle ? idleWait : std::chrono::milliseconds(0))) took = true;
+            if (isCancelled()) return;
         }
-        if (ds.size() == 1) {
-            if (!guarded(ds.front(), [&](const Delivery& d) { settle(d); })) break;
-        } else if (!ds.empty()) {
-            settleSome(ds);
-        }
-        touch();
+        if (!asked && sleep(idleWait.count())) break;
+        idle = !took;
     }
+}
+
+bool ConsumerTask::takeFrom(const std::string& queue, std::size_t max, std::chrono::milliseconds wait)
+{
+    std::vector<Delivery> ds;
+    try {
+        ds = broker_.fetchSome(queue, max, wait);
+    } catch (const StoreUnavailable&) {
+        // The database refuses writes; the store logs that once, not every
+        // worker once a second. Try again in a while.
+        sleep(1000);
+        return false;
+    } catch (const std::exception& e) {
+        logLine(log_, Poco::Message::PRIO_ERROR, "cannot fetch from queue " + queue + ": " + e.what(),
+                {{"QUEUE", queue}});
+        sleep(1000);
+        return false;
+    }
+    if (ds.size() == 1) {
+        guarded(ds.front(), [&](const Delivery& d) { settle(d); });
+    } else if (!ds.empty()) {
+        settleSome(ds);
+    }
+    touch();
+    return !ds.empty();
 }
 
 template <typename F>
@@ -79,8 +106,8 @@ bool ConsumerTask::guarded(const Delivery& d, F&& settleOne)
         // the lease runs out and the message comes back; the handler's
         // idempotence makes that safe.
         logLine(log_, Poco::Message::PRIO_ERROR,
-                "cannot settle message " + std::to_string(d.messageId) + " on " + queue_ + ": " + e.what(),
-                {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}});
+                "cannot settle message " + std::to_string(d.messageId) + " on " + d.queue + ": " + e.what(),
+                {{"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}});
         if (sleep(1000)) return false;
     }
     return true;
@@ -97,26 +124,11 @@ void ConsumerTask::settleWhenWritable(const Delivery& d)
             // Still refused (logged once by the store); the watchdog heard from us.
         } catch (const std::exception& e) {
             logLine(log_, Poco::Message::PRIO_ERROR,
-                    "cannot settle message " + std::to_string(d.messageId) + " on " + queue_ + ": " + e.what(),
-                    {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}});
+                    "cannot settle message " + std::to_string(d.messageId) + " on " + d.queue + ": " + e.what(),
+                    {{"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}});
             return;
         }
     }
-}
-
-MessageHandler::Sleep ConsumerTask::sleeper()
-{
-    // Sleeping through a processing step is progress: the watchdog hears
-    // from this worker at least every half second.
-    return [this](std::chrono::milliseconds ms) {
-        const auto end = std::chrono::steady_clock::now() + ms;
-        for (auto left = ms; left.count() > 0;
-             left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now())) {
-            if (sleep(std::min<long>(left.count(), 500))) return true;
-            touch();
-        }
-        return false;
-    };
 }
 
 void ConsumerTask::deadLetter(const Delivery& d, const std::string& reason)
@@ -124,7 +136,7 @@ void ConsumerTask::deadLetter(const Delivery& d, const std::string& reason)
     handler_.onDeadLetter(d, reason);
     broker_.deadLetter(d, reason);
     logLine(log_, Poco::Message::PRIO_ERROR, "message dead-lettered: " + reason,
-            {{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}});
+            {{"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}});
 }
 
 bool ConsumerTask::gaveUp(const Delivery& d)
@@ -140,7 +152,7 @@ void ConsumerTask::settle(const Delivery& d)
     if (gaveUp(d)) return;
     std::exception_ptr error;
     try {
-        handler_.handle(d, sleeper());
+        handler_.handle(d);
     } catch (...) {
         error = std::current_exception();
     }
@@ -157,7 +169,7 @@ void ConsumerTask::settleSome(const std::vector<Delivery>& ds)
             return;
     }
     if (work.empty()) return;
-    const auto errors = handler_.handleSome(work, sleeper());
+    const auto errors = handler_.handleSome(work);
     for (std::size_t i = 0; i < work.size(); ++i) {
         const std::exception_ptr error = i < errors.size() ? errors[i] : nullptr;
         if (!guarded(work[i], [&](const Delivery& d) { conclude(d, error); })) return;
@@ -166,16 +178,20 @@ void ConsumerTask::settleSome(const std::vector<Delivery>& ds)
 
 void ConsumerTask::conclude(const Delivery& d, const std::exception_ptr& error)
 {
-    const Fields fields{{"QUEUE", queue_}, {"MESSAGE_ID", std::to_string(d.messageId)}};
+    const Fields fields{{"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}};
     if (!error) {
         broker_.ack(d);
         return;
     }
     try {
         std::rethrow_exception(error);
+    } catch (const Postponed& e) {
+        broker_.release(d);
+        logLine(log_, Poco::Message::PRIO_DEBUG, std::string("message handed back to queue ") + d.queue + ": " + e.what(),
+                fields);
     } catch (const Interrupted&) {
         broker_.release(d);
-        logLine(log_, Poco::Message::PRIO_INFORMATION, "shutting down: message handed back to queue " + queue_,
+        logLine(log_, Poco::Message::PRIO_INFORMATION, "shutting down: message handed back to queue " + d.queue,
                 fields);
     } catch (const StoreUnavailable&) {
         // Not the message's fault, and recording a retry would fail too:

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,40 +23,53 @@ public:
     Interrupted() : std::runtime_error("interrupted by shutdown") {}
 };
 
+/// Thrown by a handler that cannot take the message now (no free place
+/// for another order in processing): it goes back to the queue, the
+/// delivery not counted as an attempt.
+class Postponed : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 /// What a consumer does with one message of its queue. `handle` must be
 /// idempotent: a message may be delivered again after a crash or a
 /// failure, and its effects must not happen twice.
 class MessageHandler {
 public:
-    /// Sleeps up to the given time; true if the task was asked to stop.
-    using Sleep = std::function<bool(std::chrono::milliseconds)>;
-
     virtual ~MessageHandler() = default;
-    virtual void handle(const Delivery& d, const Sleep& sleep) = 0;
+    /// Handles one message. It must not wait long (a step's time is a timer
+    /// message, never a sleep): the worker's other messages wait meanwhile.
+    virtual void handle(const Delivery& d) = 0;
     /// How many messages handleSome takes at once; 1 (the default): no batches.
     virtual std::size_t batchSize() const { return 1; }
     /// Handles several messages together where that is cheaper (one
     /// transaction for all); per message, what handling it threw (nullptr:
     /// done). The same effects as `handle` on each.
-    virtual std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds, const Sleep& sleep);
+    virtual std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds);
+    /// How many messages of `queue` it can take now (0: leave them queued).
+    virtual std::size_t capacity(const std::string&) { return std::numeric_limits<std::size_t>::max(); }
     /// The message is given up on: record the final state it leaves behind.
     virtual void onDeadLetter(const Delivery& d, const std::string& reason) = 0;
 };
 
-/// A worker thread: takes messages from one queue and settles each with
-/// exactly one of ack, retry, dead-letter or release.
+/// A worker thread: takes messages from its queues (in turn, as many of
+/// each as the handler has capacity for) and settles each with exactly one
+/// of ack, retry, dead-letter or release.
 class ConsumerTask : public Poco::Task {
 public:
-    ConsumerTask(const std::string& name, Broker& broker, std::string queue, MessageHandler& handler,
+    ConsumerTask(const std::string& name, Broker& broker, std::vector<std::string> queues, MessageHandler& handler,
                  int maxAttempts);
 
     void runTask() override;
 
     /// Monotonic milliseconds of the last sign of life (idle poll or
-    /// finished message), for the watchdog.
+    /// finished batch), for the watchdog.
     std::int64_t lastProgressMs() const { return lastProgress_.load(); }
 
 private:
+    /// Takes what `queue` has (waiting up to `wait` for it) and settles it;
+    /// false if there was nothing, or the task was cancelled.
+    bool takeFrom(const std::string& queue, std::size_t max, std::chrono::milliseconds wait);
     void settle(const Delivery& d);
     void settleSome(const std::vector<Delivery>& ds);
     /// Ends a handled message: ack, or what `error` calls for (release,
@@ -68,7 +82,6 @@ private:
     /// Past retry.max_attempts (deliveries cut short count too): dead-lettered.
     bool gaveUp(const Delivery& d);
     void deadLetter(const Delivery& d, const std::string& reason);
-    MessageHandler::Sleep sleeper();
     // After the database refused a message's outcome: settles it again once
     // the database takes writes (the handler is idempotent), instead of
     // leaving it to wait out its lease.
@@ -76,7 +89,7 @@ private:
     void touch();
 
     Broker& broker_;
-    std::string queue_;
+    std::vector<std::string> queues_;
     MessageHandler& handler_;
     int maxAttempts_;
     Poco::Logger& log_;

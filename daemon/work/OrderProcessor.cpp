@@ -8,15 +8,22 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
+#include <algorithm>
+#include <limits>
+
 namespace orderpay {
 namespace {
+
+Poco::JSON::Object::Ptr parseBody(const std::string& body)
+{
+    Poco::JSON::Parser parser;
+    return parser.parse(body).extract<Poco::JSON::Object::Ptr>();
+}
 
 std::string decodeId(const std::string& body, const std::string& field, const std::string& prefix)
 {
     try {
-        Poco::JSON::Parser parser;
-        auto object = parser.parse(body).extract<Poco::JSON::Object::Ptr>();
-        const std::string id = object->getValue<std::string>(field);
+        const std::string id = parseBody(body)->getValue<std::string>(field);
         if (ids::isValid(id, prefix)) return id;
     } catch (const Poco::Exception&) {
         // Falls through to the poison message below.
@@ -27,14 +34,27 @@ std::string decodeId(const std::string& body, const std::string& field, const st
 }  // namespace
 
 OrderProcessor::OrderProcessor(WorkStore& store, const WorkSettings& work)
-    : store_(store),
-      processingTime_(work.processingTime),
-      batchSize_(work.batchSize()),
-      log_(Poco::Logger::get("orderpay.orders"))
+    : store_(store), processingTime_(work.processingTime), log_(Poco::Logger::get("orderpay.orders"))
 {
+    plan_.steps.assign(kSteps.begin(), kSteps.end());
+    for (std::size_t i = 0; i < kSteps.size(); ++i) plan_.times.push_back(stepTime(i));
+    plan_.concurrency = work.concurrency;
 }
 
-std::string OrderProcessor::decodeOrderId(const std::string& body) { return decodeId(body, "order_id", "ord_"); }
+OrderWork OrderProcessor::decode(const std::string& body)
+{
+    OrderWork work;
+    work.orderId = decodeId(body, "order_id", "ord_");
+    try {
+        const auto object = parseBody(body);
+        if (object->has("step")) work.step = object->getValue<std::string>("step");
+    } catch (const Poco::Exception&) {
+        work.step = "?";  // parsed a moment ago; a step that is not text names no step of ours
+    }
+    if (!work.step.empty() && std::find(kSteps.begin(), kSteps.end(), work.step) == kSteps.end())
+        throw PoisonMessage("the message names no processing step of ours: " + body.substr(0, 200));
+    return work;
+}
 
 std::chrono::milliseconds OrderProcessor::stepTime(std::size_t index) const
 {
@@ -43,73 +63,59 @@ std::chrono::milliseconds OrderProcessor::stepTime(std::size_t index) const
     return processingTime_ - each * (kSteps.size() - 1);
 }
 
-void OrderProcessor::handle(const Delivery& d, const Sleep& sleep)
+std::size_t OrderProcessor::capacity(const std::string& queue)
 {
-    const std::string id = decodeOrderId(d.body);
-    const Fields fields{{"ORDER_ID", id}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}};
-    if (processingTime_.count() == 0) {
-        const auto outcome = store_.processInstantly({id}, std::vector<std::string>(kSteps.begin(), kSteps.end()));
-        if (outcome.front().error) std::rethrow_exception(outcome.front().error);
-        return reportInstant(d, id, outcome.front().result);
-    }
-    const OrderStatus status = store_.startProcessing(id);
-    if (status != OrderStatus::Processing) {
-        // Cancelled while queued, or a redelivery of finished work.
-        logLine(log_, Poco::Message::PRIO_INFORMATION,
-                "order " + id + " is " + std::string(toString(status)) + ", nothing to process", fields);
-        return;
-    }
-    logLine(log_, Poco::Message::PRIO_INFORMATION,
-            "order " + id + " processing" + (d.redelivered() ? " (redelivery " + std::to_string(d.attempt) + ")" : ""),
-            fields);
-    for (std::size_t i = 0; i < kSteps.size(); ++i) {
-        const std::string step = kSteps[i];
-        if (store_.isStepCompleted(id, step)) continue;
-        store_.recordStepStarted(id, step);
-        logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " started", fields);
-        const auto t = stepTime(i);
-        if (t.count() > 0 && sleep(t)) throw Interrupted();
-        store_.completeStep(id, step);
-        logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " completed", fields);
-    }
-    if (store_.finishProcessing(id)) {
-        Metrics::instance().ordersProcessed.fetch_add(1);
-        logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
-    }
+    // Steps of orders already started always run; an instant order never
+    // stays in processing past its transaction.
+    if (queue != kOrdersQueue || plan_.instant()) return std::numeric_limits<std::size_t>::max();
+    const std::int64_t free = plan_.concurrency - store_.ordersInProcessing();
+    return free > 0 ? static_cast<std::size_t>(free) : 0;
 }
 
-std::vector<std::exception_ptr> OrderProcessor::handleSome(const std::vector<Delivery>& ds, const Sleep& sleep)
+void OrderProcessor::handle(const Delivery& d)
 {
-    if (processingTime_.count() != 0) return MessageHandler::handleSome(ds, sleep);
+    const auto errors = handleSome({d});
+    if (errors.front()) std::rethrow_exception(errors.front());
+}
+
+std::vector<std::exception_ptr> OrderProcessor::handleSome(const std::vector<Delivery>& ds)
+{
     std::vector<std::exception_ptr> errors(ds.size());
-    std::vector<std::string> ids;
-    std::vector<std::size_t> at;  // index in ds of each id
+    std::vector<OrderWork> work;
+    std::vector<std::size_t> at;  // index in ds of each piece of work
     for (std::size_t i = 0; i < ds.size(); ++i) {
         try {
-            ids.push_back(decodeOrderId(ds[i].body));
+            work.push_back(decode(ds[i].body));
             at.push_back(i);
         } catch (...) {
             errors[i] = std::current_exception();
         }
     }
-    const auto outcomes = store_.processInstantly(ids, std::vector<std::string>(kSteps.begin(), kSteps.end()));
-    for (std::size_t k = 0; k < ids.size(); ++k) {
+    if (work.empty()) return errors;
+    const auto outcomes = store_.advance(work, plan_);
+    for (std::size_t k = 0; k < work.size(); ++k) {
         const Delivery& d = ds[at[k]];
         if (outcomes[k].error) {
             errors[at[k]] = outcomes[k].error;
-            continue;
+        } else if (outcomes[k].result.noCapacity) {
+            errors[at[k]] = std::make_exception_ptr(Postponed("orders.concurrency orders are in processing"));
+        } else {
+            report(d, work[k].orderId, outcomes[k].result);
         }
-        reportInstant(d, ids[k], outcomes[k].result);
     }
     return errors;
 }
 
-void OrderProcessor::reportInstant(const Delivery& d, const std::string& id, const InstantResult& result)
+void OrderProcessor::report(const Delivery& d, const std::string& id, const AdvanceResult& result)
 {
     const Fields fields{{"ORDER_ID", id}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}};
-    if (result.before != OrderStatus::Queued && result.before != OrderStatus::Processing) {
-        logLine(log_, Poco::Message::PRIO_INFORMATION,
-                "order " + id + " is " + std::string(toString(result.before)) + ", nothing to process", fields);
+    if (result.lateMs >= 0) Metrics::instance().observeStepLateness(static_cast<double>(result.lateMs) / 1000.0);
+    if (result.stale) {
+        if (log_.information())
+            logLine(log_, Poco::Message::PRIO_INFORMATION,
+                    "order " + id + " is " + std::string(toString(result.before)) +
+                        ", nothing to do for this message (a redelivery)",
+                    fields);
         return;
     }
     if (result.finished) Metrics::instance().ordersProcessed.fetch_add(1);
@@ -119,13 +125,21 @@ void OrderProcessor::reportInstant(const Delivery& d, const std::string& id, con
             logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
         return;
     }
-    // Logged after the commit, as they happened inside it.
-    logLine(log_, Poco::Message::PRIO_INFORMATION,
-            "order " + id + " processing" + (d.redelivered() ? " (redelivery " + std::to_string(d.attempt) + ")" : ""),
-            fields);
-    for (const auto& step : result.stepsRun) {
+    // Logged after the commit, in the order they happened inside it.
+    if (result.started) {
+        logLine(log_, Poco::Message::PRIO_INFORMATION,
+                "order " + id + " processing" +
+                    (d.redelivered() ? " (redelivery " + std::to_string(d.attempt) + ")" : ""),
+                fields);
+    }
+    auto started = [&](const std::string& step) {
         logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " started", fields);
+    };
+    std::size_t b = 0;
+    if (result.begunFirst && b < result.begun.size()) started(result.begun[b++]);
+    for (const auto& step : result.completed) {
         logLine(log_, Poco::Message::PRIO_INFORMATION, "order " + id + " step " + step + " completed", fields);
+        if (b < result.begun.size()) started(result.begun[b++]);
     }
     if (result.finished) logLine(log_, Poco::Message::PRIO_NOTICE, "order " + id + " awaiting_payment", fields);
 }
@@ -151,7 +165,7 @@ std::string PaymentProcessor::decodePaymentId(const std::string& body)
     return decodeId(body, "payment_id", "pay_");
 }
 
-void PaymentProcessor::handle(const Delivery& d, const Sleep&)
+void PaymentProcessor::handle(const Delivery& d)
 {
     const std::string id = decodePaymentId(d.body);
     Fields fields{{"PAYMENT_ID", id}, {"QUEUE", d.queue}, {"MESSAGE_ID", std::to_string(d.messageId)}};

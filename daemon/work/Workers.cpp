@@ -13,12 +13,15 @@ Workers::Workers(Broker& broker, WorkStore& store, const WorkSettings& settings)
             settings.orderWorkers + settings.paymentWorkers),
       tasks_(pool_)
 {
-    auto add = [&](const std::string& name, const char* queue, MessageHandler& handler) {
-        consumers_.emplace_back(new ConsumerTask(name, broker_, queue, handler, settings_.maxAttempts));
+    auto add = [&](const std::string& name, std::vector<std::string> queues, MessageHandler& handler) {
+        consumers_.emplace_back(new ConsumerTask(name, broker_, std::move(queues), handler, settings_.maxAttempts));
     };
-    for (int i = 0; i < settings.orderWorkers; ++i) add("orders-" + std::to_string(i + 1), kOrdersQueue, orders_);
+    // Steps of orders already in processing first: they free the places
+    // (orders.concurrency) that new orders wait for.
+    for (int i = 0; i < settings.orderWorkers; ++i)
+        add("orders-" + std::to_string(i + 1), {kOrderStepsQueue, kOrdersQueue}, orders_);
     for (int i = 0; i < settings.paymentWorkers; ++i)
-        add("payments-" + std::to_string(i + 1), kPaymentsQueue, payments_);
+        add("payments-" + std::to_string(i + 1), {kPaymentsQueue}, payments_);
 }
 
 Workers::~Workers() { stop(); }

@@ -14,10 +14,10 @@
 
 namespace orderpay {
 
-/// The worker threads: orders.workers consumers of the orders queue and
-/// payments.workers of the payments queue, on a thread pool of their own.
-/// start() starts them; stop() (or destruction) cancels them and waits for
-/// each to settle what it holds (a step cut short goes back to the queue).
+/// The worker threads: orders.workers consumers of the orders and
+/// order-steps queues and payments.workers of the payments queue, on a
+/// thread pool of their own. start() starts them; stop() (or destruction)
+/// cancels them and waits for each to settle what it holds.
 class Workers {
 public:
     Workers(Broker& broker, WorkStore& store, const WorkSettings& settings);

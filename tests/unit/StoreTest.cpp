@@ -85,11 +85,18 @@ TEST_CASE("a version 2 database loses its step ledger table and keeps resuming o
 {
     Fixture f;
     // An order half processed by a version 2 daemon: its first step's ledger
-    // row and step_completed event, written in one transaction.
+    // row and step_completed event, written in one transaction, and the
+    // second step started (that daemon slept through it).
     const Order o = f.newOrder();
-    REQUIRE(f.work().startProcessing(o.id) == OrderStatus::Processing);
-    REQUIRE(f.work().completeStep(o.id, "validate"));
+    REQUIRE(test::advance(f.work(), o.id, "", test::slowPlan()).started);
+    f.dueNow(o.id);
+    REQUIRE(test::advance(f.work(), o.id, "validate", test::slowPlan()).completed ==
+            std::vector<std::string>{"validate"});
     f.committer().write([&](sql::Statements& w) {
+        // What versions 3 to 5 added, taken back.
+        w("ALTER TABLE orders DROP COLUMN step_due_at").exec();
+        w("DROP TABLE work_counters").exec();
+        w("DELETE FROM messages WHERE queue = 'order-steps'").exec();
         w("CREATE TABLE order_steps (order_id TEXT NOT NULL, step TEXT NOT NULL, completed_at TEXT NOT NULL, "
           "PRIMARY KEY (order_id, step)) WITHOUT ROWID")
             .exec();
@@ -100,14 +107,20 @@ TEST_CASE("a version 2 database loses its step ledger table and keeps resuming o
     f.open();  // migrates
     CHECK(f.count("PRAGMA user_version") == Database::kSchemaVersion);
     CHECK(f.count("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'order_steps'") == 0);
-    CHECK(f.work().isStepCompleted(o.id, "validate"));
-    CHECK_FALSE(f.work().isStepCompleted(o.id, "reserve_stock"));
-    CHECK_FALSE(f.work().completeStep(o.id, "validate"));
-    const auto rest = test::processInstantly(f.work(), o.id, {"validate", "reserve_stock", "prepare_invoice"});
-    CHECK(rest.stepsRun == std::vector<std::string>{"reserve_stock", "prepare_invoice"});
-    CHECK(rest.finished);
+    CHECK(f.count("SELECT value FROM work_counters WHERE name = 'processing'") == 1);
+    // Its message (the old daemon's, on the orders queue) resumes it at the
+    // step in progress, at once: it has no timer.
+    const auto rest = test::advance(f.work(), o.id, "", test::slowPlan());
+    CHECK_FALSE(rest.stale);
+    CHECK(rest.completed == std::vector<std::string>{"reserve_stock"});
+    CHECK(rest.begun == std::vector<std::string>{"prepare_invoice"});
+    f.dueNow(o.id);
+    CHECK(test::advance(f.work(), o.id, "prepare_invoice", test::slowPlan()).finished);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
           3);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_started' AND order_id = '" + o.id + "'") ==
+          3);
+    CHECK(f.count("SELECT value FROM work_counters WHERE name = 'processing'") == 0);
 }
 
 TEST_CASE("SQLite runs in multi-thread mode: no mutex around each call on a connection", "[store]")
@@ -316,19 +329,82 @@ TEST_CASE("an order and its message commit together", "[store]")
     CHECK(read->events[0].type == "status");
 }
 
-TEST_CASE("a completed step is never repeated", "[store]")
+TEST_CASE("a completed step is never repeated, and only the current timer carries an order on", "[store]")
 {
     Fixture f;
+    const auto slow = test::slowPlan();
     const Order o = f.newOrder();
-    REQUIRE(f.work().startProcessing(o.id) == OrderStatus::Processing);
-    CHECK(f.work().completeStep(o.id, "reserve_stock"));
-    CHECK_FALSE(f.work().completeStep(o.id, "reserve_stock"));
+    const std::int64_t before = clock::nowMillis();
+    const auto start = test::advance(f.work(), o.id, "", slow);
+    CHECK(start.started);
+    CHECK(start.begun == std::vector<std::string>{"validate"});
+    CHECK(start.completed.empty());
+    // The timer: an order-steps message due when the step's hour is up.
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'order-steps' AND body LIKE '%\"validate\"%'") == 1);
+    const std::int64_t due = f.count("SELECT step_due_at FROM orders WHERE id = '" + o.id + "'");
+    CHECK(due >= before + 3'600'000);
+    CHECK(f.count("SELECT due_at FROM messages WHERE queue = 'order-steps'") == due);
+
+    // A second start (a redelivery) is not a second transition.
+    CHECK(test::advance(f.work(), o.id, "", slow).stale);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'processing'") == 1);
+    // The timer delivered early (a clock stepped back) completes nothing
+    // and sets the timer again.
+    const auto early = test::advance(f.work(), o.id, "validate", slow);
+    CHECK_FALSE(early.stale);
+    CHECK(early.completed.empty());
+    CHECK(early.dueAt == due);
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'order-steps'") == 2);
+
+    f.dueNow(o.id);
+    const auto first = test::advance(f.work(), o.id, "validate", slow);
+    CHECK(first.completed == std::vector<std::string>{"validate"});
+    CHECK(first.begun == std::vector<std::string>{"reserve_stock"});
+    CHECK(first.lateMs >= 0);
+    // The other copy of the validate timer is stale now.
+    CHECK(test::advance(f.work(), o.id, "validate", slow).stale);
+    f.dueNow(o.id);
+    CHECK(test::advance(f.work(), o.id, "reserve_stock", slow).completed == std::vector<std::string>{"reserve_stock"});
+    CHECK(test::advance(f.work(), o.id, "reserve_stock", slow).stale);
     CHECK(f.count("SELECT COUNT(*) FROM stock_reservations WHERE order_id = '" + o.id + "'") == 1);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
-          1);
-    // A second start is not a second transition.
-    CHECK(f.work().startProcessing(o.id) == OrderStatus::Processing);
-    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'processing'") == 1);
+          2);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_started' AND order_id = '" + o.id + "'") ==
+          3);
+    f.dueNow(o.id);
+    CHECK(test::advance(f.work(), o.id, "prepare_invoice", slow).finished);
+    const auto after = test::advance(f.work(), o.id, "prepare_invoice", slow);
+    CHECK(after.stale);
+    CHECK(after.before == OrderStatus::AwaitingPayment);
+    CHECK(f.count("SELECT COUNT(*) FROM invoices WHERE order_id = '" + o.id + "'") == 1);
+}
+
+TEST_CASE("orders.concurrency bounds the orders in processing, counted by their transitions", "[store]")
+{
+    Fixture f;
+    const auto slow = test::slowPlan(2);
+    const Order a = f.newOrder(), b = f.newOrder(), c = f.newOrder();
+    CHECK(test::advance(f.work(), a.id, "", slow).started);
+    CHECK(test::advance(f.work(), b.id, "", slow).started);
+    CHECK(f.work().ordersInProcessing() == 2);
+    const auto full = test::advance(f.work(), c.id, "", slow);
+    CHECK(full.noCapacity);
+    CHECK_FALSE(full.started);
+    CHECK(f.api().getOrder(c.id)->status == OrderStatus::Queued);
+    CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE order_id = '" + c.id + "'") == 1);
+
+    // An order that finishes frees its place; so does one that fails.
+    f.dueNow(a.id);
+    test::advance(f.work(), a.id, "validate", test::plan(std::chrono::milliseconds(0), 2));
+    CHECK(f.api().getOrder(a.id)->status == OrderStatus::AwaitingPayment);
+    CHECK(f.work().ordersInProcessing() == 1);
+    CHECK(test::advance(f.work(), c.id, "", slow).started);
+    CHECK(f.work().failOrder(b.id, "gave up"));
+    CHECK(f.work().ordersInProcessing() == 1);
+    CHECK(f.count("SELECT COUNT(*) FROM orders WHERE status = 'processing'") == 1);
+    // Instant processing never keeps an order in processing: no place needed.
+    const Order d = f.newOrder();
+    CHECK(test::advance(f.work(), d.id, "", test::plan(std::chrono::milliseconds(0), 1)).finished);
 }
 
 TEST_CASE("idempotency keys replay, and refuse another request", "[store]")
@@ -360,12 +436,12 @@ TEST_CASE("a payment is held while its order is processed, then queued", "[store
 {
     Fixture f;
     const Order o = f.newOrder();
-    f.work().startProcessing(o.id);
+    test::advance(f.work(), o.id, "", test::slowPlan());
     const Payment p = f.payment(o.id, 2500);
     test::createPayment(f.api(), p);
     CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'payments'") == 0);
-    for (auto step : {"validate", "reserve_stock", "prepare_invoice"}) f.work().completeStep(o.id, step);
-    REQUIRE(f.work().finishProcessing(o.id));
+    f.dueNow(o.id);
+    REQUIRE(test::advance(f.work(), o.id, "validate", test::plan(std::chrono::milliseconds(0))).finished);
     CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'payments'") == 1);
 
     REQUIRE(f.work().startPayment(p.id));
@@ -387,7 +463,7 @@ TEST_CASE("cancel only from queued or awaiting_payment", "[store]")
     CHECK(test::cancelOrder(f.api(), queued.id).status == OrderStatus::Cancelled);
     CHECK_THROWS_AS(test::cancelOrder(f.api(), queued.id), Conflict);
     const Order processing = f.newOrder();
-    f.work().startProcessing(processing.id);
+    test::advance(f.work(), processing.id, "", test::slowPlan());
     CHECK_THROWS_AS(test::cancelOrder(f.api(), processing.id), Conflict);
     CHECK_THROWS_AS(test::cancelOrder(f.api(), ids::newOrderId()), NotFound);
 }
@@ -452,53 +528,63 @@ TEST_CASE("the counts by status behind /metrics read an index, never sort", "[st
 TEST_CASE("instant processing runs each step once, in one transaction, and resumes after a crash", "[store]")
 {
     Fixture f;
-    const std::vector<std::string> steps{"validate", "reserve_stock", "prepare_invoice"};
+    const auto instant = test::plan(std::chrono::milliseconds(0));
     const Order o = f.newOrder();
-    // A previous delivery got as far as the first step before the crash.
-    REQUIRE(f.work().startProcessing(o.id) == OrderStatus::Processing);
-    REQUIRE(f.work().completeStep(o.id, "validate"));
+    // A previous run (slow steps) got as far as the first step before the
+    // crash; the daemon restarted with no processing time.
+    REQUIRE(test::advance(f.work(), o.id, "", test::slowPlan()).started);
+    f.dueNow(o.id);
+    REQUIRE(test::advance(f.work(), o.id, "validate", test::slowPlan()).completed.size() == 1);
+    f.dueNow(o.id);
 
-    const auto first = test::processInstantly(f.work(), o.id, steps);
+    const auto first = test::advance(f.work(), o.id, "reserve_stock", instant);
     CHECK(first.before == OrderStatus::Processing);
-    CHECK(first.stepsRun == std::vector<std::string>{"reserve_stock", "prepare_invoice"});
+    CHECK(first.completed == std::vector<std::string>{"reserve_stock", "prepare_invoice"});
     CHECK(first.finished);
     CHECK(f.api().getOrder(o.id)->status == OrderStatus::AwaitingPayment);
 
     // A redelivery of the same message changes nothing.
-    const auto again = test::processInstantly(f.work(), o.id, steps);
+    const auto again = test::advance(f.work(), o.id, "reserve_stock", instant);
     CHECK(again.before == OrderStatus::AwaitingPayment);
-    CHECK(again.stepsRun.empty());
+    CHECK(again.stale);
+    CHECK(again.completed.empty());
     CHECK_FALSE(again.finished);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed' AND order_id = '" + o.id + "'") ==
           3);
     CHECK(f.count("SELECT COUNT(*) FROM invoices WHERE order_id = '" + o.id + "'") == 1);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE status = 'awaiting_payment'") == 1);
 
-    // A queued order goes all the way in one call; a cancelled one not at all.
+    // A queued order goes all the way in one call, with no timer; a
+    // cancelled one not at all.
     const Order fresh = f.newOrder();
-    CHECK(test::processInstantly(f.work(), fresh.id, steps).finished);
+    const auto whole = test::advance(f.work(), fresh.id, "", instant);
+    CHECK(whole.finished);
+    CHECK(whole.begun == std::vector<std::string>{"validate", "reserve_stock", "prepare_invoice"});
+    CHECK(whole.completed == whole.begun);
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'order-steps' AND body LIKE '%" + fresh.id + "%'") ==
+          0);
     const Order cancelled = f.newOrder();
     test::cancelOrder(f.api(), cancelled.id);
-    const auto none = test::processInstantly(f.work(), cancelled.id, steps);
+    const auto none = test::advance(f.work(), cancelled.id, "", instant);
     CHECK(none.before == OrderStatus::Cancelled);
-    CHECK(none.stepsRun.empty());
+    CHECK(none.stale);
     CHECK(f.api().getOrder(cancelled.id)->status == OrderStatus::Cancelled);
+    CHECK(f.work().ordersInProcessing() == 0);
 }
 
-TEST_CASE("instant processing of several orders shares one transaction, and a failing order fails alone", "[store]")
+TEST_CASE("a batch of messages shares one transaction, and a failing order fails alone", "[store]")
 {
     Fixture f;
-    const std::vector<std::string> steps{"validate", "reserve_stock", "prepare_invoice"};
-    std::vector<std::string> ids;
-    for (int i = 0; i < 5; ++i) ids.push_back(f.newOrder().id);
-    ids.insert(ids.begin() + 2, ids::newOrderId());  // no such order
+    std::vector<OrderWork> work;
+    for (int i = 0; i < 5; ++i) work.push_back({f.newOrder().id, ""});
+    work.insert(work.begin() + 2, OrderWork{ids::newOrderId(), ""});  // no such order
     const auto before = f.committer().stats().transactions;
 
-    const auto outcomes = f.work().processInstantly(ids, steps);
+    const auto outcomes = f.work().advance(work, test::plan(std::chrono::milliseconds(0)));
 
     CHECK(f.committer().stats().transactions == before + 1);
-    REQUIRE(outcomes.size() == ids.size());
-    for (std::size_t i = 0; i < ids.size(); ++i) {
+    REQUIRE(outcomes.size() == work.size());
+    for (std::size_t i = 0; i < work.size(); ++i) {
         INFO("order " << i);
         if (i == 2) {
             REQUIRE(outcomes[i].error);
@@ -507,7 +593,7 @@ TEST_CASE("instant processing of several orders shares one transaction, and a fa
         }
         CHECK_FALSE(outcomes[i].error);
         CHECK(outcomes[i].result.finished);
-        CHECK(f.api().getOrder(ids[i])->status == OrderStatus::AwaitingPayment);
+        CHECK(f.api().getOrder(work[i].orderId)->status == OrderStatus::AwaitingPayment);
     }
     CHECK(f.count("SELECT COUNT(*) FROM invoices") == 5);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed'") == 15);

@@ -4,6 +4,7 @@
 
 #include "TempDir.h"
 
+#include <chrono>
 #include <future>
 #include <memory>
 #include <optional>
@@ -31,6 +32,14 @@ struct TestStore {
 
     sqlite::Database& db() { return store->database(); }
     sqlite::Committer& committer() { return store->committer(); }
+
+    /// The step an order is waiting for comes due now (its time is up).
+    void dueNow(const std::string& orderId)
+    {
+        committer().write([&](sql::Statements& w) {
+            w("UPDATE orders SET step_due_at = 0 WHERE id = ?").exec(orderId);
+        });
+    }
 
     /// A one-value query on this thread's read connection.
     std::int64_t count(const std::string& sql)
@@ -76,10 +85,20 @@ inline Order cancelOrder(ApiStore& api, const std::string& id)
     return api.getOrder(id).value();
 }
 
-/// One order processed in one go (the batch call with one order).
-inline InstantResult processInstantly(WorkStore& work, const std::string& id, const std::vector<std::string>& steps)
+/// The three steps, each taking `each`, at most `concurrency` orders in processing.
+inline ProcessingPlan plan(std::chrono::milliseconds each, std::int64_t concurrency = 10000)
 {
-    auto outcomes = work.processInstantly({id}, steps);
+    return ProcessingPlan{{"validate", "reserve_stock", "prepare_invoice"}, {each, each, each}, concurrency};
+}
+
+/// Steps that are never due unless a test makes them due (dueNow).
+inline ProcessingPlan slowPlan(std::int64_t concurrency = 10000) { return plan(std::chrono::hours(1), concurrency); }
+
+/// One message handled (the batch call with one message): `step` empty for
+/// the order's start, else the step whose timer it is.
+inline AdvanceResult advance(WorkStore& work, const std::string& id, const std::string& step, const ProcessingPlan& p)
+{
+    auto outcomes = work.advance({OrderWork{id, step}}, p);
     if (outcomes.front().error) std::rethrow_exception(outcomes.front().error);
     return outcomes.front().result;
 }

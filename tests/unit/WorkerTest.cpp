@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <thread>
 
 using namespace orderpay;
 using namespace std::chrono;
@@ -25,7 +26,7 @@ public:
     enum class Mode { Succeed, FailTransient, FailPermanent };
     explicit ScriptedHandler(Mode mode) : mode_(mode) {}
 
-    void handle(const Delivery& d, const Sleep&) override
+    void handle(const Delivery& d) override
     {
         attempts.push_back(d.attempt);
         if (mode_ == Mode::FailTransient) throw std::runtime_error("downstream timed out");
@@ -78,7 +79,7 @@ struct Rig : test::TestStore {
     {
         Poco::ThreadPool pool(1, 1);
         Poco::TaskManager tasks(pool);
-        tasks.start(new ConsumerTask("test", *broker, "orders", handler, maxAttempts));
+        tasks.start(new ConsumerTask("test", *broker, {"orders"}, handler, maxAttempts));
         const auto deadline = steady_clock::now() + seconds(10);
         bool ok = false;
         while (steady_clock::now() < deadline && !(ok = done())) std::this_thread::sleep_for(milliseconds(10));
@@ -136,9 +137,9 @@ namespace {
 /// Takes messages in batches; a body "poison" fails for good.
 class BatchHandler : public MessageHandler {
 public:
-    void handle(const Delivery& d, const Sleep&) override { handleSome({d}, {}); }
+    void handle(const Delivery& d) override { handleSome({d}); }
     std::size_t batchSize() const override { return 8; }
-    std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds, const Sleep&) override
+    std::vector<std::exception_ptr> handleSome(const std::vector<Delivery>& ds) override
     {
         std::vector<std::exception_ptr> errors(ds.size());
         std::lock_guard lock(mutex);
@@ -158,12 +159,9 @@ public:
 
 }  // namespace
 
-TEST_CASE("with instant processing messages are handled in batches, each settled on its own", "[worker]")
+TEST_CASE("messages are handled in batches, each settled on its own", "[worker]")
 {
     Rig rig;  // one message "m" queued
-    rig.broker->stop();
-    rig.work.processingTime = milliseconds(0);
-    rig.startBroker();
     rig.committer().write([](sql::Statements& w) {
         const std::int64_t at = clock::nowMillis();
         for (int i = 0; i < 20; ++i) {
@@ -179,4 +177,53 @@ TEST_CASE("with instant processing messages are handled in batches, each settled
     std::lock_guard lock(handler.mutex);
     CHECK(handler.handled == 20);  // 21 messages, one of them poison
     CHECK(*std::max_element(handler.batches.begin(), handler.batches.end()) == 8);
+}
+
+namespace {
+
+/// Takes nothing while it has no capacity; then postpones the first
+/// delivery it gets, and handles the next.
+class ThrottledHandler : public MessageHandler {
+public:
+    void handle(const Delivery& d) override
+    {
+        std::lock_guard lock(mutex);
+        attempts.push_back(d.attempt);
+        if (attempts.size() == 1) throw Postponed("no place free");
+        handled = true;
+    }
+    std::size_t capacity(const std::string&) override
+    {
+        ++asked;
+        return open ? 1 : 0;
+    }
+    void onDeadLetter(const Delivery&, const std::string&) override {}
+
+    std::atomic<bool> open{false};
+    std::atomic<int> asked{0};
+    std::atomic<bool> handled{false};
+    std::mutex mutex;
+    std::vector<int> attempts;
+};
+
+}  // namespace
+
+TEST_CASE("a queue without capacity is left alone; a postponed message goes back uncounted", "[worker]")
+{
+    Rig rig;
+    ThrottledHandler handler;
+    std::thread opener([&] {
+        // Asked again and again while closed, and nothing taken meanwhile.
+        const auto deadline = steady_clock::now() + seconds(10);
+        while (handler.asked < 5 && steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(5));
+        CHECK(rig.depth().ready == 1);
+        CHECK(rig.depth().inFlight == 0);
+        handler.open = true;
+    });
+    const bool done = rig.runUntil(handler, 5, [&] { return handler.handled.load(); });
+    opener.join();
+    REQUIRE(done);
+    std::lock_guard lock(handler.mutex);
+    // The postponed delivery was given back without counting an attempt.
+    CHECK(handler.attempts == std::vector<int>{1, 1});
 }

@@ -124,6 +124,21 @@ const std::vector<std::vector<std::string>> kMigrations = {
         // holding megabytes of SQLite's heap.
         "CREATE INDEX IF NOT EXISTS payments_by_status ON payments(status)",
     },
+    {
+        // Processing steps are durable timers: the step in progress is due
+        // at this time (milliseconds since the epoch), and an order-steps
+        // message due then carries it on. NULL: no step is waiting (or an
+        // order that was processing when the daemon was upgraded: it
+        // resumes at once).
+        "ALTER TABLE orders ADD COLUMN step_due_at INT64",
+        // Counts kept by the transactions that change them; 'processing'
+        // (the orders in processing, bounded by orders.concurrency) is
+        // read at every start instead of counting the index.
+        R"(CREATE TABLE work_counters (
+             name TEXT PRIMARY KEY,
+             value INT64 NOT NULL) WITHOUT ROWID)",
+        "INSERT INTO work_counters (name, value) SELECT 'processing', COUNT(*) FROM orders WHERE status = 'processing'",
+    },
 };
 
 /// What SQLite may keep on the heap, all connections together. Each

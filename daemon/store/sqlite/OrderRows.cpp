@@ -46,12 +46,20 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
 
 void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body)
 {
-    const std::int64_t at = clock::nowMillis();
+    queueMessageAt(w, queue, body, clock::nowMillis());
+}
+
+void queueMessageAt(sql::Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt)
+{
     w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) VALUES (?, ?, 'ready', 0, 0, ?, ?)")
-        .exec(queue, body, at, at);
+        .exec(queue, body, dueAt, clock::nowMillis());
 }
 
 std::string orderMessage(const std::string& orderId) { return R"({"order_id":")" + orderId + R"("})"; }
+std::string orderStepMessage(const std::string& orderId, const std::string& step)
+{
+    return R"({"order_id":")" + orderId + R"(","step":")" + step + R"("})";
+}
 std::string paymentMessage(const std::string& paymentId) { return R"({"payment_id":")" + paymentId + R"("})"; }
 
 std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string& id)
@@ -61,15 +69,25 @@ std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string
     return status;
 }
 
+std::int64_t processingCount(sql::Statements& s)
+{
+    std::int64_t n = 0;
+    s("SELECT value FROM work_counters WHERE name = 'processing'").query([&](sql::Statement& row) { n = row.integer(0); });
+    return n;
+}
+
 bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason)
 {
     const std::string at = clock::nowRfc3339();
     const std::string_view fromName = toString(from);
     const std::string_view toName = toString(to);
-    if (events.statements()("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
+    sql::Statements& w = events.statements();
+    if (w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
             .exec(toName, reason, at, events.orderId(), fromName) == 0)
         return false;
     events.add("status", {std::string(toName), reason, "", ""}, at);
+    const int delta = (to == OrderStatus::Processing ? 1 : 0) - (from == OrderStatus::Processing ? 1 : 0);
+    if (delta != 0) w("UPDATE work_counters SET value = value + ? WHERE name = 'processing'").exec(delta);
     return true;
 }
 

@@ -42,12 +42,19 @@ private:
 /// Adds a message to `queue`'s table of messages (the embedded queue, or
 /// the outbox with RabbitMQ), in the caller's transaction.
 void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body);
+/// The same, due at `dueAt` (milliseconds since the epoch) instead of now.
+void queueMessageAt(sql::Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt);
 std::string orderMessage(const std::string& orderId);
+/// The timer of an order's step: due when the step has taken its time.
+std::string orderStepMessage(const std::string& orderId, const std::string& step);
 std::string paymentMessage(const std::string& paymentId);
 
 std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string& id);
+/// Orders in processing, as moveOrder counts them.
+std::int64_t processingCount(sql::Statements& s);
 /// Moves an order from `from` to `to` with its status event; false (and
-/// nothing written) if the order was not in `from`.
+/// nothing written) if the order was not in `from`. Keeps the count of
+/// orders in processing (work_counters) in step.
 bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason);
 /// Rejects the payments still queued for an order that will never take them.
 void rejectHeldPayments(OrderEvents& events);

@@ -5,6 +5,9 @@
 
 #include <Poco/Exception.h>
 
+#include <algorithm>
+#include <tuple>
+
 namespace orderpay::sqlite {
 namespace {
 
@@ -28,17 +31,38 @@ std::vector<OutboxMessage> SqliteOutboxStore::claim(std::size_t max, std::chrono
     committer_.write([&](sql::Statements& w) {
         claimed.clear();
         const std::int64_t at = clock::nowMillis();
-        w("SELECT id, queue, body, COALESCE(exchange, ''), COALESCE(routing_key, ''), COALESCE(headers, ''), "
-          "COALESCE(message_id, id) FROM messages "
-          "WHERE state = 'ready' OR (state = 'publishing' AND due_at <= ?) ORDER BY id LIMIT ?")
-            .query(
-                [&](sql::Statement& row) {
-                    claimed.push_back(OutboxMessage{row.integer(0), row.text(1), row.text(2), row.text(3), row.text(4),
-                                                    decodeHeaders(row.text(5)), row.integer(6)});
-                },
-                at, static_cast<std::int64_t>(max));
+        // Due rows only: a step's timer waits here until its time. Each
+        // queue and state is a range of the index (queue, state, due_at),
+        // read in due order and merged: an OR over them would scan the
+        // table, timers and all.
+        struct Due {
+            std::int64_t dueAt;
+            OutboxMessage message;
+        };
+        std::vector<Due> due;
+        for (const char* queue : {kOrdersQueue, kOrderStepsQueue, kPaymentsQueue}) {
+            for (const char* state : {"ready", "publishing"}) {
+                w("SELECT id, queue, body, COALESCE(exchange, ''), COALESCE(routing_key, ''), COALESCE(headers, ''), "
+                  "COALESCE(message_id, id), due_at FROM messages "
+                  "WHERE queue = ? AND state = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?")
+                    .query(
+                        [&](sql::Statement& row) {
+                            due.push_back({row.integer(7),
+                                           OutboxMessage{row.integer(0), row.text(1), row.text(2), row.text(3),
+                                                         row.text(4), decodeHeaders(row.text(5)), row.integer(6)}});
+                        },
+                        queue, state, at, static_cast<std::int64_t>(max));
+            }
+        }
+        std::sort(due.begin(), due.end(), [](const Due& a, const Due& b) {
+            return std::tie(a.dueAt, a.message.id) < std::tie(b.dueAt, b.message.id);
+        });
+        if (due.size() > max) due.resize(max);
         const std::int64_t until = at + claimTime.count();
-        for (const auto& m : claimed) w("UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?").exec(until, m.id);
+        for (auto& d : due) {
+            w("UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?").exec(until, d.message.id);
+            claimed.push_back(std::move(d.message));
+        }
     });
     return claimed;
 }
@@ -46,7 +70,8 @@ std::vector<OutboxMessage> SqliteOutboxStore::claim(std::size_t max, std::chrono
 void SqliteOutboxStore::unclaim(const std::vector<std::int64_t>& ids)
 {
     committer_.write([&](sql::Statements& w) {
-        for (auto id : ids) w("UPDATE messages SET state = 'ready' WHERE id = ?").exec(id);
+        const std::int64_t at = clock::nowMillis();
+        for (auto id : ids) w("UPDATE messages SET state = 'ready', due_at = ? WHERE id = ?").exec(at, id);
     });
 }
 
@@ -70,15 +95,22 @@ void SqliteOutboxStore::add(const OutboxMessage& m)
 
 QueueDepths SqliteOutboxStore::pending()
 {
-    QueueDepths result{{kOrdersQueue, {}}, {kPaymentsQueue, {}}};
+    QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}};
     const std::int64_t at = clock::nowMillis();
     db_.localReader()(
-        "SELECT queue, COUNT(*), MIN(created_at) FROM messages WHERE state IN ('ready', 'publishing') GROUP BY queue")
-        .query([&](sql::Statement& row) {
-            QueueDepth& q = result[row.text(0)];
-            q.ready = row.integer(1);
-            q.oldestAgeMs = at - row.integer(2);
-        });
+        "SELECT queue, due_at > ? AND state = 'ready', COUNT(*), MIN(created_at) FROM messages "
+        "WHERE state IN ('ready', 'publishing') GROUP BY 1, 2")
+        .query(
+            [&](sql::Statement& row) {
+                QueueDepth& q = result[row.text(0)];
+                if (row.integer(1) != 0) {
+                    q.delayed = row.integer(2);  // a step's timer, not due yet
+                } else {
+                    q.ready = row.integer(2);
+                    q.oldestAgeMs = at - row.integer(3);
+                }
+            },
+            at);
     return result;
 }
 

@@ -105,10 +105,10 @@ void SqliteQueueStore::release(const StoredMessage& m)
 
 QueueDepths SqliteQueueStore::depths()
 {
-    QueueDepths result{{kOrdersQueue, {}}, {kPaymentsQueue, {}}};
+    QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}};
     const std::int64_t at = clock::nowMillis();
-    // Counted on the index alone (queue, state: covering); the oldest of a
-    // group is its lowest id, whose row is then read for its age.
+    // Counted on the index alone (queue, state, due_at: covering); the
+    // oldest of a group is its lowest id, whose row is then read for its age.
     sql::Statements& q = db_.localReader();
     std::vector<std::pair<std::string, std::int64_t>> oldest;
     q("SELECT queue, state, COUNT(*), MIN(id) FROM messages GROUP BY queue, state").query([&](sql::Statement& row) {
@@ -120,6 +120,12 @@ QueueDepths SqliteQueueStore::depths()
         else if (state == "dead") depth.dead = count;
         if (state != "dead") oldest.emplace_back(row.text(0), row.integer(3));
     });
+    // Ready but not due yet: steps' timers and retries backing off.
+    for (auto& [name, depth] : result) {
+        q("SELECT COUNT(*) FROM messages WHERE queue = ? AND state = 'ready' AND due_at > ?")
+            .query([&](sql::Statement& row) { depth.delayed = row.integer(0); }, name, at);
+        depth.ready -= std::min(depth.ready, depth.delayed);
+    }
     for (const auto& group : oldest) {
         QueueDepth& depth = result[group.first];
         q("SELECT created_at FROM messages WHERE id = ?").query(

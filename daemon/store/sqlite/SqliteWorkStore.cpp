@@ -5,34 +5,107 @@
 #include "domain/Queues.h"
 #include "store/sqlite/OrderRows.h"
 
+#include <optional>
 #include <stdexcept>
 
 namespace orderpay::sqlite {
 namespace {
 
-/// The unit of work of processInstantly for one order.
-Committer::Work instantUnit(const std::string& id, const std::vector<std::string>& steps, InstantResult& result)
+/// Where an order in processing stands: the index of its step in
+/// progress (steps.size(): all done) and when that step is due (nullopt:
+/// an order a daemon before durable timers was processing).
+struct Position {
+    std::size_t step = 0;
+    std::optional<std::int64_t> dueAt;
+};
+
+Position positionOf(sql::Statements& w, const std::string& id, const std::vector<std::string>& steps)
 {
-    return [&id, &steps, &result](sql::Statements& w) {
-        result = InstantResult{};
+    Position p;
+    const auto done = completedSteps(w, id);
+    while (p.step < steps.size() && isCompleted(done, steps[p.step])) ++p.step;
+    w("SELECT step_due_at FROM orders WHERE id = ?").query(
+        [&](sql::Statement& row) {
+            if (!row.isNull(0)) p.dueAt = row.integer(0);
+        },
+        id);
+    return p;
+}
+
+/// The unit of work of advance() for one message.
+Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, AdvanceResult& result)
+{
+    return [&work, &plan, &result](sql::Statements& w) {
+        result = AdvanceResult{};
+        const std::string& id = work.orderId;
         const auto status = readOrderStatus(w, id);
         if (!status) throw PoisonMessage("order " + id + " does not exist");
         result.before = *status;
+        const std::vector<std::string>& steps = plan.steps;
+        const std::int64_t now = clock::nowMillis();
         OrderEvents events(w, id);
+        auto begin = [&](std::size_t k) {
+            events.add("step_started", {"", "", steps[k], ""}, clock::nowRfc3339());
+            if (result.completed.empty()) result.begunFirst = true;
+            result.begun.push_back(steps[k]);
+            return now + plan.times[k].count();
+        };
+
+        std::size_t k = 0;
+        std::int64_t due = now;
         if (*status == OrderStatus::Queued) {
+            if (!work.step.empty()) {
+                result.stale = true;  // a step's timer for an order never started: not ours to start
+                return;
+            }
+            // An order that will wait for a step stays in processing past
+            // this transaction: it needs one of orders.concurrency places.
+            if (!plan.instant() && processingCount(w) >= plan.concurrency) {
+                result.noCapacity = true;
+                return;
+            }
             moveOrder(events, OrderStatus::Queued, OrderStatus::Processing, "");
-        } else if (*status != OrderStatus::Processing) {
-            return;  // cancelled, or finished before: a redelivery
+            result.started = true;
+            due = begin(0);
+        } else if (*status == OrderStatus::Processing) {
+            const Position at = positionOf(w, id, steps);
+            k = at.step;
+            if (at.dueAt) {
+                // Only the message of the step in progress carries it on;
+                // any other is a redelivery of work already done.
+                if (k == steps.size() || work.step != steps[k]) {
+                    result.stale = true;
+                    return;
+                }
+                due = *at.dueAt;
+                if (due <= now) result.lateMs = now - due;
+            } else if (k < steps.size()) {
+                // Processing under a daemon that slept through steps: go on
+                // now, with the step's start recorded if it was not.
+                bool started = false;
+                w("SELECT 1 FROM order_events WHERE order_id = ? AND type = 'step_started' AND step = ? LIMIT 1")
+                    .query([&](sql::Statement&) { started = true; }, id, steps[k]);
+                if (!started) begin(k);
+            }
+        } else {
+            result.stale = true;  // cancelled, failed, or processed before: a redelivery
+            return;
         }
-        // Steps done by an earlier delivery; a queued order has none.
-        const auto done = *status == OrderStatus::Processing ? completedSteps(w, id) : std::vector<std::string>{};
-        for (const auto& step : steps) {
-            if (isCompleted(done, step)) continue;
-            events.add("step_started", {"", "", step, ""}, clock::nowRfc3339());
-            completeStepIn(events, step);
-            result.stepsRun.push_back(step);
+
+        while (k < steps.size() && due <= now) {
+            completeStepIn(events, steps[k]);
+            result.completed.push_back(steps[k]);
+            if (++k < steps.size()) due = begin(k);
         }
-        result.finished = finishIn(events, result.releasedPayments);
+        if (k == steps.size()) {
+            result.finished = finishIn(events, result.releasedPayments);
+            return;
+        }
+        // The step in progress has time left: its timer, in this
+        // transaction (an early delivery of the timer sets it again).
+        w("UPDATE orders SET step_due_at = ? WHERE id = ?").exec(due, id);
+        queueMessageAt(w, kOrderStepsQueue, orderStepMessage(id, steps[k]), due);
+        result.dueAt = due;
     };
 }
 
@@ -43,73 +116,23 @@ SqliteWorkStore::SqliteWorkStore(Database& db, Committer& committer, const Messa
 {
 }
 
-OrderStatus SqliteWorkStore::startProcessing(const std::string& id)
+std::vector<AdvanceOutcome> SqliteWorkStore::advance(const std::vector<OrderWork>& work, const ProcessingPlan& plan)
 {
-    OrderStatus after = OrderStatus::Queued;
-    committer_.write([&](sql::Statements& w) {
-        const auto status = readOrderStatus(w, id);
-        if (!status) throw PoisonMessage("order " + id + " does not exist");
-        after = *status;
-        OrderEvents events(w, id);
-        if (*status == OrderStatus::Queued && moveOrder(events, OrderStatus::Queued, OrderStatus::Processing, "")) {
-            after = OrderStatus::Processing;
-        }
-    });
-    return after;
-}
-
-bool SqliteWorkStore::isStepCompleted(const std::string& id, const std::string& step)
-{
-    return isCompleted(completedSteps(db_.localReader(), id), step);
-}
-
-void SqliteWorkStore::recordStepStarted(const std::string& id, const std::string& step)
-{
-    committer_.write(
-        [&](sql::Statements& w) { OrderEvents(w, id).add("step_started", {"", "", step, ""}, clock::nowRfc3339()); });
-}
-
-bool SqliteWorkStore::completeStep(const std::string& id, const std::string& step)
-{
-    bool done = false;
-    committer_.write([&](sql::Statements& w) {
-        done = false;
-        if (isCompleted(completedSteps(w, id), step)) return;  // done before: a redelivery
-        OrderEvents events(w, id);
-        completeStepIn(events, step);
-        done = true;
-    });
-    return done;
-}
-
-bool SqliteWorkStore::finishProcessing(const std::string& id)
-{
-    bool moved = false;
-    bool releasedPayments = false;
-    committer_.write([&](sql::Statements& w) {
-        OrderEvents events(w, id);
-        moved = finishIn(events, releasedPayments);
-    });
-    if (releasedPayments) published_(kPaymentsQueue);
-    return moved;
-}
-
-std::vector<InstantOutcome> SqliteWorkStore::processInstantly(const std::vector<std::string>& ids,
-                                                              const std::vector<std::string>& steps)
-{
-    std::vector<InstantOutcome> outcomes(ids.size());
+    std::vector<AdvanceOutcome> outcomes(work.size());
     std::vector<Committer::Work> units;
-    units.reserve(ids.size());
-    for (std::size_t i = 0; i < ids.size(); ++i) units.push_back(instantUnit(ids[i], steps, outcomes[i].result));
+    units.reserve(work.size());
+    for (std::size_t i = 0; i < work.size(); ++i) units.push_back(advanceUnit(work[i], plan, outcomes[i].result));
     const auto errors = committer_.writeAll(std::move(units));
     bool anyReleased = false;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
+    for (std::size_t i = 0; i < work.size(); ++i) {
         outcomes[i].error = errors[i];
         anyReleased = anyReleased || (!errors[i] && outcomes[i].result.releasedPayments);
     }
     if (anyReleased) published_(kPaymentsQueue);
     return outcomes;
 }
+
+std::int64_t SqliteWorkStore::ordersInProcessing() { return processingCount(db_.localReader()); }
 
 bool SqliteWorkStore::failOrder(const std::string& id, const std::string& reason)
 {

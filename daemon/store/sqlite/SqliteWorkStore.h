@@ -12,13 +12,8 @@ class SqliteWorkStore : public WorkStore {
 public:
     SqliteWorkStore(Database& db, Committer& committer, const MessageSignal& published);
 
-    OrderStatus startProcessing(const std::string& id) override;
-    bool isStepCompleted(const std::string& id, const std::string& step) override;
-    void recordStepStarted(const std::string& id, const std::string& step) override;
-    bool completeStep(const std::string& id, const std::string& step) override;
-    bool finishProcessing(const std::string& id) override;
-    std::vector<InstantOutcome> processInstantly(const std::vector<std::string>& ids,
-                                                 const std::vector<std::string>& steps) override;
+    std::vector<AdvanceOutcome> advance(const std::vector<OrderWork>& work, const ProcessingPlan& plan) override;
+    std::int64_t ordersInProcessing() override;
     bool failOrder(const std::string& id, const std::string& reason) override;
     bool startPayment(const std::string& id) override;
     PaymentOutcome settlePayment(const std::string& id) override;

@@ -163,15 +163,17 @@ TEST_CASE("a dead-lettered message stays, with its reason, and is not delivered"
     CHECK(reason == "cannot be decoded");
 }
 
-TEST_CASE("release hands a message back without counting the attempt", "[queue]")
+TEST_CASE("release hands a message back in its place, without counting the attempt", "[queue]")
 {
     Queue q;
     q.publish("m");
     auto d = q.fetch(seconds(2));
     REQUIRE(d);
+    q.publish("later");
     q.broker->release(*d);
     auto again = q.fetch(seconds(2));
     REQUIRE(again);
+    CHECK(again->body == "m");  // ahead of the one written after it
     CHECK(again->attempt == 1);
 }
 

@@ -98,7 +98,10 @@ void SqliteQueueStore::deadLetter(const StoredMessage& m, const std::string& rea
 void SqliteQueueStore::release(const StoredMessage& m)
 {
     committer_.write([&](sql::Statements& w) {
-        w("UPDATE messages SET state = 'ready', due_at = ?, attempts = MAX(attempts - 1, 0) WHERE id = ? AND lease = ?")
+        // Due at once, and back in its place: a new order's message was due
+        // when written, and the others come before any written after them.
+        w("UPDATE messages SET state = 'ready', due_at = MIN(created_at, ?), attempts = MAX(attempts - 1, 0) "
+          "WHERE id = ? AND lease = ?")
             .exec(clock::nowMillis(), m.id, m.lease);
     });
 }

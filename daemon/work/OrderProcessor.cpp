@@ -44,13 +44,15 @@ OrderProcessor::OrderProcessor(WorkStore& store, const WorkSettings& work)
 OrderWork OrderProcessor::decode(const std::string& body)
 {
     OrderWork work;
-    work.orderId = decodeId(body, "order_id", "ord_");
     try {
         const auto object = parseBody(body);
+        work.orderId = object->getValue<std::string>("order_id");
         if (object->has("step")) work.step = object->getValue<std::string>("step");
     } catch (const Poco::Exception&) {
-        work.step = "?";  // parsed a moment ago; a step that is not text names no step of ours
+        work.orderId.clear();  // falls through to the poison message below
     }
+    if (!ids::isValid(work.orderId, "ord_"))
+        throw PoisonMessage("the message does not name a valid order_id: " + body.substr(0, 200));
     if (!work.step.empty() && std::find(kSteps.begin(), kSteps.end(), work.step) == kSteps.end())
         throw PoisonMessage("the message names no processing step of ours: " + body.substr(0, 200));
     return work;

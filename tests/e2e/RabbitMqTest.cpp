@@ -367,7 +367,9 @@ TEST_CASE("RabbitMQ closes every connection mid-consume: consumers reconnect, no
 {
     requireRabbitMq();
     PrivateRabbitMq rmq;
-    Daemon d(rmq.defines({"orders.processing_ms=30", "orders.workers=2"}));
+    // Twenty orders at a time, 300 ms each: the 300 take seconds, and new
+    // orders wait held in the consumers meanwhile.
+    Daemon d(rmq.defines({"orders.processing_ms=300", "orders.concurrency=20", "orders.workers=2"}));
     HttpClient c(d.port());
     REQUIRE(waitBrokerHealth(c, "ok", 30s));
 

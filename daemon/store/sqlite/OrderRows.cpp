@@ -76,7 +76,12 @@ std::int64_t processingCount(sql::Statements& s)
     return n;
 }
 
-bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason)
+void countProcessing(sql::Statements& w, std::int64_t delta)
+{
+    if (delta != 0) w("UPDATE work_counters SET value = value + ? WHERE name = 'processing'").exec(delta);
+}
+
+bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason, bool count)
 {
     const std::string at = clock::nowRfc3339();
     const std::string_view fromName = toString(from);
@@ -86,8 +91,7 @@ bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std:
             .exec(toName, reason, at, events.orderId(), fromName) == 0)
         return false;
     events.add("status", {std::string(toName), reason, "", ""}, at);
-    const int delta = (to == OrderStatus::Processing ? 1 : 0) - (from == OrderStatus::Processing ? 1 : 0);
-    if (delta != 0) w("UPDATE work_counters SET value = value + ? WHERE name = 'processing'").exec(delta);
+    if (count) countProcessing(w, (to == OrderStatus::Processing ? 1 : 0) - (from == OrderStatus::Processing ? 1 : 0));
     return true;
 }
 
@@ -143,12 +147,12 @@ void completeStepIn(OrderEvents& events, const std::string& step)
     events.add("step_completed", {"", "", step, ""}, at);
 }
 
-bool finishIn(OrderEvents& events, bool& releasedPayments)
+bool finishIn(OrderEvents& events, bool& releasedPayments, bool count)
 {
     sql::Statements& w = events.statements();
     const std::string& id = events.orderId();
     releasedPayments = false;
-    if (!moveOrder(events, OrderStatus::Processing, OrderStatus::AwaitingPayment, "")) return false;
+    if (!moveOrder(events, OrderStatus::Processing, OrderStatus::AwaitingPayment, "", count)) return false;
     // Payments that arrived while the order was being processed.
     std::vector<std::string> held;
     w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")

@@ -54,8 +54,12 @@ std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string
 std::int64_t processingCount(sql::Statements& s);
 /// Moves an order from `from` to `to` with its status event; false (and
 /// nothing written) if the order was not in `from`. Keeps the count of
-/// orders in processing (work_counters) in step.
-bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason);
+/// orders in processing (work_counters) in step, unless the caller does
+/// (`count` false: a unit that moves an order in and out of processing
+/// updates the count once, or not at all).
+bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason, bool count = true);
+/// Adds `delta` to the count of orders in processing.
+void countProcessing(sql::Statements& w, std::int64_t delta);
 /// Rejects the payments still queued for an order that will never take them.
 void rejectHeldPayments(OrderEvents& events);
 
@@ -69,7 +73,7 @@ bool isCompleted(const std::vector<std::string>& done, const std::string& step);
 void completeStepIn(OrderEvents& events, const std::string& step);
 /// processing -> awaiting_payment, and the payments that arrived meanwhile
 /// are queued; false (nothing written) if the order was not processing.
-bool finishIn(OrderEvents& events, bool& releasedPayments);
+bool finishIn(OrderEvents& events, bool& releasedPayments, bool count = true);
 
 /// The columns of an order, in the order orderFromRow reads them; a query
 /// adds its tail ("WHERE ...").

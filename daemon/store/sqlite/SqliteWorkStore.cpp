@@ -64,7 +64,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
                 result.noCapacity = true;
                 return;
             }
-            moveOrder(events, OrderStatus::Queued, OrderStatus::Processing, "");
+            moveOrder(events, OrderStatus::Queued, OrderStatus::Processing, "", false);
             result.started = true;
             due = begin(0);
         } else if (*status == OrderStatus::Processing) {
@@ -98,9 +98,13 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
             if (++k < steps.size()) due = begin(k);
         }
         if (k == steps.size()) {
-            result.finished = finishIn(events, result.releasedPayments);
+            // Started and finished here (no processing time): the count of
+            // orders in processing never saw it.
+            result.finished = finishIn(events, result.releasedPayments, false);
+            if (result.finished && !result.started) countProcessing(w, -1);
             return;
         }
+        if (result.started) countProcessing(w, 1);
         // The step in progress has time left: its timer, in this
         // transaction (an early delivery of the timer sets it again).
         w("UPDATE orders SET step_due_at = ? WHERE id = ?").exec(due, id);

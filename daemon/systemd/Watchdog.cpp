@@ -22,10 +22,10 @@ Watchdog::Watchdog(const http::HttpServer& server, std::vector<const ConsumerTas
       workers_(std::move(workers)),
       broker_(broker),
       interval_(watchdogInterval()),
-      // A worker polls its queue at least every half second and marks
-      // progress while it sleeps through a processing step, and an event
-      // loop goes round at least every 100 ms; silence for this long means
-      // stuck.
+      // A worker polls its queues at least every half second and marks
+      // progress after each batch (a batch takes milliseconds: no worker
+      // waits out a step, that is a timer), and an event loop goes round at
+      // least every 100 ms; silence for this long means stuck.
       stallLimit_(std::max<std::chrono::milliseconds>(
           std::chrono::seconds(3), interval_ ? std::chrono::duration_cast<std::chrono::milliseconds>(*interval_ * 2)
                                              : std::chrono::milliseconds(0))),

@@ -124,9 +124,10 @@ QueueDepths SqliteQueueStore::depths()
         if (state != "dead") oldest.emplace_back(row.text(0), row.integer(3));
     });
     // Ready but not due yet: steps' timers and retries backing off.
-    for (auto& [name, depth] : result) {
+    for (auto& entry : result) {
+        QueueDepth& depth = entry.second;
         q("SELECT COUNT(*) FROM messages WHERE queue = ? AND state = 'ready' AND due_at > ?")
-            .query([&](sql::Statement& row) { depth.delayed = row.integer(0); }, name, at);
+            .query([&](sql::Statement& row) { depth.delayed = row.integer(0); }, entry.first, at);
         depth.ready -= std::min(depth.ready, depth.delayed);
     }
     for (const auto& group : oldest) {

@@ -208,7 +208,7 @@ public:
 
 }  // namespace
 
-TEST_CASE("a queue without capacity is left alone; a postponed message goes back uncounted", "[worker]")
+TEST_CASE("a queue without capacity is left alone, and a postponed message goes back uncounted", "[worker]")
 {
     Rig rig;
     ThrottledHandler handler;

@@ -1,0 +1,155 @@
+#include "store/postgresql/PgConnection.h"
+
+#include <Poco/NumberParser.h>
+
+#include <memory>
+
+namespace orderpay::pg {
+namespace {
+
+using Options = std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption*)>;
+
+/// libpq's reading of `conninfo`, or what it could not parse.
+Options parse(const std::string& conninfo, std::string& error)
+{
+    char* message = nullptr;
+    Options options(PQconninfoParse(conninfo.c_str(), &message), &PQconninfoFree);
+    if (message != nullptr) {
+        error = message;
+        while (!error.empty() && (error.back() == '\n' || error.back() == ' ')) error.pop_back();
+        PQfreemem(message);
+    }
+    return options;
+}
+
+/// SQLSTATE classes that say the server cannot serve now, not that the
+/// statement is wrong: connection exceptions (08), insufficient resources
+/// (53: disk full, out of memory), operator intervention (57: shutting
+/// down, starting up), a read-only transaction (25006: a standby), and a
+/// system error (58: I/O).
+bool unavailable(const std::string& state)
+{
+    const std::string cls = state.substr(0, 2);
+    return cls == "08" || cls == "53" || cls == "57" || cls == "58" || state == "25006";
+}
+
+std::string trimmed(const char* message)
+{
+    std::string s = message != nullptr ? message : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
+}  // namespace
+
+std::int64_t Result::changed() const
+{
+    const char* n = PQcmdTuples(r_.get());
+    return n != nullptr && *n != '\0' ? Poco::NumberParser::parse64(n) : 0;
+}
+
+std::string Result::text(int row, int column) const
+{
+    return std::string(PQgetvalue(r_.get(), row, column), static_cast<std::size_t>(PQgetlength(r_.get(), row, column)));
+}
+
+std::int64_t Result::integer(int row, int column) const
+{
+    if (isNull(row, column)) return 0;
+    return Poco::NumberParser::parse64(PQgetvalue(r_.get(), row, column));
+}
+
+std::string redacted(const std::string& conninfo)
+{
+    std::string error;
+    Options options = parse(conninfo, error);
+    if (!options) return "(a connection string libpq cannot parse)";
+    std::string out;
+    for (const PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
+        if (o->val == nullptr || *o->val == '\0') continue;
+        const std::string keyword = o->keyword;
+        const bool secret = keyword == "password" || (o->dispchar != nullptr && *o->dispchar == '*');
+        out += (out.empty() ? "" : " ") + keyword + "=" + (secret ? std::string("***") : std::string(o->val));
+    }
+    return out.empty() ? "(libpq's defaults)" : out;
+}
+
+std::string checkConninfo(const std::string& conninfo)
+{
+    std::string error;
+    Options options = parse(conninfo, error);
+    if (options) return {};
+    return error.empty() ? "libpq cannot parse it" : error;
+}
+
+Connection::Connection(const std::string& conninfo, std::chrono::seconds connectTimeout)
+{
+    const std::string error = checkConninfo(conninfo);
+    if (!error.empty()) throw StoreUnavailable("cannot connect to PostgreSQL: " + error);
+    // connect_timeout as a separate keyword: the caller's string may be a URI.
+    const char* keywords[] = {"dbname", "connect_timeout", "application_name", nullptr};
+    const std::string timeout = std::to_string(std::max<long>(1, connectTimeout.count()));
+    const char* values[] = {conninfo.c_str(), timeout.c_str(), "orderpayd", nullptr};
+    conn_ = PQconnectdbParams(keywords, values, 1);  // expand_dbname: the first value is the whole string
+    if (conn_ == nullptr) throw StoreUnavailable("cannot connect to PostgreSQL: out of memory");
+    if (PQstatus(conn_) != CONNECTION_OK) {
+        // libpq's message names host and port, never the password.
+        const std::string why = trimmed(PQerrorMessage(conn_));
+        PQfinish(conn_);
+        conn_ = nullptr;
+        throw StoreUnavailable("cannot connect to PostgreSQL (" + redacted(conninfo) + "): " + why);
+    }
+    endpoint_ = std::string(PQhost(conn_)) + ":" + PQport(conn_);
+}
+
+Connection::~Connection()
+{
+    if (conn_ != nullptr) PQfinish(conn_);
+}
+
+bool Connection::broken() const { return failed_ || conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK; }
+
+Result Connection::check(PGresult* r, std::string_view sql)
+{
+    Result result(r);
+    const ExecStatusType status = r != nullptr ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
+    const char* code = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    const std::string state = code != nullptr ? code : "";
+    const std::string message = trimmed(r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
+    if (PQstatus(conn_) != CONNECTION_OK || state.empty() || unavailable(state)) {
+        failed_ = failed_ || PQstatus(conn_) != CONNECTION_OK || state.empty() || state.rfind("08", 0) == 0;
+        throw StoreUnavailable("PostgreSQL at " + endpoint_ + " cannot serve: " + message);
+    }
+    if (state.rfind("40", 0) == 0) {
+        // Serialization failure or deadlock: the transaction may pass if run again.
+        throw TransientError("PostgreSQL at " + endpoint_ + ": " + message);
+    }
+    throw PgError("PostgreSQL refused " + std::string(sql.substr(0, 80)) + ": " + message, state);
+}
+
+Result Connection::exec(std::string_view sql, const std::vector<Param>& params)
+{
+    if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
+    const std::string text(sql);
+    auto found = prepared_.find(text);
+    if (found == prepared_.end()) {
+        const std::string name = "s" + std::to_string(prepared_.size() + 1);
+        check(PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr), sql);
+        found = prepared_.emplace(text, name).first;
+    }
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.data());
+    return check(PQexecPrepared(conn_, found->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                                nullptr, 0),
+                 sql);
+}
+
+void Connection::run(std::string_view sql)
+{
+    if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
+    check(PQexec(conn_, std::string(sql).c_str()), sql);
+}
+
+}  // namespace orderpay::pg

@@ -1,0 +1,111 @@
+#pragma once
+
+#include "domain/Errors.h"
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+/// A thin RAII layer over libpq, the C client PostgreSQL ships (Debian's
+/// libpq-dev 15). Chosen over Poco's PostgreSQL connector, whose 1.11
+/// release names every prepared statement by a fresh UUID (a statement per
+/// run on the server), sends every parameter as text through its own
+/// binding layer, and cannot reconnect a pooled session (poco issues 3915,
+/// 5025, 2653): here a statement is prepared once per connection, and a
+/// connection that broke is thrown away and opened again by its owner.
+namespace orderpay::pg {
+
+/// What PostgreSQL refused, with its SQLSTATE (the five-character code,
+/// "23505" for a unique violation). A broken connection or a server that
+/// cannot serve is StoreUnavailable instead (Connection::check).
+class PgError : public PermanentError {
+public:
+    PgError(const std::string& what, std::string sqlstate) : PermanentError(what), sqlstate_(std::move(sqlstate)) {}
+    const std::string& sqlstate() const { return sqlstate_; }
+
+private:
+    std::string sqlstate_;
+};
+
+/// One result of a statement; owns libpq's PGresult.
+class Result {
+public:
+    explicit Result(PGresult* r) : r_(r, &PQclear) {}
+
+    int rows() const { return PQntuples(r_.get()); }
+    /// Rows an INSERT, UPDATE or DELETE changed.
+    std::int64_t changed() const;
+    bool isNull(int row, int column) const { return PQgetisnull(r_.get(), row, column) != 0; }
+    std::string text(int row, int column) const;
+    std::int64_t integer(int row, int column) const;
+
+private:
+    std::unique_ptr<PGresult, void (*)(PGresult*)> r_;
+};
+
+/// A value bound to a statement's $n: text, an integer, or NULL.
+class Param {
+public:
+    Param(std::string_view s) : value_(s) {}
+    Param(const std::string& s) : value_(s) {}
+    Param(const char* s) : value_(std::string(s)) {}
+    Param(std::int64_t n) : value_(std::to_string(n)) {}
+    Param(int n) : value_(std::to_string(n)) {}
+    Param(std::nullptr_t) {}
+    Param(const std::optional<std::string>& s) : value_(s) {}
+
+    const char* data() const { return value_ ? value_->c_str() : nullptr; }
+
+private:
+    std::optional<std::string> value_;
+};
+
+/// One connection to PostgreSQL, used by one thread at a time. Every
+/// statement run through exec() is prepared on the server the first time
+/// this connection runs it (named by a number of this connection's), then
+/// only executed. After any failure of the connection itself it is
+/// broken() for good: its owner opens a new one.
+class Connection {
+public:
+    /// Connects to `conninfo` (a URI or key=value string; libpq reads a
+    /// password file if it names one), waiting at most `connectTimeout`.
+    /// Throws StoreUnavailable naming the server (never the password).
+    Connection(const std::string& conninfo, std::chrono::seconds connectTimeout);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    /// Runs `sql` with `params` bound to $1, $2, ...
+    Result exec(std::string_view sql, const std::vector<Param>& params = {});
+    /// Runs statements without parameters and without preparing them
+    /// (BEGIN, COMMIT, a migration's DDL).
+    void run(std::string_view sql);
+
+    bool broken() const;
+    /// host:port as connected, for messages.
+    const std::string& endpoint() const { return endpoint_; }
+
+private:
+    /// Throws what `r` says went wrong, if anything did.
+    Result check(PGresult* r, std::string_view sql);
+
+    PGconn* conn_ = nullptr;
+    std::string endpoint_;
+    std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
+    bool failed_ = false;
+};
+
+/// `conninfo` with any password replaced by "***": the only form logged.
+std::string redacted(const std::string& conninfo);
+
+/// What is wrong with `conninfo` as libpq parses it (empty: nothing).
+std::string checkConninfo(const std::string& conninfo);
+
+}  // namespace orderpay::pg

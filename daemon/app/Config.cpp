@@ -2,20 +2,40 @@
 
 #include "broker/AmqpConnection.h"
 #include "http/Auth.h"
+#include "store/postgresql/PgConnection.h"
 
 #include <Poco/File.h>
+#include <Poco/Format.h>
 #include <Poco/Net/IPAddress.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/NumberParser.h>
 #include <Poco/Util/PropertyFileConfiguration.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <sstream>
 
+#include <sys/stat.h>
+
 namespace orderpay {
 namespace {
+
+/// What keeps `path` from being a password file libpq would use: it must
+/// be a regular file that neither group nor others can read (libpq ignores
+/// one that they can).
+std::string checkPasswordFile(const std::string& path)
+{
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return "'" + path + "' cannot be read: " + std::strerror(errno);
+    if (!S_ISREG(st.st_mode)) return "'" + path + "' is not a regular file";
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+        return "'" + path + "' can be read by others (mode " + Poco::format("%04o", static_cast<unsigned>(st.st_mode & 07777)) +
+               "): make it readable by the daemon's user only (chmod 600); libpq ignores it otherwise";
+    return {};
+}
 
 std::string describe(const std::vector<ConfigProblem>& problems)
 {
@@ -141,6 +161,9 @@ const std::vector<std::string>& Config::knownKeys()
         "store.kind",
         "store.sqlite.path",
         "store.sqlite.synchronous",
+        "store.postgresql.uri",
+        "store.postgresql.password_file",
+        "store.postgresql.pool_size",
         "store.group_commit",
         "store.max_batch",
         "orders.currency",
@@ -253,6 +276,15 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     r.text("store.sqlite.path", s.store.sqlitePath);
     if (s.store.sqlitePath.empty()) r.problem("store.sqlite.path", "must not be empty");
     r.choice("store.sqlite.synchronous", {"full", "normal"}, s.store.sqliteSynchronous);
+    r.text("store.postgresql.uri", s.store.postgresqlUri);
+    if (const std::string why = pg::checkConninfo(s.store.postgresqlUri); !why.empty())
+        r.problem("store.postgresql.uri", "libpq cannot parse it: " + why);  // never echoed: it may hold a password
+    r.text("store.postgresql.password_file", s.store.postgresqlPasswordFile);
+    if (!s.store.postgresqlPasswordFile.empty()) {
+        if (const std::string why = checkPasswordFile(s.store.postgresqlPasswordFile); !why.empty())
+            r.problem("store.postgresql.password_file", why);
+    }
+    r.integer("store.postgresql.pool_size", 1, 256, s.store.postgresqlPoolSize);
     r.boolean("store.group_commit", s.store.groupCommit);
     r.integer("store.max_batch", 1, 100000, s.store.maxBatch);
 

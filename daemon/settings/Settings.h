@@ -33,6 +33,9 @@ struct StoreSettings {
     std::string kind = "sqlite";  // sqlite | postgresql
     std::string sqlitePath = "/var/lib/orderpay/orderpay.db";
     std::string sqliteSynchronous = "full";  // full | normal
+    std::string postgresqlUri = "postgresql:///orderpay";  // libpq URI or key=value string
+    std::string postgresqlPasswordFile;                    // libpq password file; empty: libpq's default
+    int postgresqlPoolSize = 8;                            // connections per instance
     bool groupCommit = true;
     int maxBatch = 256;
 };

@@ -157,6 +157,7 @@ TEST_CASE("Every configuration the daemon refuses at start, --check-config refus
     REQUIRE_FALSE(shipped.empty());
     const std::string tokensOpen = dir.write("tokens-open", "t\n", 0644);
     const std::string tokensEmpty = dir.write("tokens-empty", "# no token yet\n", 0600);
+    const std::string passwordsOpen = dir.write("pgpass-open", "*:*:*:orderpay:s3cret\n", 0644);
     struct Case {
         std::vector<std::string> lines;  // added to the configuration file
         std::string key;                 // named by both
@@ -165,6 +166,9 @@ TEST_CASE("Every configuration the daemon refuses at start, --check-config refus
         {{"http.host = 0.0.0.0"}, "http.host"},
         {{"http.host = no-such-host.invalid"}, "http.host"},
         {{"store.kind = postgresql"}, "store.kind"},
+        {{"store.postgresql.uri = postgresql://orderpay:s3cret@db/x?nosuchoption=1"}, "store.postgresql.uri"},
+        {{"store.postgresql.password_file = " + passwordsOpen}, "store.postgresql.password_file"},
+        {{"store.postgresql.pool_size = 0"}, "store.postgresql.pool_size"},
         {{"http.auth.token_file = " + dir.path() + "/no-such-file"}, "http.auth.token_file"},
         {{"http.auth.token_file = " + tokensOpen}, "http.auth.token_file"},
         {{"http.auth.token_file = " + tokensEmpty}, "http.auth.token_file"},
@@ -190,6 +194,9 @@ TEST_CASE("Every configuration the daemon refuses at start, --check-config refus
         INFO("--check-config: exit " << check.exitCode << "\n" << check.output);
         CHECK(check.exitCode == 1);
         CHECK(lineWith(check.output, file + ": " + c.key + ":") != "");
+        // A password is never shown, not even one that is wrong.
+        CHECK(check.output.find("s3cret") == std::string::npos);
+        CHECK(daemon.output.find("s3cret") == std::string::npos);
     }
     // Without the bad lines the same file is fine.
     const std::string good = dir.write("good.properties",

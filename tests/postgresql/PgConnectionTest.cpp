@@ -57,6 +57,11 @@ TEST_CASE("connection strings: parse errors are named, passwords never shown", "
     CHECK(shown.find("s3cret") == std::string::npos);
     CHECK(shown.find("host=db1") != std::string::npos);
     CHECK(pg::redacted("host=db password=s3cret").find("s3cret") == std::string::npos);
+    // A bad escape in the password: libpq quotes the token, which is not shown.
+    const std::string bad = pg::checkConninfo("postgresql://orderpay:s3c%zzret@db/orderpay");
+    CHECK_FALSE(bad.empty());
+    CHECK(bad.find("s3c") == std::string::npos);
+    CHECK(pg::checkConninfo("postgresql://a:b@db/x?nosuchoption=1").find("nosuchoption") != std::string::npos);
 }
 
 TEST_CASE("a server that cannot be reached fails the connect in time, naming it but not the password",

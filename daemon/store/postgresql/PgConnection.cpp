@@ -79,7 +79,28 @@ std::string checkConninfo(const std::string& conninfo)
     std::string error;
     Options options = parse(conninfo, error);
     if (options) return {};
-    return error.empty() ? "libpq cannot parse it" : error;
+    if (error.empty()) return "libpq cannot parse it";
+    // libpq quotes the token it stumbled on, which may be part of the
+    // credentials (a bad escape in a password): such a token is not shown.
+    std::string secret;
+    if (const auto scheme = conninfo.find("://"), at = conninfo.rfind('@');
+        scheme != std::string::npos && at != std::string::npos && at > scheme)
+        secret = conninfo.substr(scheme + 3, at - scheme - 3);
+    if (const auto pw = conninfo.find("password"); pw != std::string::npos) secret += " " + conninfo.substr(pw);
+    std::string shown;
+    for (std::size_t i = 0; i < error.size();) {
+        const auto open = error.find('"', i);
+        const auto close = open == std::string::npos ? open : error.find('"', open + 1);
+        if (close == std::string::npos) {
+            shown += error.substr(i);
+            break;
+        }
+        const std::string token = error.substr(open + 1, close - open - 1);
+        const bool hidden = !secret.empty() && (secret.find(token) != std::string::npos || token.find(secret) != std::string::npos);
+        shown += error.substr(i, open - i) + "\"" + (hidden ? std::string("***") : token) + "\"";
+        i = close + 1;
+    }
+    return shown;
 }
 
 Connection::Connection(const std::string& conninfo, std::chrono::seconds connectTimeout)

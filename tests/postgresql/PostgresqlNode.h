@@ -1,5 +1,8 @@
 #pragma once
 
+#include "store/postgresql/PgConnection.h"
+
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -55,6 +58,46 @@ inline const PostgresqlNode& suitePostgresql()
     }();
     return node;
 }
+
+/// A database of one test's own on the suite's server, dropped when the
+/// test ends.
+class TestDatabase {
+public:
+    TestDatabase()
+    {
+        const PostgresqlNode& node = suitePostgresql();
+        name_ = "test_" + std::to_string(::getpid()) + "_" + std::to_string(++counter());
+        admin().run("CREATE DATABASE " + name_);
+        uri_ = node.uri.substr(0, node.uri.rfind('/') + 1) + name_;
+    }
+    ~TestDatabase()
+    {
+        try {
+            admin().run("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+        } catch (const std::exception&) {
+            // Left for the suite's server to be removed with.
+        }
+    }
+    TestDatabase(const TestDatabase&) = delete;
+    TestDatabase& operator=(const TestDatabase&) = delete;
+
+    const std::string& uri() const { return uri_; }
+
+private:
+    static int& counter()
+    {
+        static int n = 0;
+        return n;
+    }
+    static pg::Connection& admin()
+    {
+        static pg::Connection c(suitePostgresql().uri, std::chrono::seconds(5));
+        return c;
+    }
+
+    std::string name_;
+    std::string uri_;
+};
 
 /// A server of one test's own, for tests that kill or stop it; removed
 /// (stopped, its files deleted) when the test ends, and by its watcher if

@@ -121,6 +121,9 @@ Connection::Connection(const std::string& conninfo, std::chrono::seconds connect
         throw StoreUnavailable("cannot connect to PostgreSQL (" + redacted(conninfo) + "): " + why);
     }
     endpoint_ = std::string(PQhost(conn_)) + ":" + PQport(conn_);
+    // The server's notices ("relation already exists, skipping") are not
+    // errors; libpq would print each on stderr.
+    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
 }
 
 Connection::~Connection()

@@ -1,0 +1,176 @@
+#include "store/postgresql/PgSchema.h"
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace orderpay::pg {
+namespace {
+
+/// The advisory lock every migrating transaction takes (any number that no
+/// other application on the database uses: "orderpay" in ASCII).
+constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(8030591472429457785)";
+
+// Each entry moves the schema from version i to i + 1, as the SQLite entry
+// of the same index does. Never edit a released entry: append a new one.
+const std::vector<std::vector<std::string>> kSteps = {
+    {
+        R"(CREATE TABLE orders (
+             id TEXT PRIMARY KEY,
+             status TEXT NOT NULL,
+             reason TEXT,
+             customer TEXT NOT NULL,
+             currency TEXT NOT NULL,
+             total_amount BIGINT NOT NULL,
+             items TEXT NOT NULL,
+             metadata TEXT NOT NULL,
+             created_at TEXT NOT NULL,
+             updated_at TEXT NOT NULL))",
+        "CREATE INDEX orders_by_status ON orders(status, id)",
+        R"(CREATE TABLE payments (
+             id TEXT PRIMARY KEY,
+             order_id TEXT NOT NULL REFERENCES orders(id),
+             status TEXT NOT NULL,
+             reason TEXT,
+             amount BIGINT NOT NULL,
+             currency TEXT NOT NULL,
+             method TEXT NOT NULL,
+             reference TEXT NOT NULL,
+             dispatched BIGINT NOT NULL DEFAULT 0,
+             created_at TEXT NOT NULL,
+             updated_at TEXT NOT NULL))",
+        "CREATE INDEX payments_by_order ON payments(order_id, id)",
+        "CREATE INDEX payments_by_reference ON payments(reference, status)",
+        R"(CREATE TABLE order_events (
+             order_id TEXT NOT NULL,
+             seq BIGINT NOT NULL,
+             at TEXT NOT NULL,
+             type TEXT NOT NULL,
+             status TEXT,
+             reason TEXT,
+             step TEXT,
+             payment_id TEXT,
+             PRIMARY KEY (order_id, seq)))",
+        R"(CREATE TABLE order_steps (
+             order_id TEXT NOT NULL,
+             step TEXT NOT NULL,
+             completed_at TEXT NOT NULL,
+             PRIMARY KEY (order_id, step)))",
+        R"(CREATE TABLE stock_reservations (
+             order_id TEXT NOT NULL,
+             line BIGINT NOT NULL,
+             sku TEXT NOT NULL,
+             quantity BIGINT NOT NULL,
+             PRIMARY KEY (order_id, line)))",
+        R"(CREATE TABLE invoices (
+             order_id TEXT PRIMARY KEY,
+             amount BIGINT NOT NULL,
+             currency TEXT NOT NULL,
+             issued_at TEXT NOT NULL))",
+        // The queue and outbox: rows come and go all the time, so autovacuum
+        // visits the table after 1 % of it changed (not PostgreSQL's 20 %)
+        // and pages keep room for updates in place.
+        R"(CREATE TABLE messages (
+             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             queue TEXT NOT NULL,
+             body TEXT NOT NULL,
+             state TEXT NOT NULL DEFAULT 'ready',
+             attempts BIGINT NOT NULL DEFAULT 0,
+             lease BIGINT NOT NULL DEFAULT 0,
+             due_at BIGINT NOT NULL,
+             last_error TEXT,
+             created_at BIGINT NOT NULL)
+           WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.01,
+                 autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02))",
+        "CREATE INDEX messages_due ON messages(queue, state, due_at)",
+        R"(CREATE TABLE idempotency_keys (
+             key TEXT PRIMARY KEY,
+             request_hash TEXT NOT NULL,
+             status BIGINT NOT NULL,
+             location TEXT NOT NULL,
+             body TEXT NOT NULL,
+             created_at BIGINT NOT NULL))",
+        "CREATE INDEX idempotency_by_age ON idempotency_keys(created_at)",
+        "CREATE TABLE health_probe (id BIGINT PRIMARY KEY, at BIGINT NOT NULL)",
+    },
+    {
+        R"(CREATE TABLE deliveries (
+             message_id BIGINT PRIMARY KEY,
+             attempts BIGINT NOT NULL,
+             last_at BIGINT NOT NULL))",
+        "ALTER TABLE messages ADD COLUMN exchange TEXT, ADD COLUMN routing_key TEXT, ADD COLUMN headers TEXT, "
+        "ADD COLUMN message_id BIGINT",
+    },
+    {
+        "DROP TABLE order_steps",
+    },
+    {
+        "CREATE INDEX IF NOT EXISTS payments_by_status ON payments(status)",
+    },
+    {
+        "ALTER TABLE orders ADD COLUMN step_due_at BIGINT",
+        R"(CREATE TABLE work_counters (
+             name TEXT PRIMARY KEY,
+             value BIGINT NOT NULL))",
+        "INSERT INTO work_counters (name, value) SELECT 'processing', COUNT(*) FROM orders WHERE status = 'processing'",
+    },
+};
+
+static_assert(PgSchema::kVersion == 5, "a step of kSteps per version");
+
+/// Runs `f` in one transaction holding the migration lock.
+template <typename F>
+auto locked(Connection& c, F&& f)
+{
+    c.run("BEGIN");
+    try {
+        c.run(kMigrationLock);
+        c.run("CREATE TABLE IF NOT EXISTS orderpay_schema (version INT NOT NULL)");
+        auto result = f();
+        c.run("COMMIT");
+        return result;
+    } catch (...) {
+        try {
+            if (!c.broken()) c.run("ROLLBACK");
+        } catch (const std::exception&) {
+            // The connection broke meanwhile: the server rolls back.
+        }
+        throw;
+    }
+}
+
+int readVersion(Connection& c)
+{
+    const Result r = c.exec("SELECT version FROM orderpay_schema");
+    return r.rows() == 0 ? 0 : static_cast<int>(r.integer(0, 0));
+}
+
+}  // namespace
+
+int PgSchema::version(Connection& c)
+{
+    return locked(c, [&] { return readVersion(c); });
+}
+
+void PgSchema::migrate(Connection& c, const std::function<void(int from)>& onStep)
+{
+    if (kSteps.size() != static_cast<std::size_t>(kVersion)) throw std::logic_error("a migration step is missing");
+    for (bool done = false; !done;) {
+        done = locked(c, [&] {
+            const int version = readVersion(c);
+            if (version > kVersion) {
+                throw PermanentError("the PostgreSQL database has schema version " + std::to_string(version) +
+                                     ", newer than this orderpayd understands (" + std::to_string(kVersion) +
+                                     "): it was written by a newer release; run that release");
+            }
+            if (version == kVersion) return true;
+            if (version > 0 && onStep) onStep(version);
+            for (const auto& step : kSteps[static_cast<std::size_t>(version)]) c.run(step);
+            if (version == 0) c.run("INSERT INTO orderpay_schema (version) VALUES (1)");
+            else c.exec("UPDATE orderpay_schema SET version = $1", {version + 1});
+            return false;
+        });
+    }
+}
+
+}  // namespace orderpay::pg

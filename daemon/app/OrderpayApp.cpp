@@ -6,6 +6,7 @@
 #include "http/Auth.h"
 #include "logging/Log.h"
 #include "logging/Logging.h"
+#include "store/copy/SqliteToPostgresql.h"
 #include "systemd/Notifier.h"
 
 #include <Poco/Util/HelpFormatter.h>
@@ -46,6 +47,10 @@ void OrderpayApp::defineOptions(Poco::Util::OptionSet& options)
                           .argument("key=value"));
     options.addOption(
         Option("check-config", "", "validate the configuration, print what is wrong, exit 0 or 1").required(false));
+    options.addOption(Option("copy-to-postgresql", "",
+                             "copy store.sqlite.path into the empty PostgreSQL database store.postgresql.uri "
+                             "(the daemon stopped), check the copy, exit 0 or 1")
+                          .required(false));
     options.addOption(Option("version", "v", "print the version and exit").required(false));
     options.addOption(Option("help", "h", "print this help and exit").required(false));
 }
@@ -64,6 +69,8 @@ void OrderpayApp::handleOption(const std::string& name, const std::string& value
         }
     } else if (name == "check-config") {
         checkOnly_ = true;
+    } else if (name == "copy-to-postgresql") {
+        copyToPostgresql_ = true;
     } else if (name == "version") {
         versionRequested_ = true;
         stopOptionsProcessing();
@@ -78,7 +85,7 @@ int OrderpayApp::main(const std::vector<std::string>& args)
     if (helpRequested_) {
         Poco::Util::HelpFormatter help(options());
         help.setCommand(commandName());
-        help.setUsage("[--config=FILE] [-D key=value]... [--check-config] [--version] [--help]");
+        help.setUsage("[--config=FILE] [-D key=value]... [--check-config] [--copy-to-postgresql] [--version] [--help]");
         help.setHeader("orderpayd: order and payment processing daemon. Runs in the foreground.");
         help.setFooter("Configuration reference: /etc/orderpay/orderpay.properties; API: /usr/share/doc/orderpay.");
         help.format(std::cout);
@@ -94,6 +101,7 @@ int OrderpayApp::main(const std::vector<std::string>& args)
         return EXIT_USAGE;
     }
     if (checkOnly_) return checkConfig();
+    if (copyToPostgresql_) return copyToPostgresql();
 
     Settings settings;
     try {
@@ -121,6 +129,27 @@ int OrderpayApp::checkConfig()
         return 0;
     } catch (const ConfigError& e) {
         std::cout << e.what();
+        return 1;
+    }
+}
+
+int OrderpayApp::copyToPostgresql()
+{
+    Settings settings;
+    try {
+        settings = Config::load(configFile_, configGiven_, overrides_);
+    } catch (const ConfigError& e) {
+        std::cerr << "orderpayd: the configuration is not valid:\n" << e.what();
+        return EXIT_CONFIG;
+    }
+    try {
+        const auto tables = copySqliteToPostgresql(settings.store, std::cout);
+        std::cout << "checked: every table has the same rows in PostgreSQL (count, SHA-256 of the rows in key order):\n";
+        for (const auto& t : tables) std::cout << "  " << t.table << " " << t.rows << " " << t.digest << "\n";
+        std::cout << "done: set store.kind = postgresql to run on the copy" << std::endl;
+        return EXIT_OK;
+    } catch (const std::exception& e) {
+        std::cerr << "orderpayd: the copy failed, nothing was committed: " << e.what() << std::endl;
         return 1;
     }
 }

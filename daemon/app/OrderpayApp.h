@@ -27,6 +27,8 @@ protected:
 
 private:
     int checkConfig();
+    /// --copy-to-postgresql: the SQLite database into an empty PostgreSQL one.
+    int copyToPostgresql();
     int serve(const Settings& settings);
     /// SIGHUP: re-read the logging level and the token file.
     void reload(http::Auth& auth);
@@ -35,6 +37,7 @@ private:
     bool configGiven_ = false;
     std::map<std::string, std::string> overrides_;
     bool checkOnly_ = false;
+    bool copyToPostgresql_ = false;
     bool helpRequested_ = false;
     bool versionRequested_ = false;
     std::string usageError_;

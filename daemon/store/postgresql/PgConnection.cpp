@@ -103,14 +103,17 @@ std::string checkConninfo(const std::string& conninfo)
     return shown;
 }
 
-Connection::Connection(const std::string& conninfo, std::chrono::seconds connectTimeout)
+Connection::Connection(const std::string& conninfo, std::chrono::seconds connectTimeout,
+                       const std::string& passwordFile)
 {
     const std::string error = checkConninfo(conninfo);
     if (!error.empty()) throw StoreUnavailable("cannot connect to PostgreSQL: " + error);
-    // connect_timeout as a separate keyword: the caller's string may be a URI.
-    const char* keywords[] = {"dbname", "connect_timeout", "application_name", nullptr};
+    // connect_timeout and passfile as keywords of their own: the caller's
+    // string may be a URI. A keyword with no value is not used.
+    const char* keywords[] = {"dbname", "connect_timeout", "application_name", "passfile", nullptr};
     const std::string timeout = std::to_string(std::max<long>(1, connectTimeout.count()));
-    const char* values[] = {conninfo.c_str(), timeout.c_str(), "orderpayd", nullptr};
+    const char* values[] = {conninfo.c_str(), timeout.c_str(), "orderpayd",
+                            passwordFile.empty() ? nullptr : passwordFile.c_str(), nullptr};
     conn_ = PQconnectdbParams(keywords, values, 1);  // expand_dbname: the first value is the whole string
     if (conn_ == nullptr) throw StoreUnavailable("cannot connect to PostgreSQL: out of memory");
     if (PQstatus(conn_) != CONNECTION_OK) {

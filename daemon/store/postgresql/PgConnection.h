@@ -74,10 +74,11 @@ private:
 /// broken() for good: its owner opens a new one.
 class Connection {
 public:
-    /// Connects to `conninfo` (a URI or key=value string; libpq reads a
-    /// password file if it names one), waiting at most `connectTimeout`.
-    /// Throws StoreUnavailable naming the server (never the password).
-    Connection(const std::string& conninfo, std::chrono::seconds connectTimeout);
+    /// Connects to `conninfo` (a URI or key=value string), waiting at most
+    /// `connectTimeout`; `passwordFile` (if not empty) is the libpq password
+    /// file to read. Throws StoreUnavailable naming the server (never the
+    /// password).
+    Connection(const std::string& conninfo, std::chrono::seconds connectTimeout, const std::string& passwordFile = {});
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;

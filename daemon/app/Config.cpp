@@ -4,6 +4,7 @@
 #include "http/Auth.h"
 #include "store/postgresql/PgConnection.h"
 
+#include <Poco/Environment.h>
 #include <Poco/File.h>
 #include <Poco/Format.h>
 #include <Poco/Net/IPAddress.h>
@@ -175,6 +176,7 @@ const std::vector<std::string>& Config::knownKeys()
         "retry.backoff_ms",
         "logging.level",
         "logging.target",
+        "instance.name",
     };
     return keys;
 }
@@ -307,6 +309,14 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     r.choice("logging.level",
              {"fatal", "critical", "error", "warning", "notice", "information", "debug", "trace"}, s.logging.level);
     r.choice("logging.target", {"auto", "journal", "console"}, s.logging.target);
+
+    r.text("instance.name", s.instanceName);
+    if (s.instanceName.empty()) s.instanceName = Poco::Environment::nodeName() + ":" + std::to_string(s.http.port);
+    if (s.instanceName.empty() || s.instanceName.size() > 100 ||
+        !std::all_of(s.instanceName.begin(), s.instanceName.end(), [](char c) { return c > ' ' && c < 0x7f; }))
+        r.problem("instance.name", "'" + s.instanceName + "' is not 1 to 100 printable ASCII characters without spaces");
+    s.logging.instance = s.instanceName;
+    s.work.instance = s.instanceName;
 
     if (!r.problems.empty()) throw ConfigError(std::move(r.problems));
     return s;

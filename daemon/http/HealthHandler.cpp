@@ -5,6 +5,10 @@
 
 #include <sstream>
 
+#ifndef ORDERPAY_VERSION
+#define ORDERPAY_VERSION "unknown"
+#endif
+
 namespace orderpay::http {
 
 HealthHandler::HealthHandler(Service& service, std::string route, bool ready)
@@ -23,6 +27,7 @@ void HealthHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerR
     const BrokerStatus::State brokerState = service_.broker.status().state;
     const bool broker = brokerState == BrokerStatus::State::Ok;
     body->set("status", database && broker ? "ok" : "unavailable");
+    body->set("instance", service_.settings.instanceName);
     Poco::JSON::Object::Ptr components = new Poco::JSON::Object(Poco::JSON_PRESERVE_KEY_ORDER);
     components->set("database", database ? "ok" : "unavailable");
     components->set("broker", std::string(toString(brokerState)));
@@ -37,6 +42,10 @@ void MetricsHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServer
 {
     std::ostringstream out;
     out << Metrics::instance().renderCounters();
+    out << "# HELP orderpay_build_info The running orderpayd: its version and instance.name.\n"
+        << "# TYPE orderpay_build_info gauge\n"
+        << "orderpay_build_info{version=\"" << ORDERPAY_VERSION << "\",instance=\"" << service_.settings.instanceName
+        << "\"} 1\n";
 
     out << "# HELP orderpay_queue_depth Messages in each queue, by state.\n# TYPE orderpay_queue_depth gauge\n";
     const BrokerStatus broker = service_.broker.status();

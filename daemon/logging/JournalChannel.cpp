@@ -31,6 +31,7 @@ void JournalChannel::log(const Poco::Message& message)
     fields.push_back("PRIORITY=" + std::to_string(syslogPriority(message.getPriority())));
     fields.push_back("SYSLOG_IDENTIFIER=orderpayd");
     fields.push_back("ORDERPAY_LOGGER=" + message.getSource());
+    if (!instance_.empty()) fields.push_back("INSTANCE=" + instance_);
     for (const char* key : {"ORDER_ID", "PAYMENT_ID", "QUEUE", "MESSAGE_ID"}) {
         if (message.has(key)) fields.push_back(std::string(key) + "=" + message.get(key));
     }

@@ -2,6 +2,8 @@
 
 #include <Poco/Channel.h>
 
+#include <string>
+
 namespace orderpay {
 
 /// A Poco channel that writes to the systemd journal natively
@@ -11,10 +13,16 @@ namespace orderpay {
 /// shows one order's story.
 class JournalChannel : public Poco::Channel {
 public:
+    /// `instance` (instance.name) goes into every record as INSTANCE=.
+    explicit JournalChannel(std::string instance = {}) : instance_(std::move(instance)) {}
+
     void log(const Poco::Message& message) override;
 
     /// Poco priority (1 fatal .. 8 trace) to syslog priority (0 emerg .. 7 debug).
     static int syslogPriority(int pocoPriority);
+
+private:
+    std::string instance_;
 };
 
 }  // namespace orderpay

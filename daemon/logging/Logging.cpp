@@ -17,7 +17,7 @@ void setupLogging(const LoggingSettings& settings)
         settings.target == "journal" || (settings.target == "auto" && systemd::stderrIsJournal());
     Poco::AutoPtr<Poco::Channel> channel;
     if (journal) {
-        channel = new JournalChannel;
+        channel = new JournalChannel(settings.instance);
     } else {
         // Console lines; times are UTC, like the API's.
         Poco::AutoPtr<Poco::PatternFormatter> formatter(

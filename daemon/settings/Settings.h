@@ -49,6 +49,7 @@ struct WorkSettings {
     int paymentWorkers = 1;
     int maxAttempts = 5;
     std::chrono::milliseconds retryBackoff{1000};
+    std::string instance;  // instance.name, recorded in the step events
 
     /// Messages a worker takes at once, whatever the processing time: one
     /// lease, one transaction for the batch's steps. No step waits inside a
@@ -60,9 +61,13 @@ struct WorkSettings {
 struct LoggingSettings {
     std::string level = "information";
     std::string target = "auto";  // auto | journal | console
+    std::string instance;         // instance.name: every journal record's INSTANCE=
 };
 
 struct Settings {
+    /// instance.name: names this daemon in logs, readiness, metrics and the
+    /// step events it writes (default <hostname>:<http.port>).
+    std::string instanceName;
     HttpSettings http;
     BrokerSettings broker;
     StoreSettings store;

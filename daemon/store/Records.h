@@ -46,6 +46,7 @@ struct ProcessingPlan {
     std::vector<std::string> steps;
     std::vector<std::chrono::milliseconds> times;  // one per step
     std::int64_t concurrency = 10000;
+    std::string instance;  // instance.name, recorded in the step events
     bool instant() const
     {
         for (auto t : times)

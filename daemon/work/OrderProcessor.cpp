@@ -39,6 +39,7 @@ OrderProcessor::OrderProcessor(WorkStore& store, const WorkSettings& work)
     plan_.steps.assign(kSteps.begin(), kSteps.end());
     for (std::size_t i = 0; i < kSteps.size(); ++i) plan_.times.push_back(stepTime(i));
     plan_.concurrency = work.concurrency;
+    plan_.instance = work.instance;
 }
 
 OrderWork OrderProcessor::decode(const std::string& body)

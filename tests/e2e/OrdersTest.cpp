@@ -410,3 +410,27 @@ TEST_CASE("Pipelined requests on one connection are answered in order, deferred 
     CHECK(bodies[2].find(missingOrder) != std::string::npos);
     CHECK(bodies[3].find("pipelined-2@example.com") != std::string::npos);
 }
+
+TEST_CASE("Step events name the instance that ran them, and readiness and metrics name it too", "[orders][instance]")
+{
+    Daemon d({"orders.processing_ms=0", "instance.name=alpha-1"});
+    HttpClient c(d.port());
+    auto id = c.createOrder(orderJson("instance@example.com"));
+    auto o = c.waitForOrderStatus(id, "awaiting_payment", 10s).obj();
+    int steps = 0;
+    for (const auto& e : events(o)) {
+        const std::string type = getString(e, "type").value_or("");
+        if (type == "step_started" || type == "step_completed") {
+            ++steps;
+            CHECK(getString(e, "instance").value_or("") == "alpha-1");
+        } else {
+            CHECK_FALSE(e->has("instance"));  // status events are the API's, not an instance's work
+        }
+    }
+    CHECK(steps == 6);
+    auto ready = c.get("/health/ready");
+    CHECK(getString(ready.obj(), "instance").value_or("") == "alpha-1");
+    auto metrics = c.get("/metrics");
+    CHECK(metrics.body.find("orderpay_build_info{version=\"") != std::string::npos);
+    CHECK(metrics.body.find("instance=\"alpha-1\"} 1") != std::string::npos);
+}

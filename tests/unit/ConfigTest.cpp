@@ -6,6 +6,8 @@
 
 #include "TempDir.h"
 
+#include <Poco/Environment.h>
+
 #include <catch2/catch.hpp>
 
 #include <fstream>
@@ -24,6 +26,16 @@ TEST_CASE("the shipped configuration is valid and states the defaults", "[config
     CHECK(s.work.processingTime == std::chrono::milliseconds(6000));
     CHECK(s.work.maxAttempts == 5);
     CHECK(s.http.idempotencyTtl == std::chrono::hours(24));
+}
+
+TEST_CASE("instance.name defaults to host and port, and is checked", "[config]")
+{
+    const Settings s = Config::load(ORDERPAY_CONFIG_PATH, true, {{"http.port", "4321"}});
+    CHECK(s.instanceName == Poco::Environment::nodeName() + ":4321");
+    CHECK(s.logging.instance == s.instanceName);
+    CHECK(s.work.instance == s.instanceName);
+    CHECK(Config::load(ORDERPAY_CONFIG_PATH, true, {{"instance.name", "db1:1212"}}).instanceName == "db1:1212");
+    CHECK_THROWS_AS(Config::load(ORDERPAY_CONFIG_PATH, true, {{"instance.name", "two words"}}), ConfigError);
 }
 
 TEST_CASE("the shipped configuration documents every key", "[config]")

@@ -13,7 +13,7 @@
 namespace orderpay {
 namespace {
 
-/// A table of the schema (version 5 on both sides): its columns, which of
+/// A table of the schema (version 6 on both sides): its columns, which of
 /// them are integers, and its key (the order rows are read and compared in).
 struct Table {
     const char* name;
@@ -38,8 +38,8 @@ const std::vector<Table>& tables()
          {false, false, false, false, true, false, false, false, true, false, false},
          "id"},
         {"order_events",
-         {"order_id", "seq", "at", "type", "status", "reason", "step", "payment_id"},
-         {false, true, false, false, false, false, false, false},
+         {"order_id", "seq", "at", "type", "status", "reason", "step", "payment_id", "instance"},
+         {false, true, false, false, false, false, false, false, false},
          "order_id, seq"},
         {"stock_reservations", {"order_id", "line", "sku", "quantity"}, {false, true, false, true}, "order_id, line"},
         {"invoices", {"order_id", "amount", "currency", "issued_at"}, {false, true, false, false}, "order_id"},

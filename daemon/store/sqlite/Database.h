@@ -19,7 +19,7 @@ namespace orderpay::sqlite {
 /// reads.
 class Database {
 public:
-    static constexpr int kSchemaVersion = 5;
+    static constexpr int kSchemaVersion = 6;
 
     /// SQLite's multi-thread mode, for the whole process: no mutex around
     /// each call on a connection (locking and unlocking them was a visible

@@ -38,9 +38,9 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
         w_("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?")
             .query([&](sql::Statement& row) { next_ = row.integer(0); }, orderId_);
     }
-    w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id) "
-       "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
-        .exec(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId);
+    w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id, instance) "
+       "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
+        .exec(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId, f.instance);
     ++next_;
 }
 
@@ -90,7 +90,7 @@ bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std:
     if (w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
             .exec(toName, reason, at, events.orderId(), fromName) == 0)
         return false;
-    events.add("status", {std::string(toName), reason, "", ""}, at);
+    events.add("status", {std::string(toName), reason, "", "", ""}, at);
     if (count) countProcessing(w, (to == OrderStatus::Processing ? 1 : 0) - (from == OrderStatus::Processing ? 1 : 0));
     return true;
 }
@@ -106,7 +106,7 @@ void rejectHeldPayments(OrderEvents& events)
     const std::string reason(kOrderNotPayable);
     for (const auto& id : ids) {
         w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
-        events.add("payment", {"rejected", reason, "", id}, at);
+        events.add("payment", {"rejected", reason, "", id, ""}, at);
     }
 }
 
@@ -123,7 +123,7 @@ bool isCompleted(const std::vector<std::string>& done, const std::string& step)
     return std::find(done.begin(), done.end(), step) != done.end();
 }
 
-void completeStepIn(OrderEvents& events, const std::string& step)
+void completeStepIn(OrderEvents& events, const std::string& step, const std::string& instance)
 {
     sql::Statements& w = events.statements();
     const std::string& id = events.orderId();
@@ -144,7 +144,7 @@ void completeStepIn(OrderEvents& events, const std::string& step)
           "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?")
             .exec(at, id);
     }
-    events.add("step_completed", {"", "", step, ""}, at);
+    events.add("step_completed", {"", "", step, "", instance}, at);
 }
 
 bool finishIn(OrderEvents& events, bool& releasedPayments, bool count)

@@ -19,6 +19,7 @@ struct EventFields {
     std::string reason;
     std::string step;
     std::string paymentId;
+    std::string instance;  // of step events: the daemon that ran the step
 };
 
 /// Appends one order's events. The last sequence number is read once, at
@@ -69,8 +70,9 @@ void rejectHeldPayments(OrderEvents& events);
 std::vector<std::string> completedSteps(sql::Statements& s, const std::string& id);
 bool isCompleted(const std::vector<std::string>& done, const std::string& step);
 /// Does a processing step's effect and records it, for a step not done yet
-/// (the caller checked completedSteps in this transaction).
-void completeStepIn(OrderEvents& events, const std::string& step);
+/// (the caller checked completedSteps in this transaction); `instance`
+/// names the daemon that ran it.
+void completeStepIn(OrderEvents& events, const std::string& step, const std::string& instance);
 /// processing -> awaiting_payment, and the payments that arrived meanwhile
 /// are queued; false (nothing written) if the order was not processing.
 bool finishIn(OrderEvents& events, bool& releasedPayments, bool count = true);

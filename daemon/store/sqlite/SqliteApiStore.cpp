@@ -14,7 +14,7 @@ namespace {
 
 void loadEvents(sql::Statements& q, Order& order)
 {
-    q("SELECT at, type, status, reason, step, payment_id FROM order_events WHERE order_id = ? ORDER BY seq")
+    q("SELECT at, type, status, reason, step, payment_id, instance FROM order_events WHERE order_id = ? ORDER BY seq")
         .query(
             [&](sql::Statement& row) {
                 OrderEvent e{row.text(0), row.text(1), {}};
@@ -22,6 +22,7 @@ void loadEvents(sql::Statements& q, Order& order)
                 if (!row.isNull(4)) e.fields.emplace_back("step", row.text(4));
                 if (!row.isNull(2)) e.fields.emplace_back("status", row.text(2));
                 if (!row.isNull(3)) e.fields.emplace_back("reason", row.text(3));
+                if (!row.isNull(6)) e.fields.emplace_back("instance", row.text(6));
                 order.events.push_back(std::move(e));
             },
             order.id);

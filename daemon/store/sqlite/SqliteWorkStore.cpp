@@ -45,7 +45,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
         const std::int64_t now = clock::nowMillis();
         OrderEvents events(w, id);
         auto begin = [&](std::size_t k) {
-            events.add("step_started", {"", "", steps[k], ""}, clock::nowRfc3339());
+            events.add("step_started", {"", "", steps[k], "", plan.instance}, clock::nowRfc3339());
             if (result.completed.empty()) result.begunFirst = true;
             result.begun.push_back(steps[k]);
             return now + plan.times[k].count();
@@ -93,7 +93,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
         }
 
         while (k < steps.size() && due <= now) {
-            completeStepIn(events, steps[k]);
+            completeStepIn(events, steps[k], plan.instance);
             result.completed.push_back(steps[k]);
             if (++k < steps.size()) due = begin(k);
         }
@@ -195,12 +195,12 @@ PaymentOutcome SqliteWorkStore::settlePayment(const std::string& id)
         if (rejection) {
             const std::string reason(*rejection);
             w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
-            events.add("payment", {"rejected", reason, "", id}, at);
+            events.add("payment", {"rejected", reason, "", id, ""}, at);
             outcome.status = PaymentStatus::Rejected;
             outcome.reason = reason;
         } else {
             w("UPDATE payments SET status = 'succeeded', updated_at = ? WHERE id = ?").exec(at, id);
-            events.add("payment", {"succeeded", "", "", id}, at);
+            events.add("payment", {"succeeded", "", "", id, ""}, at);
             if (!moveOrder(events, OrderStatus::AwaitingPayment, OrderStatus::Paid, "")) {
                 throw std::logic_error("order " + payment.orderId + " left awaiting_payment mid-transaction");
             }
@@ -218,7 +218,7 @@ void SqliteWorkStore::abandonPayment(const std::string& id)
         const std::string at = clock::nowRfc3339();
         const std::string reason(kProcessingFailed);
         w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
-        OrderEvents(w, payments.front().orderId).add("payment", {"rejected", reason, "", id}, at);
+        OrderEvents(w, payments.front().orderId).add("payment", {"rejected", reason, "", id, ""}, at);
     });
 }
 

@@ -88,7 +88,7 @@ inline Order cancelOrder(ApiStore& api, const std::string& id)
 /// The three steps, each taking `each`, at most `concurrency` orders in processing.
 inline ProcessingPlan plan(std::chrono::milliseconds each, std::int64_t concurrency = 10000)
 {
-    return ProcessingPlan{{"validate", "reserve_stock", "prepare_invoice"}, {each, each, each}, concurrency};
+    return ProcessingPlan{{"validate", "reserve_stock", "prepare_invoice"}, {each, each, each}, concurrency, "test"};
 }
 
 /// Steps that are never due unless a test makes them due (dueNow).

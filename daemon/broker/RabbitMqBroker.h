@@ -32,7 +32,8 @@ namespace orderpay {
 /// connections are not thread-safe) with a consumer for each queue it takes
 /// from (the order workers: orders and order-steps), manual acks, and the
 /// prefetch of broker.rabbitmq.prefetch (at least two batches) per consumer.
-/// A step's timer waits in the outbox until due; the relay publishes it then. Delivery attempts are counted in the store,
+/// A step's timer waits in the outbox until due; the relay publishes it
+/// then. Delivery attempts are counted in the store,
 /// committed before the message is handed out (a batch's in one
 /// transaction), so a delivery cut short by a crash counts
 /// toward retry.max_attempts as with the embedded queue. Retry goes through per-attempt delay queues (a TTL

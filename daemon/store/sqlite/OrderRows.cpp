@@ -44,15 +44,26 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
     ++next_;
 }
 
+namespace {
+
+void insertMessage(sql::Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt,
+                   std::int64_t createdAt)
+{
+    w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) VALUES (?, ?, 'ready', 0, 0, ?, ?)")
+        .exec(queue, body, dueAt, createdAt);
+}
+
+}  // namespace
+
 void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body)
 {
-    queueMessageAt(w, queue, body, clock::nowMillis());
+    const std::int64_t now = clock::nowMillis();
+    insertMessage(w, queue, body, now, now);
 }
 
 void queueMessageAt(sql::Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt)
 {
-    w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) VALUES (?, ?, 'ready', 0, 0, ?, ?)")
-        .exec(queue, body, dueAt, clock::nowMillis());
+    insertMessage(w, queue, body, dueAt, clock::nowMillis());
 }
 
 std::string orderMessage(const std::string& orderId) { return R"({"order_id":")" + orderId + R"("})"; }

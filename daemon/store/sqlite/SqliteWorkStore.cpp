@@ -11,25 +11,32 @@
 namespace orderpay::sqlite {
 namespace {
 
-/// Where an order in processing stands: the index of its step in
-/// progress (steps.size(): all done) and when that step is due (nullopt:
-/// an order a daemon before durable timers was processing).
-struct Position {
-    std::size_t step = 0;
-    std::optional<std::int64_t> dueAt;
+/// An order's status and when its step in progress is due (nullopt: no
+/// step waits, or an order a daemon before durable timers was processing).
+struct OrderState {
+    OrderStatus status = OrderStatus::Queued;
+    std::optional<std::int64_t> stepDueAt;
 };
 
-Position positionOf(sql::Statements& w, const std::string& id, const std::vector<std::string>& steps)
+std::optional<OrderState> readOrderState(sql::Statements& w, const std::string& id)
 {
-    Position p;
-    const auto done = completedSteps(w, id);
-    while (p.step < steps.size() && isCompleted(done, steps[p.step])) ++p.step;
-    w("SELECT step_due_at FROM orders WHERE id = ?").query(
+    std::optional<OrderState> state;
+    w("SELECT status, step_due_at FROM orders WHERE id = ?").query(
         [&](sql::Statement& row) {
-            if (!row.isNull(0)) p.dueAt = row.integer(0);
+            state = OrderState{parseOrderStatus(row.text(0)).value_or(OrderStatus::Queued), std::nullopt};
+            if (!row.isNull(1)) state->stepDueAt = row.integer(1);
         },
         id);
-    return p;
+    return state;
+}
+
+/// The index of an order's step in progress (steps.size(): all done).
+std::size_t stepInProgress(sql::Statements& w, const std::string& id, const std::vector<std::string>& steps)
+{
+    const auto done = completedSteps(w, id);
+    std::size_t k = 0;
+    while (k < steps.size() && isCompleted(done, steps[k])) ++k;
+    return k;
 }
 
 /// The unit of work of advance() for one message.
@@ -38,9 +45,10 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
     return [&work, &plan, &result](sql::Statements& w) {
         result = AdvanceResult{};
         const std::string& id = work.orderId;
-        const auto status = readOrderStatus(w, id);
-        if (!status) throw PoisonMessage("order " + id + " does not exist");
-        result.before = *status;
+        const auto state = readOrderState(w, id);
+        if (!state) throw PoisonMessage("order " + id + " does not exist");
+        const OrderStatus status = state->status;
+        result.before = status;
         const std::vector<std::string>& steps = plan.steps;
         const std::int64_t now = clock::nowMillis();
         OrderEvents events(w, id);
@@ -53,7 +61,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
 
         std::size_t k = 0;
         std::int64_t due = now;
-        if (*status == OrderStatus::Queued) {
+        if (status == OrderStatus::Queued) {
             if (!work.step.empty()) {
                 result.stale = true;  // a step's timer for an order never started: not ours to start
                 return;
@@ -67,17 +75,16 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
             moveOrder(events, OrderStatus::Queued, OrderStatus::Processing, "", false);
             result.started = true;
             due = begin(0);
-        } else if (*status == OrderStatus::Processing) {
-            const Position at = positionOf(w, id, steps);
-            k = at.step;
-            if (at.dueAt) {
+        } else if (status == OrderStatus::Processing) {
+            k = stepInProgress(w, id, steps);
+            if (state->stepDueAt) {
                 // Only the message of the step in progress carries it on;
                 // any other is a redelivery of work already done.
                 if (k == steps.size() || work.step != steps[k]) {
                     result.stale = true;
                     return;
                 }
-                due = *at.dueAt;
+                due = *state->stepDueAt;
                 if (due <= now) result.lateMs = now - due;
             } else if (k < steps.size()) {
                 // Processing under a daemon that slept through steps: go on

@@ -154,6 +154,7 @@ const std::vector<std::string>& Config::knownKeys()
         "http.idempotency_ttl",
         "http.read_timeout",
         "broker.kind",
+        "broker.lease",
         "broker.rabbitmq.uri",
         "broker.rabbitmq.prefetch",
         "broker.rabbitmq.queue_type",
@@ -258,6 +259,7 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     }
 
     r.choice("broker.kind", {"embedded", "rabbitmq"}, s.broker.kind);
+    r.duration("broker.lease", seconds(1), seconds(1), s.broker.lease);
     r.text("broker.rabbitmq.uri", s.broker.rabbitmqUri);
     r.integer("broker.rabbitmq.prefetch", 1, 65535, s.broker.rabbitmqPrefetch);
     r.choice("broker.rabbitmq.queue_type", {"classic", "quorum"}, s.broker.rabbitmqQueueType);
@@ -265,7 +267,7 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     r.text("broker.rabbitmq.ca_file", s.broker.rabbitmqCaFile);
     if (s.broker.kind == "rabbitmq") {
         try {
-            AmqpUri::parse(s.broker.rabbitmqUri);
+            AmqpUri::parseList(s.broker.rabbitmqUri);
         } catch (const std::exception& e) {
             // Never echo the URI: it holds the password.
             r.problem("broker.rabbitmq.uri", e.what());
@@ -273,8 +275,6 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     }
 
     r.choice("store.kind", {"sqlite", "postgresql"}, s.store.kind);
-    if (s.store.kind == "postgresql")
-        r.problem("store.kind", "postgresql is not available in this version; use store.kind = sqlite");
     r.text("store.sqlite.path", s.store.sqlitePath);
     if (s.store.sqlitePath.empty()) r.problem("store.sqlite.path", "must not be empty");
     r.choice("store.sqlite.synchronous", {"full", "normal"}, s.store.sqliteSynchronous);

@@ -37,8 +37,7 @@ Runtime::Runtime(const Settings& settings, http::Auth& auth)
     if (settings.broker.kind == "rabbitmq") {
         broker_ = std::make_unique<RabbitMqBroker>(store_->outbox(), settings.broker, settings.work);
     } else {
-        broker_ = std::make_unique<EmbeddedBroker>(store_->queue(), settings.work,
-                                                   EmbeddedBroker::kLeaseTime);
+        broker_ = std::make_unique<EmbeddedBroker>(store_->queue(), settings.work, settings.broker.lease);
     }
     Broker& broker = *broker_;
     store_->setMessageListener([&broker](const std::string& queue) { broker.notifyPublished(queue); });

@@ -58,6 +58,31 @@ AmqpUri AmqpUri::parse(const std::string& uri)
     return u;
 }
 
+std::vector<AmqpUri> AmqpUri::parseList(const std::string& uris)
+{
+    std::vector<AmqpUri> nodes;
+    std::size_t start = 0;
+    for (;;) {
+        const std::size_t comma = uris.find(',', start);
+        std::string one = uris.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+        while (!one.empty() && one.back() == ' ') one.pop_back();
+        try {
+            nodes.push_back(parse(one));
+        } catch (const std::invalid_argument& e) {
+            if (comma == std::string::npos && nodes.empty()) throw;
+            throw std::invalid_argument("URI " + std::to_string(nodes.size() + 1) + " of the list: " + e.what());
+        }
+        if (nodes.back().vhost != nodes.front().vhost)
+            throw std::invalid_argument("URI " + std::to_string(nodes.size()) +
+                                        " of the list names another vhost than the first: the nodes of one cluster "
+                                        "share the vhost");
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return nodes;
+}
+
 std::string AmqpUri::redacted() const
 {
     std::string vhostPart = vhost == "/" ? "" : vhost;

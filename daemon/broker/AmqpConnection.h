@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace orderpay {
 
@@ -33,6 +34,10 @@ struct AmqpUri {
 
     /// Throws std::invalid_argument naming what is wrong (never the password).
     static AmqpUri parse(const std::string& uri);
+    /// The nodes of a cluster: URIs separated by commas, each with its
+    /// credentials, all naming the same vhost. Throws std::invalid_argument
+    /// naming the URI's position when one is wrong.
+    static std::vector<AmqpUri> parseList(const std::string& uris);
     /// The URI with the password replaced by "***": the only form that is logged.
     std::string redacted() const;
 };

@@ -18,8 +18,10 @@ namespace orderpay {
 /// retry makes it due again after an exponential backoff; dead letters
 /// stay with their reason.
 ///
-/// One daemon per database: at start, leases held by a previous run of the
-/// daemon (which crashed) are given back.
+/// On SQLite the database is this daemon's alone: at start, leases held by
+/// a previous run (which crashed) are given back. On PostgreSQL every
+/// instance takes from the same queue (SKIP LOCKED: no message goes to two
+/// at once); the leases of one that died run out after broker.lease.
 ///
 /// A message may be due later than it was written (a step's timer, a
 /// retry backing off): it is leased only once due. One lease transaction
@@ -29,13 +31,11 @@ namespace orderpay {
 /// Handlers never wait out a step, so a lease lasts milliseconds.
 class EmbeddedBroker : public Broker {
 public:
-    /// `leaseTime`: how long a lease lasts before the message is due again
-    /// even without an ack (a wedged consumer).
+    /// `leaseTime` (broker.lease): how long a lease lasts before the
+    /// message is due again even without an ack (a consumer that died or
+    /// froze), far longer than a batch takes.
     EmbeddedBroker(QueueStore& queue, const WorkSettings& work, std::chrono::milliseconds leaseTime);
     ~EmbeddedBroker() override;
-
-    /// The lease time the daemon runs with: far longer than a batch takes.
-    static constexpr std::chrono::milliseconds kLeaseTime{std::chrono::minutes(1)};
 
     void start() override;
     void stop() override;

@@ -38,7 +38,7 @@ int prefetchFor(int configured)
 
 RabbitMqBroker::RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker, const WorkSettings& work)
     : outbox_(outbox),
-      uri_(AmqpUri::parse(broker.rabbitmqUri)),
+      nodes_(AmqpUri::parseList(broker.rabbitmqUri)),
       prefix_(broker.rabbitmqPrefix),
       prefetch_(prefetchFor(broker.rabbitmqPrefetch)),
       queueType_(broker.rabbitmqQueueType),
@@ -51,7 +51,7 @@ RabbitMqBroker::RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker
       log_(Poco::Logger::get("orderpay.broker")),
       monitor_("amqp-monitor", std::chrono::seconds(1), [this] { lookAtQueues(); })
 {
-    uri_.caFile = broker.rabbitmqCaFile;
+    for (auto& n : nodes_) n.caFile = broker.rabbitmqCaFile;
     for (const auto& q : kQueues) depths_[q] = {};
 }
 
@@ -78,9 +78,37 @@ void RabbitMqBroker::stop()
     // worker threads that own them have ended.
 }
 
+std::string RabbitMqBroker::name() const
+{
+    std::string all;
+    for (const auto& n : nodes_) all += (all.empty() ? "" : ",") + n.redacted();
+    return "rabbitmq " + all;
+}
+
+std::unique_ptr<AmqpConnection> RabbitMqBroker::open(const std::string& name, std::chrono::milliseconds timeout)
+{
+    const std::size_t first = preferred_.load();
+    for (std::size_t i = 0;; ++i) {
+        const std::size_t at = (first + i) % nodes_.size();
+        try {
+            auto c = timeout.count() > 0 ? std::make_unique<AmqpConnection>(nodes_[at], heartbeat_, name, timeout)
+                                         : std::make_unique<AmqpConnection>(nodes_[at], heartbeat_, name);
+            if (at != first % nodes_.size()) {
+                preferred_ = at;
+                logLine(log_, Poco::Message::PRIO_NOTICE,
+                        "RabbitMQ node " + nodes_[first % nodes_.size()].redacted() + " did not answer; " + name +
+                            " connected to " + nodes_[at].redacted());
+            }
+            return c;
+        } catch (const std::exception&) {
+            if (i + 1 >= nodes_.size()) throw;  // none answered: the last one's reason
+        }
+    }
+}
+
 std::unique_ptr<AmqpConnection> RabbitMqBroker::connect(const std::string& role)
 {
-    auto c = std::make_unique<AmqpConnection>(uri_, heartbeat_, "orderpayd " + role);
+    auto c = open("orderpayd " + role, std::chrono::milliseconds(0));
     declareTopology(*c);
     return c;
 }
@@ -118,7 +146,7 @@ void RabbitMqBroker::setRelayConnected(bool connected, const std::string& why)
     if (connected) answeredAt_ = clock::steadyMillis();
     if (!first && was == connected) return;
     if (connected) {
-        logLine(log_, Poco::Message::PRIO_NOTICE, "connected to RabbitMQ at " + uri_.redacted());
+        logLine(log_, Poco::Message::PRIO_NOTICE, "connected to RabbitMQ at " + node().redacted());
     } else {
         logLine(log_, Poco::Message::PRIO_ERROR,
                 "RabbitMQ unavailable: " + why + "; requests are still accepted and wait in the outbox");
@@ -432,7 +460,7 @@ void RabbitMqBroker::lookAtQueues()
         return;  // the last depths stand; the store logs what keeps it from reading
     }
     try {
-        if (!inspector_) inspector_ = std::make_unique<AmqpConnection>(uri_, heartbeat_, "orderpayd monitor", kInspectTimeout);
+        if (!inspector_) inspector_ = open("orderpayd monitor", kInspectTimeout);
         for (const auto& q : kQueues) {
             QueueDepth& d = fresh[q];
             d.ready += inspector_->messageCount(queueName(q));

@@ -68,7 +68,7 @@ public:
     void release(const Delivery& d) override;
     void notifyPublished(const std::string& queue) override;
     BrokerStatus status() const override;
-    std::string name() const override { return "rabbitmq " + uri_.redacted(); }
+    std::string name() const override;
 
     std::string queueName(const std::string& queue) const { return prefix_ + queue; }
 
@@ -107,7 +107,14 @@ private:
     std::chrono::milliseconds nextBackoff(std::chrono::milliseconds current);
 
     OutboxStore& outbox_;
-    AmqpUri uri_;
+    /// The nodes (broker.rabbitmq.uri, comma-separated) and the one that
+    /// answered last: connections go there first, and to the next when it
+    /// does not answer.
+    std::vector<AmqpUri> nodes_;
+    std::atomic<std::size_t> preferred_{0};
+    AmqpUri node() const { return nodes_[preferred_.load() % nodes_.size()]; }
+    /// A connection to the preferred node, else to the next that answers.
+    std::unique_ptr<AmqpConnection> open(const std::string& name, std::chrono::milliseconds timeout);
     std::string prefix_;
     int prefetch_;
     std::string queueType_;

@@ -22,6 +22,10 @@ struct HttpSettings {
 
 struct BrokerSettings {
     std::string kind = "embedded";  // embedded | rabbitmq
+    /// How long a message leased by an instance (the embedded queue), or
+    /// an outbox row claimed for relaying, stays its: past it, another
+    /// instance takes it over (one that died, froze or was cut off).
+    std::chrono::milliseconds lease = std::chrono::seconds(15);
     std::string rabbitmqUri = "amqp://guest:guest@127.0.0.1:5672/";
     int rabbitmqPrefetch = 10;
     std::string rabbitmqQueueType = "classic";  // classic | quorum

@@ -584,7 +584,7 @@ TEST_CASE("Expect: 100-continue and a chunked body sent in pieces are answered a
 }
 
 TEST_CASE("Writes beyond http.max_queued waiting for the database get 503 with Retry-After at once and recover",
-          "[badinput][timeout][queue]")
+          "[badinput][timeout][queue][sqlite]")
 {
     // Another process holds SQLite's write lock: the daemon's writer waits
     // (up to its 5 s busy timeout) and every write waits for its commit.
@@ -770,7 +770,7 @@ TEST_CASE("A client that sends its request and its end of stream together is ans
     CHECK(took < 3s);
 }
 
-TEST_CASE("A cancel or a readiness probe waiting for the database holds up no other request", "[badinput][timeout]")
+TEST_CASE("A cancel or a readiness probe waiting for the database holds up no other request", "[badinput][timeout][sqlite]")
 {
     // One HTTP thread for every connection: a write that waited for its
     // commit on it would stall them all (up to the 5 s busy timeout here).

@@ -160,7 +160,7 @@ TEST_CASE("Payments accepted before SIGKILL are applied exactly once after resta
     }
 }
 
-TEST_CASE("An order whose processing keeps getting killed is dead-lettered after retry.max_attempts", "[crash][deadletter]")
+TEST_CASE("An order whose processing keeps getting killed is dead-lettered after retry.max_attempts", "[crash][deadletter][sqlite]")
 {
     // Two deliveries allowed, both cut short by SIGKILL: the third start must
     // not deliver it again but end it (failed, with a reason). A step's

@@ -10,6 +10,7 @@
 #include <Poco/Timespan.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -27,6 +28,7 @@
 #include <thread>
 
 #include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <grp.h>
@@ -142,6 +144,94 @@ std::string redactAmqpPasswords(const std::string& text)
 {
     static const std::regex password(R"((amqps?://[^:@/\s]*):[^@/\s]*@)");
     return std::regex_replace(text, password, "$1:***@");
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+bool usingPostgresql()
+{
+    const char* dir = std::getenv("ORDERPAY_E2E_POSTGRESQL_DIR");
+    return dir && *dir;
+}
+
+std::string postgresqlUri()
+{
+    static const std::string uri = [] {
+        const char* dir = std::getenv("ORDERPAY_E2E_POSTGRESQL_DIR");
+        if (!dir || !*dir) throw std::runtime_error("ORDERPAY_E2E_POSTGRESQL_DIR is not set");
+        std::ifstream in(std::string(dir) + "/env");
+        for (std::string line; std::getline(in, line);)
+            if (line.rfind("POSTGRESQL_URI=", 0) == 0) return line.substr(line.find('=') + 1);
+        throw std::runtime_error(std::string("no POSTGRESQL_URI in ") + dir + "/env (is the server started?)");
+    }();
+    return uri;
+}
+
+std::vector<std::string> postgresqlQuery(const std::string& uri, const std::string& sql)
+{
+    std::unique_ptr<PGconn, void (*)(PGconn*)> c(PQconnectdb(uri.c_str()), &PQfinish);
+    if (PQstatus(c.get()) != CONNECTION_OK)
+        throw std::runtime_error(std::string("cannot connect to PostgreSQL: ") + PQerrorMessage(c.get()));
+    std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(c.get(), sql.c_str()), &PQclear);
+    const auto status = PQresultStatus(r.get());
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+        throw std::runtime_error("PostgreSQL refused " + sql + ": " + PQresultErrorMessage(r.get()));
+    std::vector<std::string> rows;
+    for (int i = 0; i < PQntuples(r.get()); ++i) rows.emplace_back(PQgetvalue(r.get(), i, 0));
+    return rows;
+}
+
+PostgresqlDatabase::PostgresqlDatabase()
+{
+    static std::atomic<int> counter{0};
+    name_ = "e2e_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+    postgresqlQuery(postgresqlUri(), "CREATE DATABASE " + name_);
+    const std::string base = postgresqlUri();
+    uri_ = base.substr(0, base.rfind('/') + 1) + name_;
+}
+
+PostgresqlDatabase::~PostgresqlDatabase()
+{
+    try {
+        postgresqlQuery(postgresqlUri(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    } catch (const std::exception& e) {
+        std::cerr << "could not drop the test database " << name_ << ": " << e.what() << "\n";
+    }
+}
+
+PrivatePostgresql::PrivatePostgresql(const std::string& dir) : dir_(dir)
+{
+    run("start", std::to_string(::getpid()));
+    std::ifstream in(dir_ + "/env");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("POSTGRESQL_URI=", 0) == 0) uri_ = line.substr(line.find('=') + 1);
+    if (uri_.empty()) throw std::runtime_error("no POSTGRESQL_URI in " + dir_ + "/env");
+}
+
+PrivatePostgresql::~PrivatePostgresql()
+{
+    try {
+        run("remove");
+    } catch (const std::exception& e) {
+        std::cerr << e.what() << "\n";
+    }
+}
+
+void PrivatePostgresql::stop() { run("stop"); }
+void PrivatePostgresql::start() { run("restart"); }
+
+void PrivatePostgresql::run(const std::string& command, const std::string& extra)
+{
+    const std::string cmd = "'" + std::string(ORDERPAY_POSTGRESQL_NODE_SCRIPT) + "' " + command + " '" + dir_ + "' " +
+                            extra + " >>'" + dir_ + ".out' 2>&1";
+    if (std::system(cmd.c_str()) != 0)
+        throw std::runtime_error("postgresql-node " + command + " failed; see " + dir_ + ".out");
+}
+
+std::string PostgresqlDatabase::query(const std::string& sql) const
+{
+    const auto rows = postgresqlQuery(uri_, sql);
+    return rows.empty() ? std::string() : rows.front();
 }
 
 // ---------------------------------------------------------------- TempDir
@@ -373,6 +463,11 @@ Daemon::Daemon(std::vector<std::string> defines, Wait wait, std::vector<std::str
         rabbitMqNode();  // fail early, with the reason, if the node is not there
         ownPrefix_ = uniqueBrokerPrefix();
     }
+    const bool storeChosen = std::any_of(defines_.begin(), defines_.end(), [](const std::string& d) {
+        return d.rfind("store.kind=", 0) == 0 || d.rfind("store.sqlite.path=", 0) == 0 ||
+               d.rfind("store.postgresql.uri=", 0) == 0;
+    });
+    if (usingPostgresql() && !storeChosen) database_ = std::make_unique<PostgresqlDatabase>();
     try {
         start();
         if (wait == Wait::Ready) waitReady();
@@ -423,6 +518,7 @@ std::vector<std::string> Daemon::argv() const
         if (!defined("broker.rabbitmq.prefix"))
             a.insert(a.end(), {"-D", "broker.rabbitmq.prefix=" + ownPrefix_});
     }
+    if (database_) a.insert(a.end(), {"-D", "store.kind=postgresql", "-D", "store.postgresql.uri=" + database_->uri()});
     for (const auto& d : defines_) {
         a.push_back("-D");
         a.push_back(d);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,54 @@ std::string uniqueBrokerPrefix();
 // `text` with the password of every amqp:// or amqps:// URI replaced by "***".
 std::string redactAmqpPasswords(const std::string& text);
 
+// ---------------------------------------------------------------- PostgreSQL
+
+// True when the suite runs on PostgreSQL: ORDERPAY_E2E_POSTGRESQL_DIR names
+// the folder of a running server (tests/postgresql/postgresql-node; CTest's
+// "e2e-postgresql: " registrations).
+bool usingPostgresql();
+// The server's URI (postgresql://user:password@127.0.0.1:port/db).
+std::string postgresqlUri();
+// A database of its own on the suite's server, created now and dropped
+// (WITH FORCE) on destruction.
+class PostgresqlDatabase {
+public:
+    PostgresqlDatabase();
+    ~PostgresqlDatabase();
+    PostgresqlDatabase(const PostgresqlDatabase&) = delete;
+    PostgresqlDatabase& operator=(const PostgresqlDatabase&) = delete;
+
+    const std::string& uri() const { return uri_; }
+    const std::string& name() const { return name_; }
+    // Runs one statement on it; the first column of the first row, if any.
+    std::string query(const std::string& sql) const;
+
+private:
+    std::string name_;
+    std::string uri_;
+};
+// A PostgreSQL server of one test's own (tests/postgresql/postgresql-node),
+// for a test that stops it: started now, removed on destruction (and by
+// the script's watcher if the test process dies first).
+class PrivatePostgresql {
+public:
+    explicit PrivatePostgresql(const std::string& dir);
+    ~PrivatePostgresql();
+    PrivatePostgresql(const PrivatePostgresql&) = delete;
+    PrivatePostgresql& operator=(const PrivatePostgresql&) = delete;
+
+    const std::string& uri() const { return uri_; }
+    void stop();   // fast shutdown: every connection is closed
+    void start();  // again, on the same port and data
+
+private:
+    void run(const std::string& command, const std::string& extra = {});
+    std::string dir_;
+    std::string uri_;
+};
+// Runs `sql` on the database `uri` names; the first column of each row.
+std::vector<std::string> postgresqlQuery(const std::string& uri, const std::string& sql);
+
 class Daemon {
 public:
     enum class Wait { Ready, No };
@@ -126,7 +175,9 @@ public:
     // `env` are extra "NAME=value" environment variables for the process.
     // With usingRabbitMq(), broker.kind=rabbitmq, the node's URI and a
     // prefix of its own are added, unless `defines` sets broker.kind (then
-    // nothing is added) or the URI or prefix (then those are kept).
+    // nothing is added) or the URI or prefix (then those are kept). With
+    // usingPostgresql(), store.kind=postgresql on a database of its own,
+    // unless `defines` chooses the store (kind, SQLite path or URI).
     explicit Daemon(std::vector<std::string> defines = {}, Wait wait = Wait::Ready,
                     std::vector<std::string> env = {});
     ~Daemon();
@@ -177,6 +228,9 @@ private:
     std::vector<std::string> defines_;
     std::vector<std::string> env_;
     std::string ownPrefix_;  // generated when usingRabbitMq()
+    // With usingPostgresql() and no store of the test's choosing: the
+    // daemon's own database, for as long as this object lives.
+    std::unique_ptr<PostgresqlDatabase> database_;
     unsigned short port_;
     std::string logPath_;
     pid_t pid_ = -1;

@@ -317,7 +317,7 @@ TEST_CASE("SIGHUP sends RELOADING=1 then READY=1", "[operation][systemd][signals
 }
 
 TEST_CASE("An upgrade migrates the database before READY=1, with systemd's start timeout extended meanwhile",
-          "[operation][systemd][store]")
+          "[operation][systemd][store][sqlite]")
 {
     TempDir sockDir;
     NotifySocket notify(sockDir.path() + "/notify.sock");

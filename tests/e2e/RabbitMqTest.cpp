@@ -432,7 +432,7 @@ TEST_CASE("Each order worker consumes both order queues with a prefetch of two b
 }
 
 TEST_CASE("Two daemons sharing one database and one RabbitMQ queue share the work, each order processed once",
-          "[.rabbitmq][scaling]")
+          "[.rabbitmq][scaling][sqlite]")
 {
     requireRabbitMq();
     TempDir shared;

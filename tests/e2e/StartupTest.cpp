@@ -165,7 +165,10 @@ TEST_CASE("Every configuration the daemon refuses at start, --check-config refus
     const std::vector<Case> cases = {
         {{"http.host = 0.0.0.0"}, "http.host"},
         {{"http.host = no-such-host.invalid"}, "http.host"},
-        {{"store.kind = postgresql"}, "store.kind"},
+        {{"store.kind = mysql"}, "store.kind"},
+        {{"broker.lease = 100ms"}, "broker.lease"},
+        {{"broker.kind = rabbitmq", "broker.rabbitmq.uri = amqp://u:p@mq1/shop,amqp://u:p@mq2/other"},
+         "broker.rabbitmq.uri"},
         {{"store.postgresql.uri = postgresql://orderpay:s3cret@db/x?nosuchoption=1"}, "store.postgresql.uri"},
         {{"store.postgresql.password_file = " + passwordsOpen}, "store.postgresql.password_file"},
         {{"store.postgresql.pool_size = 0"}, "store.postgresql.pool_size"},

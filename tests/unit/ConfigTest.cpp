@@ -116,6 +116,36 @@ TEST_CASE("the RabbitMQ URI is checked, and its password never printed", "[confi
     }
 }
 
+TEST_CASE("broker.rabbitmq.uri may list the nodes of a cluster, one vhost for all", "[config][rabbitmq]")
+{
+    const auto nodes = AmqpUri::parseList("amqp://a:pw1@mq1:5672/shop, amqp://b:pw2@mq2:5673/shop,amqp://c:pw3@mq3/shop");
+    REQUIRE(nodes.size() == 3);
+    CHECK(nodes[0].host == "mq1");
+    CHECK(nodes[1].user == "b");
+    CHECK(nodes[1].port == 5673);
+    CHECK(nodes[2].password == "pw3");
+    CHECK(AmqpUri::parseList("amqp://u:p@one/").size() == 1);
+    CHECK_THROWS_AS(AmqpUri::parseList("amqp://a:p@mq1/shop,amqp://b:p@mq2/other"), std::invalid_argument);
+    CHECK_THROWS_AS(AmqpUri::parseList("amqp://a:p@mq1/shop,"), std::invalid_argument);
+    try {
+        Config::load("", false,
+                     {{"broker.kind", "rabbitmq"}, {"broker.rabbitmq.uri", "amqp://u:s3cret-pw@h1/,http://u:s3cret-pw@h2/"}});
+        FAIL("a bad URI in the list was accepted");
+    } catch (const ConfigError& e) {
+        REQUIRE(e.problems().size() == 1);
+        CHECK(e.problems()[0].key == "broker.rabbitmq.uri");
+        CHECK(std::string(e.what()).find("URI 2") != std::string::npos);
+        CHECK(std::string(e.what()).find("s3cret-pw") == std::string::npos);
+    }
+}
+
+TEST_CASE("broker.lease is a duration of at least a second, 15 s unless set", "[config]")
+{
+    CHECK(Config::load("", false, {}).broker.lease == std::chrono::seconds(15));
+    CHECK(Config::load("", false, {{"broker.lease", "3s"}}).broker.lease == std::chrono::seconds(3));
+    CHECK_THROWS_AS(Config::load("", false, {{"broker.lease", "200ms"}}), ConfigError);
+}
+
 TEST_CASE("journal priorities follow syslog's", "[logging]")
 {
     CHECK(JournalChannel::syslogPriority(Poco::Message::PRIO_FATAL) == 2);

@@ -1,8 +1,8 @@
 #include "domain/Clock.h"
 #include "domain/Errors.h"
 #include "domain/Ids.h"
-#include "store/sqlite/SqliteApiStore.h"
-#include "store/sqlite/SqliteHealth.h"
+#include "store/sql/SqlApiStore.h"
+#include "store/sql/SqlHealth.h"
 
 #include "TestStore.h"
 
@@ -19,7 +19,7 @@
 using namespace std::chrono_literals;
 
 using namespace orderpay;
-using orderpay::sqlite::Committer;
+using orderpay::sql::Committer;
 using orderpay::sqlite::Database;
 
 namespace {
@@ -478,7 +478,7 @@ std::string queryPlan(Fixture& f, const std::string& sql, const T&... params)
     std::string all;
     // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
     sql::Connection connection(f.settings.sqlitePath);
-    sql::Statement plan(connection.handle(), "EXPLAIN QUERY PLAN " + sql);
+    sql::SqliteStatement plan(connection.handle(), "EXPLAIN QUERY PLAN " + sql);
     plan.query([&](sql::Statement& row) { all += row.text(3) + "; "; }, params...);
     return all;
 }
@@ -494,7 +494,7 @@ TEST_CASE("every list query reads an index in order, never sorts or scans by sta
     const std::int64_t limit = 50;
     for (bool byStatus : {false, true}) {
         for (bool after : {false, true}) {
-            const std::string sql = "SELECT id FROM orders " + sqlite::SqliteApiStore::listFilter(byStatus, after);
+            const std::string sql = "SELECT id FROM orders " + sql::SqlApiStore::listFilter(byStatus, after);
             std::string all;
             if (byStatus && after) all = queryPlan(f, sql, status, id, limit);
             else if (byStatus) all = queryPlan(f, sql, status, limit);
@@ -517,7 +517,7 @@ TEST_CASE("the counts by status behind /metrics read an index, never sort", "[st
     }
     f.committer().write([](sql::Statements& w) { w("ANALYZE").exec(); });
     for (const std::string table : {"orders", "payments"}) {
-        const std::string all = queryPlan(f, sqlite::SqliteHealth::statusCountQuery(table));
+        const std::string all = queryPlan(f, sql::SqlHealth::statusCountQuery(table));
         INFO(table << ": " << all);
         // A sort here would hold megabytes of SQLite's heap per /metrics scrape.
         CHECK(all.find("TEMP B-TREE") == std::string::npos);

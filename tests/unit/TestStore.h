@@ -31,7 +31,7 @@ struct TestStore {
     virtual void close() { store.reset(); }
 
     sqlite::Database& db() { return store->database(); }
-    sqlite::Committer& committer() { return store->committer(); }
+    sql::Committer& committer() { return store->committer(); }
 
     /// The step an order is waiting for comes due now (its time is up).
     void dueNow(const std::string& orderId)

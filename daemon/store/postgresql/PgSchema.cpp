@@ -116,6 +116,11 @@ const std::vector<std::vector<std::string>> kSteps = {
     },
     {
         "ALTER TABLE order_events ADD COLUMN instance TEXT",
+        // What SQLite's single writer guarantees by itself, PostgreSQL
+        // enforces for instances committing in parallel: a step's effect
+        // is recorded once, and a reference is paid once.
+        "CREATE UNIQUE INDEX order_events_step_once ON order_events(order_id, step) WHERE type = 'step_completed'",
+        "CREATE UNIQUE INDEX payments_reference_paid_once ON payments(reference) WHERE status = 'succeeded'",
     },
 };
 

@@ -186,7 +186,7 @@ Database::Database(const StoreSettings& settings)
             why += " (can this user create and write files in " + (folder.empty() ? "." : folder) + "?)";
         throw StoreUnavailable("cannot open the database " + path_ + ": " + why);
     }
-    writes_ = std::make_unique<sql::Statements>(writer_->handle());
+    writes_ = std::make_unique<sql::SqliteStatements>(writer_->handle());
 }
 
 Database::~Database()
@@ -242,7 +242,7 @@ void Database::migrate()
         c.exec("BEGIN IMMEDIATE");
         try {
             int version = 0;
-            sql::Statement(c.handle(), "PRAGMA user_version").query([&](sql::Statement& row) {
+            sql::SqliteStatement(c.handle(), "PRAGMA user_version").query([&](sql::Statement& row) {
                 version = static_cast<int>(row.integer(0));
             });
             if (version > kSchemaVersion) {
@@ -298,6 +298,55 @@ void Database::rethrowClassified(const std::exception_ptr& error)
         if (isEnvironmental(e)) throw StoreUnavailable("the database cannot take writes: " + e.displayText());
         throw;
     }
+}
+
+void Database::read(const std::function<void(sql::Statements&)>& f)
+{
+    sql::Statements& q = localReader();
+    q("BEGIN").exec();
+    try {
+        f(q);
+        q("COMMIT").exec();
+    } catch (...) {
+        try {
+            q("ROLLBACK").exec();
+        } catch (const std::exception&) {
+            // Nothing was written; the snapshot ends with the next BEGIN's error at worst.
+        }
+        throw;
+    }
+}
+
+void SqliteWriter::begin() { db_.writes()("BEGIN IMMEDIATE").exec(); }
+void SqliteWriter::commit() { db_.writes()("COMMIT").exec(); }
+void SqliteWriter::savepoint() { db_.writes()("SAVEPOINT unit").exec(); }
+void SqliteWriter::rollbackToSavepoint() { db_.writes()("ROLLBACK TO unit").exec(); }
+void SqliteWriter::releaseSavepoint() { db_.writes()("RELEASE unit").exec(); }
+
+void SqliteWriter::rollback() noexcept
+{
+    try {
+        db_.writes()("ROLLBACK").exec();
+    } catch (...) {
+        // Already rolled back by SQLite itself (it does so on SQLITE_FULL
+        // and SQLITE_IOERR); the transaction is gone either way.
+    }
+}
+
+std::exception_ptr SqliteWriter::classify(const std::exception_ptr& error) const
+{
+    try {
+        Database::rethrowClassified(error);
+    } catch (...) {
+        return std::current_exception();
+    }
+}
+
+std::int64_t SqliteWriter::changeCount()
+{
+    std::int64_t n = 0;
+    db_.writes()("SELECT total_changes()").query([&](sql::Statement& row) { n = row.integer(0); });
+    return n;
 }
 
 }  // namespace orderpay::sqlite

@@ -1,6 +1,8 @@
 #pragma once
 
 #include "settings/Settings.h"
+#include "store/sql/Committer.h"
+#include "store/sql/Readers.h"
 #include "store/sqlite/Sql.h"
 
 #include <cstdint>
@@ -17,7 +19,7 @@ namespace orderpay::sqlite {
 /// (versioned by PRAGMA user_version) and hands out connections: one
 /// writer, owned by the Committer's thread, and one reader per thread that
 /// reads.
-class Database {
+class Database : public sql::Readers {
 public:
     static constexpr int kSchemaVersion = 6;
 
@@ -34,7 +36,7 @@ public:
     /// (naming its path), PermanentError if its schema is newer than this
     /// program's.
     explicit Database(const StoreSettings& settings);
-    ~Database();
+    ~Database() override;
     Database(const Database&) = delete;
     Database& operator=(const Database&) = delete;
 
@@ -45,6 +47,8 @@ public:
     /// statements, opened on first use and kept: reads then prepare nothing
     /// and wait for no pool.
     sql::Statements& localReader();
+    /// `f` in one read transaction on localReader().
+    void read(const std::function<void(sql::Statements&)>& f) override;
 
     const std::string& path() const { return path_; }
 
@@ -72,11 +76,32 @@ private:
 
     struct LocalReader {
         sql::Connection connection;
-        sql::Statements statements;  // finalized before the connection closes
+        sql::SqliteStatements statements;  // finalized before the connection closes
         explicit LocalReader(const std::string& path);
     };
     std::mutex localMutex_;
     std::unordered_map<std::thread::id, std::unique_ptr<LocalReader>> localReaders_;
+};
+
+/// The Committer's side of the database: the single writer connection.
+class SqliteWriter final : public sql::Writer {
+public:
+    explicit SqliteWriter(Database& db) : db_(db) {}
+
+    sql::Statements& statements() override { return db_.writes(); }
+    void begin() override;
+    void commit() override;
+    void rollback() noexcept override;
+    void savepoint() override;
+    void rollbackToSavepoint() override;
+    void releaseSavepoint() override;
+    bool isEnvironmental(const std::exception& error) const override { return Database::isEnvironmental(error); }
+    bool isTransient(const std::exception&) const override { return false; }  // one writer: nothing to conflict with
+    std::exception_ptr classify(const std::exception_ptr& error) const override;
+    std::int64_t changeCount() override;
+
+private:
+    Database& db_;
 };
 
 }  // namespace orderpay::sqlite

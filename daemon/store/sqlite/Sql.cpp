@@ -25,18 +25,18 @@ Connection::Connection(const std::string& path)
 
 Connection::~Connection() { sqlite3_close(db_); }
 
-void Connection::exec(std::string_view sql) { Statement(db_, std::string(sql)).exec(); }
+void Connection::exec(std::string_view sql) { SqliteStatement(db_, std::string(sql)).exec(); }
 
-Statement::Statement(sqlite3* db, std::string sql) : db_(db), sql_(std::move(sql))
+SqliteStatement::SqliteStatement(sqlite3* db, std::string sql) : db_(db), sql_(std::move(sql))
 {
     const int rc = sqlite3_prepare_v3(db_, sql_.data(), static_cast<int>(sql_.size()), SQLITE_PREPARE_PERSISTENT,
                                       &stmt_, nullptr);
     if (rc != SQLITE_OK) fail(rc);
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
 
-void Statement::fail(int rc) const
+void SqliteStatement::fail(int rc) const
 {
     // Poco's mapping of SQLite's codes (SQLITE_FULL: DatabaseFullException,
     // SQLITE_READONLY, SQLITE_IOERR...), with SQLite's message and the SQL.
@@ -44,31 +44,25 @@ void Statement::fail(int rc) const
     throw std::logic_error("SQLite error " + std::to_string(rc) + " not thrown");  // throwException always throws
 }
 
-void Statement::bind(int i, std::string_view value)
+void SqliteStatement::bindText(int i, std::string_view value)
 {
     const int rc = sqlite3_bind_text(stmt_, i, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
     if (rc != SQLITE_OK) fail(rc);
 }
 
-void Statement::bind(int i, std::int64_t value)
+void SqliteStatement::bindInteger(int i, std::int64_t value)
 {
     const int rc = sqlite3_bind_int64(stmt_, i, value);
     if (rc != SQLITE_OK) fail(rc);
 }
 
-void Statement::bind(int i, std::nullptr_t)
+void SqliteStatement::bindNull(int i)
 {
     const int rc = sqlite3_bind_null(stmt_, i);
     if (rc != SQLITE_OK) fail(rc);
 }
 
-void Statement::bind(int i, const std::optional<std::string>& value)
-{
-    if (value) bind(i, std::string_view(*value));
-    else bind(i, nullptr);
-}
-
-bool Statement::step()
+bool SqliteStatement::step()
 {
     const int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
@@ -76,30 +70,30 @@ bool Statement::step()
     fail(rc);
 }
 
-int Statement::changes() const { return sqlite3_changes(db_); }
+int SqliteStatement::changes() const { return sqlite3_changes(db_); }
 
-void Statement::reset()
+void SqliteStatement::reset()
 {
     // The step's error, if any, was thrown already; reset repeats it.
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
 }
 
-std::string Statement::text(int column) const
+std::string SqliteStatement::text(int column) const
 {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column))) : std::string();
 }
 
-std::int64_t Statement::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+std::int64_t SqliteStatement::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
 
-bool Statement::isNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+bool SqliteStatement::isNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
 
-Statement& Statements::operator()(std::string_view sql)
+Statement& SqliteStatements::operator()(std::string_view sql)
 {
     if (auto it = cache_.find(sql); it != cache_.end()) return *it->second;
-    auto statement = std::make_unique<Statement>(db_, std::string(sql));
-    Statement& st = *statement;
+    auto statement = std::make_unique<SqliteStatement>(db_, std::string(sql));
+    SqliteStatement& st = *statement;
     cache_.emplace(std::string_view(st.sql()), std::move(statement));
     return st;
 }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "store/sql/Statement.h"
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -35,76 +37,35 @@ private:
 ///
 /// The request path and the workers run the same few statements thousands
 /// of times a second, and preparing a statement costs SQLite more than
-/// running it, so every statement is kept prepared (Statements) and
+/// running it, so every statement is kept prepared (SqliteStatements) and
 /// Poco::Data's prepare-per-run is not used. Errors are thrown as
 /// Poco::Data::SQLite's exceptions, which Database classifies (disk full,
 /// read-only: 503).
 ///
 /// Values bind to the `?` parameters in order; a statement is reset after
 /// each run, so it never holds a read snapshot between runs.
-class Statement {
+class SqliteStatement final : public Statement {
 public:
-    Statement(sqlite3* db, std::string sql);
-    ~Statement();
-    Statement(const Statement&) = delete;
-    Statement& operator=(const Statement&) = delete;
+    SqliteStatement(sqlite3* db, std::string sql);
+    ~SqliteStatement() override;
+    SqliteStatement(const SqliteStatement&) = delete;
+    SqliteStatement& operator=(const SqliteStatement&) = delete;
 
-    /// Runs a statement that returns no rows; returns the rows it changed.
-    template <typename... T>
-    int exec(const T&... values)
-    {
-        Run run(*this);
-        bindAll(values...);
-        while (step()) {
-        }
-        return changes();
-    }
+    std::string text(int column) const override;
+    std::int64_t integer(int column) const override;
+    bool isNull(int column) const override;
+    const std::string& sql() const override { return sql_; }
 
-    /// Runs a query and calls `row(*this)` for each row; column(i) reads it.
-    template <typename F, typename... T>
-    int query(F&& row, const T&... values)
-    {
-        Run run(*this);
-        bindAll(values...);
-        int rows = 0;
-        while (step()) {
-            row(*this);
-            ++rows;
-        }
-        return rows;
-    }
-
-    /// Columns of the current row (inside query's callback).
-    std::string text(int column) const;
-    std::int64_t integer(int column) const;
-    bool isNull(int column) const;
-
-    const std::string& sql() const { return sql_; }
+    /// The statement itself, for SQLite's own calls (EXPLAIN in the tests).
+    sqlite3_stmt* handle() const { return stmt_; }
 
 private:
-    /// Resets the statement when a run ends, thrown out of or not.
-    struct Run {
-        Statement& st;
-        explicit Run(Statement& s) : st(s) {}
-        ~Run() { st.reset(); }
-    };
-
-    template <typename... T>
-    void bindAll(const T&... values)
-    {
-        int i = 0;
-        (bind(++i, values), ...);
-    }
-    void bind(int i, std::string_view value);
-    void bind(int i, const std::string& value) { bind(i, std::string_view(value)); }
-    void bind(int i, const char* value) { bind(i, std::string_view(value)); }
-    void bind(int i, std::int64_t value);
-    void bind(int i, int value) { bind(i, static_cast<std::int64_t>(value)); }
-    void bind(int i, std::nullptr_t);
-    void bind(int i, const std::optional<std::string>& value);
-    bool step();
-    int changes() const;
-    void reset();
+    void bindText(int i, std::string_view value) override;
+    void bindInteger(int i, std::int64_t value) override;
+    void bindNull(int i) override;
+    bool step() override;
+    int changes() const override;
+    void reset() override;
     [[noreturn]] void fail(int rc) const;
 
     sqlite3* db_;
@@ -112,17 +73,16 @@ private:
     std::string sql_;
 };
 
-/// The prepared statements of one connection, by SQL text. Like the
-/// connection, used by one thread at a time.
-class Statements {
+/// The prepared statements of one SQLite connection, by SQL text.
+class SqliteStatements final : public Statements {
 public:
-    explicit Statements(sqlite3* db) : db_(db) {}
+    explicit SqliteStatements(sqlite3* db) : db_(db) {}
 
-    Statement& operator()(std::string_view sql);
+    Statement& operator()(std::string_view sql) override;
 
 private:
     sqlite3* db_;
-    std::unordered_map<std::string_view, std::unique_ptr<Statement>> cache_;
+    std::unordered_map<std::string_view, std::unique_ptr<SqliteStatement>> cache_;
 };
 
 }  // namespace orderpay::sql

@@ -2,18 +2,19 @@
 
 #include "store/MessageSignal.h"
 #include "store/Store.h"
-#include "store/sqlite/Committer.h"
+#include "store/sql/Committer.h"
+#include "store/sql/SqlApiStore.h"
+#include "store/sql/SqlHealth.h"
+#include "store/sql/SqlOutboxStore.h"
+#include "store/sql/SqlQueueStore.h"
+#include "store/sql/SqlWorkStore.h"
 #include "store/sqlite/Database.h"
-#include "store/sqlite/SqliteApiStore.h"
-#include "store/sqlite/SqliteHealth.h"
-#include "store/sqlite/SqliteOutboxStore.h"
-#include "store/sqlite/SqliteQueueStore.h"
-#include "store/sqlite/SqliteWorkStore.h"
 
 namespace orderpay::sqlite {
 
 /// The Store on one SQLite file: the database, its single writer (the
-/// Committer, whose thread this object owns) and the roles on top.
+/// Committer, whose thread this object owns) and the shared SQL roles on
+/// top (store/sql), for one daemon: the file is its own.
 class SqliteStore : public Store {
 public:
     explicit SqliteStore(const StoreSettings& settings);
@@ -30,17 +31,17 @@ public:
     std::string describe() const override { return "SQLite database " + db_.path(); }
 
     Database& database() { return db_; }
-    Committer& committer() { return committer_; }
+    sql::Committer& committer() { return committer_; }
 
 private:
     Database db_;
-    Committer committer_;
+    sql::Committer committer_;
     MessageSignal published_;
-    SqliteApiStore api_;
-    SqliteWorkStore work_;
-    SqliteQueueStore queue_;
-    SqliteOutboxStore outbox_;
-    SqliteHealth health_;
+    sql::SqlApiStore api_;
+    sql::SqlWorkStore work_;
+    sql::SqlQueueStore queue_;
+    sql::SqlOutboxStore outbox_;
+    sql::SqlHealth health_;
 };
 
 }  // namespace orderpay::sqlite

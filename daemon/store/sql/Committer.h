@@ -1,8 +1,10 @@
 #pragma once
 
-#include "store/sqlite/Database.h"
+#include "store/sql/Statement.h"
 
 #include <array>
+#include <cstdint>
+#include <memory>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -11,23 +13,55 @@
 #include <thread>
 #include <vector>
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
-/// The single writer. Callers hand it a unit of work and wait until that
-/// work has committed (and, with synchronous=FULL, is synced to disk).
-/// Work submitted concurrently is batched into one transaction and one
-/// sync (group commit). One unit's failure (a 409, a 404) takes back only
-/// that unit: the batch is rolled back and runs again with each unit in
-/// its own SAVEPOINT. So a unit may run twice before its transaction
-/// commits, and must set, not add to, what it tells its caller.
+/// One writer connection as the Committer drives it: its statements and
+/// the transaction around a batch. Each writer thread of the Committer owns
+/// one. The database behind it (SQLite, PostgreSQL) says which failures are
+/// its own rather than a unit's.
+class Writer {
+public:
+    virtual ~Writer() = default;
+    /// The connection's statements; may open (or reopen) the connection,
+    /// throwing StoreUnavailable when it cannot.
+    virtual Statements& statements() = 0;
+    virtual void begin() = 0;
+    virtual void commit() = 0;
+    /// After a failure too: never throws.
+    virtual void rollback() noexcept = 0;
+    virtual void savepoint() = 0;
+    virtual void rollbackToSavepoint() = 0;
+    virtual void releaseSavepoint() = 0;
+    /// The database, not the unit, failed (disk full, connection lost):
+    /// the whole batch fails with StoreUnavailable.
+    virtual bool isEnvironmental(const std::exception& error) const = 0;
+    /// A conflict with another transaction (a deadlock, a serialization
+    /// failure): the batch is rolled back and runs again.
+    virtual bool isTransient(const std::exception& error) const = 0;
+    /// `error` as callers are to see it: StoreUnavailable where the
+    /// database is the cause.
+    virtual std::exception_ptr classify(const std::exception_ptr& error) const = 0;
+    /// Rows changed since the connection opened, or -1 if the database
+    /// cannot tell (then any commit proves it takes writes).
+    virtual std::int64_t changeCount() { return -1; }
+};
+
+/// The writers. Callers hand the Committer a unit of work and wait until
+/// that work has committed (and is durable). Work submitted concurrently is
+/// batched into one transaction and one sync (group commit). One unit's
+/// failure (a 409, a 404) takes back only that unit: the batch is rolled
+/// back and runs again with each unit in its own SAVEPOINT. So a unit may
+/// run twice before its transaction commits, and must set, not add to, what
+/// it tells its caller.
 ///
-/// Writers never contend for SQLite's lock inside one process, which
-/// keeps SQLITE_BUSY out of the request path.
+/// SQLite has one writer, which keeps SQLITE_BUSY out of the request path.
+/// PostgreSQL has several, each a thread with its own connection taking
+/// the next batch; a batch that lost a deadlock runs again.
 class Committer {
 public:
     /// A unit of work: the writer's prepared statements, inside the
     /// batch's transaction.
-    using Work = std::function<void(sql::Statements&)>;
+    using Work = std::function<void(Statements&)>;
     /// Told how a submitted unit ended: what it threw, or why its commit
     /// failed (StoreUnavailable); nullptr once it committed.
     using Done = std::function<void(std::exception_ptr)>;
@@ -42,12 +76,16 @@ public:
         /// Batches run a second time, each unit in a savepoint, because a
         /// unit failed in the first.
         std::uint64_t replays = 0;
+        /// Batches run again because they conflicted with another
+        /// transaction (PostgreSQL's deadlocks and serialization failures).
+        std::uint64_t conflicts = 0;
         /// Committed transactions by batch size: [i] counts those of at
         /// most kBatchBounds[i] units (cumulative, as Prometheus wants).
         std::array<std::uint64_t, kBatchBounds.size()> batchesUpTo{};
     };
 
-    Committer(Database& db, bool groupCommit, int maxBatch);
+    /// One thread per writer, each named `name` (the first) or `name`-N.
+    Committer(std::vector<std::unique_ptr<Writer>> writers, bool groupCommit, int maxBatch, const char* name = "writer");
     ~Committer();
     Committer(const Committer&) = delete;
     Committer& operator=(const Committer&) = delete;
@@ -102,22 +140,20 @@ private:
         bool finished = false;
     };
 
-    void run();
-    void runBatch(std::deque<Unit*>& batch);
-    enum class Attempt { Committed, UnitFailed, Failed };
+    void run(Writer& writer);
+    void runBatch(Writer& writer, std::deque<Unit*>& batch);
+    enum class Attempt { Committed, UnitFailed, Conflicted, Failed };
     /// One transaction over the batch, each unit in a savepoint if
     /// `guarded`; unguarded, it stops and rolls back at a unit's failure.
-    Attempt attempt(std::deque<Unit*>& batch, bool guarded);
+    Attempt attempt(Writer& writer, std::deque<Unit*>& batch, bool guarded);
     /// The commit itself failed: every unit is told StoreUnavailable.
-    Attempt failBatch(std::deque<Unit*>& batch, const std::exception_ptr& cause, bool begun);
+    Attempt failBatch(Writer& writer, std::deque<Unit*>& batch, const std::exception_ptr& cause, bool begun);
     // Logs a change between taking and refusing writes, once per change:
     // a full disk refuses every request until it is freed, and one line
     // says so, not one per refused request.
     void noteWritable(bool writable, const std::exception_ptr& cause = nullptr);
-    static std::int64_t totalChanges(sql::Statements& w);
-    static bool changedSince(sql::Statements& w, std::int64_t changesBefore);
 
-    Database& db_;
+    std::vector<std::unique_ptr<Writer>> writers_;
     const std::size_t maxBatch_;
 
     mutable std::mutex mutex_;
@@ -125,8 +161,9 @@ private:
     std::deque<Unit*> queue_;
     bool stopping_ = false;
     Stats stats_;
-    bool writable_ = true;  // the last commit's outcome; the Committer's thread only
-    std::thread thread_;
+    bool writable_ = true;  // the last commit's outcome; under writableMutex_
+    std::mutex writableMutex_;
+    std::vector<std::thread> threads_;
 };
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

@@ -1,14 +1,14 @@
-#include "store/sqlite/SqliteWorkStore.h"
+#include "store/sql/SqlWorkStore.h"
 
 #include "domain/Clock.h"
 #include "domain/Errors.h"
 #include "domain/Queues.h"
-#include "store/sqlite/OrderRows.h"
+#include "store/sql/OrderRows.h"
 
 #include <optional>
 #include <stdexcept>
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 namespace {
 
 /// An order's status and when its step in progress is due (nullopt: no
@@ -18,11 +18,11 @@ struct OrderState {
     std::optional<std::int64_t> stepDueAt;
 };
 
-std::optional<OrderState> readOrderState(sql::Statements& w, const std::string& id)
+std::optional<OrderState> readOrderState(Statements& w, const std::string& id)
 {
     std::optional<OrderState> state;
-    w("SELECT status, step_due_at FROM orders WHERE id = ?").query(
-        [&](sql::Statement& row) {
+    w("SELECT status, step_due_at FROM orders WHERE id = ? /*FOR UPDATE*/").query(
+        [&](Statement& row) {
             state = OrderState{parseOrderStatus(row.text(0)).value_or(OrderStatus::Queued), std::nullopt};
             if (!row.isNull(1)) state->stepDueAt = row.integer(1);
         },
@@ -30,8 +30,19 @@ std::optional<OrderState> readOrderState(sql::Statements& w, const std::string& 
     return state;
 }
 
+/// Locks the row of the order a payment is for (see readOrderStatus);
+/// false if there is no such payment.
+bool lockOrderOfPayment(Statements& w, const std::string& paymentId)
+{
+    std::string orderId;
+    if (w("SELECT order_id FROM payments WHERE id = ?").query([&](Statement& row) { orderId = row.text(0); },
+                                                            paymentId) == 0)
+        return false;
+    return readOrderStatus(w, orderId).has_value();
+}
+
 /// The index of an order's step in progress (steps.size(): all done).
-std::size_t stepInProgress(sql::Statements& w, const std::string& id, const std::vector<std::string>& steps)
+std::size_t stepInProgress(Statements& w, const std::string& id, const std::vector<std::string>& steps)
 {
     const auto done = completedSteps(w, id);
     std::size_t k = 0;
@@ -42,7 +53,7 @@ std::size_t stepInProgress(sql::Statements& w, const std::string& id, const std:
 /// The unit of work of advance() for one message.
 Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, AdvanceResult& result)
 {
-    return [&work, &plan, &result](sql::Statements& w) {
+    return [&work, &plan, &result](Statements& w) {
         result = AdvanceResult{};
         const std::string& id = work.orderId;
         const auto state = readOrderState(w, id);
@@ -91,7 +102,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
                 // now, with the step's start recorded if it was not.
                 bool started = false;
                 w("SELECT 1 FROM order_events WHERE order_id = ? AND type = 'step_started' AND step = ? LIMIT 1")
-                    .query([&](sql::Statement&) { started = true; }, id, steps[k]);
+                    .query([&](Statement&) { started = true; }, id, steps[k]);
                 if (!started) begin(k);
             }
         } else {
@@ -122,12 +133,12 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
 
 }  // namespace
 
-SqliteWorkStore::SqliteWorkStore(Database& db, Committer& committer, const MessageSignal& published)
-    : db_(db), committer_(committer), published_(published)
+SqlWorkStore::SqlWorkStore(Readers& readers, Committer& committer, const MessageSignal& published)
+    : readers_(readers), committer_(committer), published_(published)
 {
 }
 
-std::vector<AdvanceOutcome> SqliteWorkStore::advance(const std::vector<OrderWork>& work, const ProcessingPlan& plan)
+std::vector<AdvanceOutcome> SqlWorkStore::advance(const std::vector<OrderWork>& work, const ProcessingPlan& plan)
 {
     std::vector<AdvanceOutcome> outcomes(work.size());
     std::vector<Committer::Work> units;
@@ -143,12 +154,15 @@ std::vector<AdvanceOutcome> SqliteWorkStore::advance(const std::vector<OrderWork
     return outcomes;
 }
 
-std::int64_t SqliteWorkStore::ordersInProcessing() { return processingCount(db_.localReader()); }
+std::int64_t SqlWorkStore::ordersInProcessing()
+{
+    return readTransaction(readers_, [](Statements& q) { return processingCount(q); });
+}
 
-bool SqliteWorkStore::failOrder(const std::string& id, const std::string& reason)
+bool SqlWorkStore::failOrder(const std::string& id, const std::string& reason)
 {
     bool moved = false;
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         moved = false;
         const auto status = readOrderStatus(w, id);
         if (!status || isFinal(*status)) return;
@@ -159,13 +173,13 @@ bool SqliteWorkStore::failOrder(const std::string& id, const std::string& reason
     return moved;
 }
 
-bool SqliteWorkStore::startPayment(const std::string& id)
+bool SqlWorkStore::startPayment(const std::string& id)
 {
     bool started = false;
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         std::string status;
-        const int found =
-            w("SELECT status FROM payments WHERE id = ?").query([&](sql::Statement& row) { status = row.text(0); }, id);
+        const int found = w("SELECT status FROM payments WHERE id = ? /*FOR UPDATE*/")
+                              .query([&](Statement& row) { status = row.text(0); }, id);
         if (found == 0) throw PoisonMessage("payment " + id + " does not exist");
         if (status == "queued") {
             w("UPDATE payments SET status = 'processing', updated_at = ? WHERE id = ?").exec(clock::nowRfc3339(), id);
@@ -175,11 +189,14 @@ bool SqliteWorkStore::startPayment(const std::string& id)
     return started;
 }
 
-PaymentOutcome SqliteWorkStore::settlePayment(const std::string& id)
+PaymentOutcome SqlWorkStore::settlePayment(const std::string& id)
 {
     PaymentOutcome outcome;
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         outcome = PaymentOutcome{};
+        // The order's row first: a payment and a cancel of its order, or two
+        // payments of one order, settle one after the other.
+        if (!lockOrderOfPayment(w, id)) throw PoisonMessage("payment " + id + " does not exist");
         auto payments = loadPayments(w, PaymentsOf::Id, id);
         if (payments.empty()) throw PoisonMessage("payment " + id + " does not exist");
         const Payment& payment = payments.front();
@@ -194,7 +211,7 @@ PaymentOutcome SqliteWorkStore::settlePayment(const std::string& id)
         if (!order) throw PoisonMessage("order " + payment.orderId + " does not exist");
         bool sameReference = false;
         w("SELECT 1 FROM payments WHERE reference = ? AND status = 'succeeded' AND id <> ? LIMIT 1")
-            .query([&](sql::Statement&) { sameReference = true; }, payment.reference, id);
+            .query([&](Statement&) { sameReference = true; }, payment.reference, id);
 
         const auto rejection = paymentRejection(*order, payment, sameReference);
         const std::string at = clock::nowRfc3339();
@@ -217,9 +234,10 @@ PaymentOutcome SqliteWorkStore::settlePayment(const std::string& id)
     return outcome;
 }
 
-void SqliteWorkStore::abandonPayment(const std::string& id)
+void SqlWorkStore::abandonPayment(const std::string& id)
 {
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
+        if (!lockOrderOfPayment(w, id)) return;
         auto payments = loadPayments(w, PaymentsOf::Id, id);
         if (payments.empty() || isFinal(payments.front().status)) return;
         const std::string at = clock::nowRfc3339();
@@ -229,4 +247,4 @@ void SqliteWorkStore::abandonPayment(const std::string& id)
     });
 }
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

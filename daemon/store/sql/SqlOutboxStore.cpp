@@ -1,4 +1,4 @@
-#include "store/sqlite/SqliteOutboxStore.h"
+#include "store/sql/SqlOutboxStore.h"
 
 #include "domain/Clock.h"
 #include "store/JsonText.h"
@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <tuple>
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 namespace {
 
 std::map<std::string, std::string> decodeHeaders(const std::string& text)
@@ -23,12 +23,12 @@ std::map<std::string, std::string> decodeHeaders(const std::string& text)
 
 }  // namespace
 
-SqliteOutboxStore::SqliteOutboxStore(Database& db, Committer& committer) : db_(db), committer_(committer) {}
+SqlOutboxStore::SqlOutboxStore(Readers& readers, Committer& committer) : readers_(readers), committer_(committer) {}
 
-std::vector<OutboxMessage> SqliteOutboxStore::claim(std::size_t max, std::chrono::milliseconds claimTime)
+std::vector<OutboxMessage> SqlOutboxStore::claim(std::size_t max, std::chrono::milliseconds claimTime)
 {
     std::vector<OutboxMessage> claimed;
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         claimed.clear();
         const std::int64_t at = clock::nowMillis();
         // Due rows only: a step's timer waits here until its time. Each
@@ -44,9 +44,9 @@ std::vector<OutboxMessage> SqliteOutboxStore::claim(std::size_t max, std::chrono
             for (const char* state : {"ready", "publishing"}) {
                 w("SELECT id, queue, body, COALESCE(exchange, ''), COALESCE(routing_key, ''), COALESCE(headers, ''), "
                   "COALESCE(message_id, id), due_at FROM messages "
-                  "WHERE queue = ? AND state = ? AND due_at <= ? ORDER BY due_at, id LIMIT ?")
+                  "WHERE queue = ? AND state = ? AND due_at <= ? ORDER BY due_at, id LIMIT ? /*FOR UPDATE SKIP LOCKED*/")
                     .query(
-                        [&](sql::Statement& row) {
+                        [&](Statement& row) {
                             due.push_back({row.integer(7),
                                            OutboxMessage{row.integer(0), row.text(1), row.text(2), row.text(3),
                                                          row.text(4), decodeHeaders(row.text(5)), row.integer(6)}});
@@ -67,25 +67,25 @@ std::vector<OutboxMessage> SqliteOutboxStore::claim(std::size_t max, std::chrono
     return claimed;
 }
 
-void SqliteOutboxStore::unclaim(const std::vector<std::int64_t>& ids)
+void SqlOutboxStore::unclaim(const std::vector<std::int64_t>& ids)
 {
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         const std::int64_t at = clock::nowMillis();
         for (auto id : ids) w("UPDATE messages SET state = 'ready', due_at = ? WHERE id = ?").exec(at, id);
     });
 }
 
-void SqliteOutboxStore::remove(const std::vector<std::int64_t>& ids)
+void SqlOutboxStore::remove(const std::vector<std::int64_t>& ids)
 {
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         for (auto id : ids) w("DELETE FROM messages WHERE id = ?").exec(id);
     });
 }
 
-void SqliteOutboxStore::add(const OutboxMessage& m)
+void SqlOutboxStore::add(const OutboxMessage& m)
 {
     const std::string headers = stringMapToJson(m.headers);
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         const std::int64_t at = clock::nowMillis();
         w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at, exchange, routing_key, "
           "headers, message_id) VALUES (?, ?, 'ready', 0, 0, ?, ?, ?, ?, ?, NULLIF(?, 0))")
@@ -93,15 +93,15 @@ void SqliteOutboxStore::add(const OutboxMessage& m)
     });
 }
 
-QueueDepths SqliteOutboxStore::pending()
+QueueDepths SqlOutboxStore::pending()
 {
     QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}};
     const std::int64_t at = clock::nowMillis();
-    db_.localReader()(
-        "SELECT queue, due_at > ? AND state = 'ready', COUNT(*), MIN(created_at) FROM messages "
-        "WHERE state IN ('ready', 'publishing') GROUP BY 1, 2")
+    readers_.read([&](Statements& q) {
+    q("SELECT queue, CASE WHEN due_at > ? AND state = 'ready' THEN 1 ELSE 0 END, COUNT(*), MIN(created_at) "
+      "FROM messages WHERE state IN ('ready', 'publishing') GROUP BY 1, 2")
         .query(
-            [&](sql::Statement& row) {
+            [&](Statement& row) {
                 QueueDepth& q = result[row.text(0)];
                 if (row.integer(1) != 0) {
                     q.delayed = row.integer(2);  // a step's timer, not due yet
@@ -111,42 +111,43 @@ QueueDepths SqliteOutboxStore::pending()
                 }
             },
             at);
+    });
     return result;
 }
 
-std::vector<int> SqliteOutboxStore::countDeliveries(const std::vector<std::int64_t>& messageIds)
+std::vector<int> SqlOutboxStore::countDeliveries(const std::vector<std::int64_t>& messageIds)
 {
     std::vector<int> attempts(messageIds.size(), 1);
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         auto& upsert =
             w("INSERT INTO deliveries (message_id, attempts, last_at) VALUES (?, 1, ?) "
-              "ON CONFLICT (message_id) DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at "
+              "ON CONFLICT (message_id) DO UPDATE SET attempts = deliveries.attempts + 1, last_at = excluded.last_at "
               "RETURNING attempts");
         const std::int64_t at = clock::nowMillis();
         for (std::size_t i = 0; i < messageIds.size(); ++i) {
             attempts[i] = 1;
             if (messageIds[i] <= 0) continue;
-            upsert.query([&](const sql::Statement& row) { attempts[i] = static_cast<int>(row.integer(0)); },
+            upsert.query([&](const Statement& row) { attempts[i] = static_cast<int>(row.integer(0)); },
                          messageIds[i], at);
         }
     });
     return attempts;
 }
 
-void SqliteOutboxStore::uncountDelivery(std::int64_t messageId)
+void SqlOutboxStore::uncountDelivery(std::int64_t messageId)
 {
     if (messageId <= 0) return;
-    committer_.write([&](sql::Statements& w) {
-        w("UPDATE deliveries SET attempts = MAX(attempts - 1, 0) WHERE message_id = ?").exec(messageId);
+    committer_.write([&](Statements& w) {
+        w("UPDATE deliveries SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE message_id = ?").exec(messageId);
     });
 }
 
-void SqliteOutboxStore::forgetDeliveries(std::int64_t messageId)
+void SqlOutboxStore::forgetDeliveries(std::int64_t messageId)
 {
     if (messageId <= 0) return;
-    committer_.post([messageId](sql::Statements& w) {
+    committer_.post([messageId](Statements& w) {
         w("DELETE FROM deliveries WHERE message_id = ?").exec(messageId);
     });
 }
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

@@ -1,4 +1,4 @@
-#include "store/sqlite/Committer.h"
+#include "store/sql/Committer.h"
 
 #include "domain/Errors.h"
 #include "logging/Log.h"
@@ -6,15 +6,18 @@
 #include <memory>
 #include <pthread.h>
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
-Committer::Committer(Database& db, bool groupCommit, int maxBatch)
-    : db_(db), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
+Committer::Committer(std::vector<std::unique_ptr<Writer>> writers, bool groupCommit, int maxBatch, const char* name)
+    : writers_(std::move(writers)), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
 {
-    thread_ = std::thread([this] {
-        pthread_setname_np(pthread_self(), "writer");
-        run();
-    });
+    for (std::size_t i = 0; i < writers_.size(); ++i) {
+        const std::string thread = i == 0 ? name : std::string(name) + "-" + std::to_string(i + 1);
+        threads_.emplace_back([this, i, thread] {
+            pthread_setname_np(pthread_self(), thread.substr(0, 15).c_str());
+            run(*writers_[i]);
+        });
+    }
 }
 
 Committer::~Committer() { stop(); }
@@ -26,7 +29,9 @@ void Committer::stop()
         stopping_ = true;
     }
     pending_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    for (auto& thread : threads_)
+        if (thread.joinable()) thread.join();
+    threads_.clear();
 }
 
 Committer::Stats Committer::stats() const
@@ -107,7 +112,7 @@ void Committer::submit(Work work, Done done)
     unit->done(std::make_exception_ptr(StoreUnavailable("the store is shutting down")));
 }
 
-void Committer::run()
+void Committer::run(Writer& writer)
 {
     std::deque<Unit*> batch;
     for (;;) {
@@ -121,7 +126,7 @@ void Committer::run()
                 queue_.pop_front();
             }
         }
-        runBatch(batch);
+        runBatch(writer, batch);
         for (Unit* u : batch) {
             // A waited-for unit belongs to its waiter, who may end it as
             // soon as it is released: nothing touches it after that.
@@ -142,7 +147,7 @@ void Committer::run()
     }
 }
 
-void Committer::runBatch(std::deque<Unit*>& batch)
+void Committer::runBatch(Writer& writer, std::deque<Unit*>& batch)
 {
     // Most batches have no failing unit, so they run without savepoints:
     // SQLite copies every page a savepoint's unit changes into a statement
@@ -150,52 +155,78 @@ void Committer::runBatch(std::deque<Unit*>& batch)
     // time. When a unit fails, the transaction is rolled
     // back and the batch runs again with each unit in its own savepoint,
     // so the failure takes back that unit alone. A lone unit needs none.
-    const Attempt first = attempt(batch, false);
-    if (first != Attempt::UnitFailed || batch.size() == 1) return;
-    for (Unit* u : batch) u->error = nullptr;
-    {
+    // A batch that lost a deadlock to another writer (PostgreSQL) runs
+    // again as it was: every unit is written to run twice.
+    constexpr int kConflictRuns = 5;
+    bool guarded = false;
+    for (int run = 0;; ++run) {
+        for (Unit* u : batch) u->error = nullptr;
+        const Attempt a = attempt(writer, batch, guarded);
+        if (a == Attempt::Conflicted && run < kConflictRuns) {
+            std::lock_guard lock(mutex_);
+            ++stats_.conflicts;
+            continue;
+        }
+        if (a == Attempt::Conflicted) {
+            for (Unit* u : batch)
+                if (!u->error) u->error = std::make_exception_ptr(TransientError("the transaction kept conflicting with others"));
+            return;
+        }
+        if (a != Attempt::UnitFailed || batch.size() == 1 || guarded) return;
+        guarded = true;
         std::lock_guard lock(mutex_);
         ++stats_.replays;
     }
-    attempt(batch, true);
 }
 
-Committer::Attempt Committer::attempt(std::deque<Unit*>& batch, bool guarded)
+Committer::Attempt Committer::attempt(Writer& writer, std::deque<Unit*>& batch, bool guarded)
 {
-    sql::Statements& w = db_.writes();
     // While the database refuses writes, a commit that changed nothing (a
     // lease finding no message) proves nothing: count the changes.
-    std::int64_t changesBefore = 0;
-    std::exception_ptr environmental;
-    try {
-        w("BEGIN IMMEDIATE").exec();
-        if (!writable_) changesBefore = totalChanges(w);
-    } catch (...) {
-        return failBatch(batch, std::current_exception(), false);
+    std::int64_t changesBefore = -1;
+    bool writable = true;
+    {
+        std::lock_guard lock(writableMutex_);
+        writable = writable_;
     }
+    Statements* statements = nullptr;
+    try {
+        statements = &writer.statements();
+        writer.begin();
+        if (!writable) changesBefore = writer.changeCount();
+    } catch (...) {
+        return failBatch(writer, batch, std::current_exception(), false);
+    }
+    Statements& w = *statements;
 
+    std::exception_ptr environmental;
     bool unitFailed = false;
+    bool conflicted = false;
     for (Unit* u : batch) {
         try {
-            if (guarded) w("SAVEPOINT unit").exec();
+            if (guarded) writer.savepoint();
         } catch (...) {
             environmental = std::current_exception();
             break;
         }
         try {
             u->work(w);
-            if (guarded) w("RELEASE unit").exec();
+            if (guarded) writer.releaseSavepoint();
         } catch (const std::exception& e) {
             u->error = std::current_exception();
-            if (Database::isEnvironmental(e)) {
+            if (writer.isEnvironmental(e)) {
                 environmental = u->error;
+                break;
+            }
+            if (writer.isTransient(e)) {
+                conflicted = true;
                 break;
             }
             unitFailed = true;
             if (!guarded) break;  // the whole batch runs again, guarded
             try {
-                w("ROLLBACK TO unit").exec();
-                w("RELEASE unit").exec();
+                writer.rollbackToSavepoint();
+                writer.releaseSavepoint();
             } catch (...) {
                 environmental = std::current_exception();
                 break;
@@ -203,51 +234,49 @@ Committer::Attempt Committer::attempt(std::deque<Unit*>& batch, bool guarded)
         }
     }
 
-    if (!environmental && unitFailed && !guarded) {
-        try {
-            w("ROLLBACK").exec();
-            // A lone unit is done; a batch is counted when it ran again.
-            std::lock_guard lock(mutex_);
-            if (batch.size() == 1) ++stats_.units;
-            return Attempt::UnitFailed;
-        } catch (...) {
-            environmental = std::current_exception();
-        }
+    if (!environmental && (conflicted || (unitFailed && !guarded))) {
+        writer.rollback();
+        if (conflicted) return Attempt::Conflicted;
+        // A lone unit is done; a batch is counted when it ran again.
+        std::lock_guard lock(mutex_);
+        if (batch.size() == 1) ++stats_.units;
+        return Attempt::UnitFailed;
     }
     if (!environmental) {
         try {
-            w("COMMIT").exec();
-            if (!writable_) noteWritable(changedSince(w, changesBefore));
-            std::lock_guard lock(mutex_);
-            ++stats_.transactions;
-            stats_.units += batch.size();
-            for (std::size_t i = 0; i < kBatchBounds.size(); ++i)
-                if (batch.size() <= static_cast<std::size_t>(kBatchBounds[i])) ++stats_.batchesUpTo[i];
-            return Attempt::Committed;
-        } catch (...) {
+            writer.commit();
+        } catch (const std::exception& e) {
+            if (writer.isTransient(e)) {
+                writer.rollback();
+                return Attempt::Conflicted;
+            }
             environmental = std::current_exception();
         }
     }
-    return failBatch(batch, environmental, true);
+    if (environmental) return failBatch(writer, batch, environmental, true);
+    if (!writable) {
+        std::int64_t changesAfter = -1;
+        try {
+            changesAfter = changesBefore < 0 ? -1 : writer.changeCount();
+        } catch (const std::exception&) {
+            changesAfter = changesBefore;  // committed all the same; the next batch will tell
+        }
+        if (changesBefore < 0 || changesAfter > changesBefore) noteWritable(true);
+    }
+    std::lock_guard lock(mutex_);
+    ++stats_.transactions;
+    stats_.units += batch.size();
+    for (std::size_t i = 0; i < kBatchBounds.size(); ++i)
+        if (batch.size() <= static_cast<std::size_t>(kBatchBounds[i])) ++stats_.batchesUpTo[i];
+    return Attempt::Committed;
 }
 
-Committer::Attempt Committer::failBatch(std::deque<Unit*>& batch, const std::exception_ptr& cause, bool begun)
+Committer::Attempt Committer::failBatch(Writer& writer, std::deque<Unit*>& batch, const std::exception_ptr& cause,
+                                        bool begun)
 {
-    // The disk, not the request, failed: nothing of this batch is kept.
-    if (begun) {
-        try {
-            db_.writes()("ROLLBACK").exec();
-        } catch (...) {
-            // Already rolled back by SQLite itself (it does so on SQLITE_FULL
-            // and SQLITE_IOERR); the transaction is gone either way.
-        }
-    }
-    std::exception_ptr classified;
-    try {
-        Database::rethrowClassified(cause);
-    } catch (...) {
-        classified = std::current_exception();
-    }
+    // The database, not the request, failed: nothing of this batch is kept.
+    if (begun) writer.rollback();
+    const std::exception_ptr classified = writer.classify(cause);
     for (Unit* u : batch) u->error = classified;
     noteWritable(false, classified);
     std::lock_guard lock(mutex_);
@@ -255,26 +284,13 @@ Committer::Attempt Committer::failBatch(std::deque<Unit*>& batch, const std::exc
     return Attempt::Failed;
 }
 
-std::int64_t Committer::totalChanges(sql::Statements& w)
-{
-    std::int64_t n = 0;
-    w("SELECT total_changes()").query([&](sql::Statement& row) { n = row.integer(0); });
-    return n;
-}
-
-bool Committer::changedSince(sql::Statements& w, std::int64_t changesBefore)
-{
-    try {
-        return totalChanges(w) > changesBefore;
-    } catch (const std::exception&) {
-        return false;  // the batch committed all the same; the next one will tell
-    }
-}
-
 void Committer::noteWritable(bool writable, const std::exception_ptr& cause)
 {
-    if (writable == writable_) return;
-    writable_ = writable;
+    {
+        std::lock_guard lock(writableMutex_);
+        if (writable == writable_) return;
+        writable_ = writable;
+    }
     static Poco::Logger& log = Poco::Logger::get("orderpay.store");
     if (writable) {
         logLine(log, Poco::Message::PRIO_NOTICE, "the database takes writes again");
@@ -290,4 +306,4 @@ void Committer::noteWritable(bool writable, const std::exception_ptr& cause)
             "the database refuses writes (" + why + "); write requests are answered 503 until it takes them again");
 }
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

@@ -1,21 +1,23 @@
 #pragma once
 
 #include "store/StoreHealth.h"
-#include "store/sqlite/Committer.h"
-#include "store/sqlite/Database.h"
+#include "store/sql/Committer.h"
+#include "store/sql/Readers.h"
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <string>
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
-/// StoreHealth on SQLite. The write probe is a real write through the
+/// StoreHealth in SQL. The write probe is a real write through the
 /// Committer (a full disk or a read-only file fails it), at most one a
 /// second and never waited for.
-class SqliteHealth : public StoreHealth {
+class SqlHealth : public StoreHealth {
 public:
-    SqliteHealth(Database& db, Committer& committer);
+    /// `extraMetrics` renders the database's own gauges after the store's.
+    SqlHealth(Readers& readers, Committer& committer, std::function<void(std::ostream&)> extraMetrics = {});
 
     bool writable() override;
     std::map<std::string, std::int64_t> orderCounts() override;
@@ -29,8 +31,9 @@ public:
 private:
     std::map<std::string, std::int64_t> countByStatus(const std::string& table);
 
-    Database& db_;
+    Readers& readers_;
     Committer& committer_;
+    std::function<void(std::ostream&)> extraMetrics_;
     // The database took the writes of its migration at start: writable
     // until a probe says otherwise.
     std::atomic<bool> writable_{true};
@@ -38,4 +41,4 @@ private:
     std::atomic<std::int64_t> probedAt_{0};  // steady milliseconds
 };
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

@@ -1,16 +1,18 @@
 #pragma once
 
 #include "store/QueueStore.h"
-#include "store/sqlite/Committer.h"
-#include "store/sqlite/Database.h"
+#include "store/sql/Committer.h"
+#include "store/sql/Readers.h"
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
 /// QueueStore on the `messages` table: a message's state is ready, leased
 /// (until due_at) or dead; its lease number tells deliveries apart.
-class SqliteQueueStore : public QueueStore {
+class SqlQueueStore : public QueueStore {
 public:
-    SqliteQueueStore(Database& db, Committer& committer);
+    /// `soleUser`: no other instance uses the database (SQLite), so the
+    /// leases found at start are a previous run's.
+    SqlQueueStore(Readers& readers, Committer& committer, bool soleUser);
 
     void releaseAllLeases() override;
     bool anythingDue(const std::string& queue) override;
@@ -23,8 +25,9 @@ public:
     QueueDepths depths() override;
 
 private:
-    Database& db_;
+    Readers& readers_;
     Committer& committer_;
+    const bool soleUser_;
 };
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

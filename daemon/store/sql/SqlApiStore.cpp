@@ -1,22 +1,22 @@
-#include "store/sqlite/SqliteApiStore.h"
+#include "store/sql/SqlApiStore.h"
 
 #include "domain/Clock.h"
 #include "domain/Errors.h"
 #include "domain/Queues.h"
 #include "store/JsonText.h"
-#include "store/sqlite/OrderRows.h"
+#include "store/sql/OrderRows.h"
 
 #include <array>
 #include <memory>
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 namespace {
 
-void loadEvents(sql::Statements& q, Order& order)
+void loadEvents(Statements& q, Order& order)
 {
     q("SELECT at, type, status, reason, step, payment_id, instance FROM order_events WHERE order_id = ? ORDER BY seq")
         .query(
-            [&](sql::Statement& row) {
+            [&](Statement& row) {
                 OrderEvent e{row.text(0), row.text(1), {}};
                 if (!row.isNull(5)) e.fields.emplace_back("payment_id", row.text(5));
                 if (!row.isNull(4)) e.fields.emplace_back("step", row.text(4));
@@ -31,37 +31,46 @@ void loadEvents(sql::Statements& q, Order& order)
 /// Orders selected by `sql` (kOrderColumns and a tail), its parameters
 /// bound in order.
 template <typename... T>
-std::vector<Order> loadOrders(sql::Statements& q, const std::string& sql, const T&... params)
+std::vector<Order> loadOrders(Statements& q, const std::string& sql, const T&... params)
 {
     std::vector<Order> orders;
-    q(sql).query([&](sql::Statement& row) { orders.push_back(orderFromRow(row)); }, params...);
+    q(sql).query([&](Statement& row) { orders.push_back(orderFromRow(row)); }, params...);
     return orders;
 }
 
 }  // namespace
 
-SqliteApiStore::SqliteApiStore(Database& db, Committer& committer, const MessageSignal& published)
-    : db_(db), committer_(committer), published_(published)
+SqlApiStore::SqlApiStore(Readers& readers, Committer& committer, const MessageSignal& published)
+    : readers_(readers), committer_(committer), published_(published)
 {
 }
 
-std::optional<StoredAnswer> SqliteApiStore::checkIdempotency(sql::Statements& w, const IdempotencyRecord& idem)
+std::optional<StoredAnswer> SqlApiStore::claimIdempotency(Statements& w, const IdempotencyRecord& idem)
 {
+    const std::int64_t now = clock::nowMillis();
+    const auto status = static_cast<std::int64_t>(idem.answer.status);
+    if (w("INSERT INTO idempotency_keys (key, request_hash, status, location, body, created_at) "
+          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING")
+            .exec(idem.key, idem.requestHash, status, idem.answer.location, idem.answer.body, now) == 1)
+        return std::nullopt;
     std::optional<StoredAnswer> stored;
     std::string hash;
     std::int64_t created = 0;
-    w("SELECT request_hash, status, location, body, created_at FROM idempotency_keys WHERE key = ?")
+    w("SELECT request_hash, status, location, body, created_at FROM idempotency_keys WHERE key = ? /*FOR UPDATE*/")
         .query(
-            [&](sql::Statement& row) {
+            [&](Statement& row) {
                 hash = row.text(0);
                 stored = StoredAnswer{static_cast<int>(row.integer(1)), row.text(2), row.text(3)};
                 created = row.integer(4);
             },
             idem.key);
-    if (!stored) return std::nullopt;
-    if (clock::nowMillis() - created > idem.ttlMillis) {
-        // Expired: the key is free again.
-        w("DELETE FROM idempotency_keys WHERE key = ?").exec(idem.key);
+    if (!stored || now - created > idem.ttlMillis) {
+        // Expired (or purged meanwhile): the key is this request's now.
+        w("INSERT INTO idempotency_keys (key, request_hash, status, location, body, created_at) "
+          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, "
+          "status = excluded.status, location = excluded.location, body = excluded.body, "
+          "created_at = excluded.created_at")
+            .exec(idem.key, idem.requestHash, status, idem.answer.location, idem.answer.body, now);
         return std::nullopt;
     }
     if (hash != idem.requestHash) {
@@ -70,14 +79,7 @@ std::optional<StoredAnswer> SqliteApiStore::checkIdempotency(sql::Statements& w,
     return stored;
 }
 
-void SqliteApiStore::rememberAnswer(sql::Statements& w, const IdempotencyRecord& idem)
-{
-    w("INSERT INTO idempotency_keys (key, request_hash, status, location, body, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-        .exec(idem.key, idem.requestHash, static_cast<std::int64_t>(idem.answer.status), idem.answer.location,
-              idem.answer.body, clock::nowMillis());
-}
-
-void SqliteApiStore::createOrder(Order order, std::optional<IdempotencyRecord> idem, Written then)
+void SqlApiStore::createOrder(Order order, std::optional<IdempotencyRecord> idem, Written then)
 {
     struct Write {
         Order order;
@@ -96,8 +98,8 @@ void SqliteApiStore::createOrder(Order order, std::optional<IdempotencyRecord> i
         return then(std::nullopt, std::current_exception());
     }
     committer_.submit(
-        [r](sql::Statements& w) {
-            if (r->idem && (r->replay = checkIdempotency(w, *r->idem))) return;
+        [r](Statements& w) {
+            if (r->idem && (r->replay = claimIdempotency(w, *r->idem))) return;
             const Order& o = r->order;
             w("INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, "
               "created_at, updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)")
@@ -107,7 +109,6 @@ void SqliteApiStore::createOrder(Order order, std::optional<IdempotencyRecord> i
             w("INSERT INTO order_events (order_id, seq, at, type, status) VALUES (?, 1, ?, 'status', ?)")
                 .exec(o.id, o.createdAt, toString(o.status));
             queueMessage(w, kOrdersQueue, r->message);
-            if (r->idem) rememberAnswer(w, *r->idem);
         },
         [this, r, then = std::move(then)](std::exception_ptr error) {
             if (!error && !r->replay) published_(kOrdersQueue);
@@ -115,7 +116,7 @@ void SqliteApiStore::createOrder(Order order, std::optional<IdempotencyRecord> i
         });
 }
 
-void SqliteApiStore::createPayment(Payment payment, std::optional<IdempotencyRecord> idem, Written then)
+void SqlApiStore::createPayment(Payment payment, std::optional<IdempotencyRecord> idem, Written then)
 {
     struct Write {
         Payment payment;
@@ -130,8 +131,8 @@ void SqliteApiStore::createPayment(Payment payment, std::optional<IdempotencyRec
         return then(std::nullopt, std::current_exception());
     }
     committer_.submit(
-        [r](sql::Statements& w) {
-            if (r->idem && (r->replay = checkIdempotency(w, *r->idem))) return;
+        [r](Statements& w) {
+            if (r->idem && (r->replay = claimIdempotency(w, *r->idem))) return;
             const Payment& p = r->payment;
             const auto orderStatus = readOrderStatus(w, p.orderId);
             if (!orderStatus) throw NotFound("order " + p.orderId + " does not exist");
@@ -145,7 +146,6 @@ void SqliteApiStore::createPayment(Payment payment, std::optional<IdempotencyRec
                 .exec(p.id, p.orderId, static_cast<std::int64_t>(p.amount), p.currency, p.method, p.reference,
                       static_cast<std::int64_t>(r->queued ? 1 : 0), p.createdAt, p.updatedAt);
             if (r->queued) queueMessage(w, kPaymentsQueue, paymentMessage(p.id));
-            if (r->idem) rememberAnswer(w, *r->idem);
         },
         [this, r, then = std::move(then)](std::exception_ptr error) {
             if (!error && r->queued && !r->replay) published_(kPaymentsQueue);
@@ -153,10 +153,10 @@ void SqliteApiStore::createPayment(Payment payment, std::optional<IdempotencyRec
         });
 }
 
-void SqliteApiStore::cancelOrder(const std::string& id, Done then)
+void SqlApiStore::cancelOrder(const std::string& id, Done then)
 {
     committer_.submit(
-        [id](sql::Statements& w) {
+        [id](Statements& w) {
             const auto status = readOrderStatus(w, id);
             if (!status) throw NotFound("order " + id + " does not exist");
             OrderEvents events(w, id);
@@ -170,9 +170,9 @@ void SqliteApiStore::cancelOrder(const std::string& id, Done then)
         std::move(then));
 }
 
-std::optional<Order> SqliteApiStore::getOrder(const std::string& id)
+std::optional<Order> SqlApiStore::getOrder(const std::string& id)
 {
-    return readTransaction(db_, [&](sql::Statements& q) -> std::optional<Order> {
+    return readTransaction(readers_, [&](Statements& q) -> std::optional<Order> {
         auto order = loadOrder(q, id);
         if (!order) return std::nullopt;
         order->payments = loadPayments(q, PaymentsOf::Order, id);
@@ -181,16 +181,16 @@ std::optional<Order> SqliteApiStore::getOrder(const std::string& id)
     });
 }
 
-std::optional<Payment> SqliteApiStore::getPayment(const std::string& id)
+std::optional<Payment> SqlApiStore::getPayment(const std::string& id)
 {
-    return readTransaction(db_, [&](sql::Statements& q) -> std::optional<Payment> {
+    return readTransaction(readers_, [&](Statements& q) -> std::optional<Payment> {
         auto payments = loadPayments(q, PaymentsOf::Id, id);
         if (payments.empty()) return std::nullopt;
         return payments.front();
     });
 }
 
-std::vector<Order> SqliteApiStore::listOrders(std::optional<OrderStatus> status, int limit, const std::string& after)
+std::vector<Order> SqlApiStore::listOrders(std::optional<OrderStatus> status, int limit, const std::string& after)
 {
     // The four statements, built once (by status or not, after an id or not).
     static const std::array<std::string, 4> queries{
@@ -198,7 +198,7 @@ std::vector<Order> SqliteApiStore::listOrders(std::optional<OrderStatus> status,
         std::string(kOrderColumns) + listFilter(true, false), std::string(kOrderColumns) + listFilter(true, true)};
     const std::string& sql = queries[(status ? 2 : 0) + (after.empty() ? 0 : 1)];
     const std::int64_t n = limit;
-    return readTransaction(db_, [&](sql::Statements& q) {
+    return readTransaction(readers_, [&](Statements& q) {
         const std::string statusName = status ? std::string(toString(*status)) : std::string();
         if (status && !after.empty()) return loadOrders(q, sql, statusName, after, n);
         if (status) return loadOrders(q, sql, statusName, n);
@@ -207,14 +207,14 @@ std::vector<Order> SqliteApiStore::listOrders(std::optional<OrderStatus> status,
     });
 }
 
-std::string SqliteApiStore::listFilter(bool byStatus, bool afterId)
+std::string SqlApiStore::listFilter(bool byStatus, bool afterId)
 {
     // Served by orders_by_status (status, id) or the primary key (id): the
     // newest-first page is read in index order, never sorted.
-    std::string tail = "WHERE 1";
+    std::string tail = "WHERE 1 = 1";
     if (byStatus) tail += " AND status = ?";
     if (afterId) tail += " AND id < ?";
     return tail + " ORDER BY id DESC LIMIT ?";
 }
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

@@ -1,4 +1,4 @@
-#include "store/sqlite/OrderRows.h"
+#include "store/sql/OrderRows.h"
 
 #include "domain/Clock.h"
 #include "domain/Errors.h"
@@ -7,13 +7,13 @@
 
 #include <algorithm>
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 namespace {
 
 constexpr std::string_view kPaymentColumns =
     "SELECT id, order_id, status, reason, amount, currency, method, reference, created_at, updated_at FROM payments ";
 
-Payment paymentFromRow(const sql::Statement& row)
+Payment paymentFromRow(const Statement& row)
 {
     Payment p;
     p.id = row.text(0);
@@ -36,7 +36,7 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
     if (next_ == 0) {
         next_ = 1;
         w_("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?")
-            .query([&](sql::Statement& row) { next_ = row.integer(0); }, orderId_);
+            .query([&](Statement& row) { next_ = row.integer(0); }, orderId_);
     }
     w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id, instance) "
        "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
@@ -46,7 +46,7 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
 
 namespace {
 
-void insertMessage(sql::Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt,
+void insertMessage(Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt,
                    std::int64_t createdAt)
 {
     w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) VALUES (?, ?, 'ready', 0, 0, ?, ?)")
@@ -55,13 +55,13 @@ void insertMessage(sql::Statements& w, const std::string& queue, const std::stri
 
 }  // namespace
 
-void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body)
+void queueMessage(Statements& w, const std::string& queue, const std::string& body)
 {
     const std::int64_t now = clock::nowMillis();
     insertMessage(w, queue, body, now, now);
 }
 
-void queueMessageAt(sql::Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt)
+void queueMessageAt(Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt)
 {
     insertMessage(w, queue, body, dueAt, clock::nowMillis());
 }
@@ -73,21 +73,21 @@ std::string orderStepMessage(const std::string& orderId, const std::string& step
 }
 std::string paymentMessage(const std::string& paymentId) { return R"({"payment_id":")" + paymentId + R"("})"; }
 
-std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string& id)
+std::optional<OrderStatus> readOrderStatus(Statements& w, const std::string& id)
 {
     std::optional<OrderStatus> status;
-    w("SELECT status FROM orders WHERE id = ?").query([&](sql::Statement& row) { status = parseOrderStatus(row.text(0)); }, id);
+    w("SELECT status FROM orders WHERE id = ? /*FOR UPDATE*/").query([&](Statement& row) { status = parseOrderStatus(row.text(0)); }, id);
     return status;
 }
 
-std::int64_t processingCount(sql::Statements& s)
+std::int64_t processingCount(Statements& s)
 {
     std::int64_t n = 0;
-    s("SELECT value FROM work_counters WHERE name = 'processing'").query([&](sql::Statement& row) { n = row.integer(0); });
+    s("SELECT value FROM work_counters WHERE name = 'processing'").query([&](Statement& row) { n = row.integer(0); });
     return n;
 }
 
-void countProcessing(sql::Statements& w, std::int64_t delta)
+void countProcessing(Statements& w, std::int64_t delta)
 {
     if (delta != 0) w("UPDATE work_counters SET value = value + ? WHERE name = 'processing'").exec(delta);
 }
@@ -97,7 +97,7 @@ bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std:
     const std::string at = clock::nowRfc3339();
     const std::string_view fromName = toString(from);
     const std::string_view toName = toString(to);
-    sql::Statements& w = events.statements();
+    Statements& w = events.statements();
     if (w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
             .exec(toName, reason, at, events.orderId(), fromName) == 0)
         return false;
@@ -108,11 +108,11 @@ bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std:
 
 void rejectHeldPayments(OrderEvents& events)
 {
-    sql::Statements& w = events.statements();
+    Statements& w = events.statements();
     const std::string& orderId = events.orderId();
     std::vector<std::string> ids;
     w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued'")
-        .query([&](sql::Statement& row) { ids.push_back(row.text(0)); }, orderId);
+        .query([&](Statement& row) { ids.push_back(row.text(0)); }, orderId);
     const std::string at = clock::nowRfc3339();
     const std::string reason(kOrderNotPayable);
     for (const auto& id : ids) {
@@ -121,11 +121,11 @@ void rejectHeldPayments(OrderEvents& events)
     }
 }
 
-std::vector<std::string> completedSteps(sql::Statements& s, const std::string& id)
+std::vector<std::string> completedSteps(Statements& s, const std::string& id)
 {
     std::vector<std::string> done;
     s("SELECT step FROM order_events WHERE order_id = ? AND type = 'step_completed'")
-        .query([&](sql::Statement& row) { done.push_back(row.text(0)); }, id);
+        .query([&](Statement& row) { done.push_back(row.text(0)); }, id);
     return done;
 }
 
@@ -136,13 +136,13 @@ bool isCompleted(const std::vector<std::string>& done, const std::string& step)
 
 void completeStepIn(OrderEvents& events, const std::string& step, const std::string& instance)
 {
-    sql::Statements& w = events.statements();
+    Statements& w = events.statements();
     const std::string& id = events.orderId();
     const std::string at = clock::nowRfc3339();
     // The step's effect, in the same transaction as its ledger entry.
     if (step == "reserve_stock") {
         std::optional<std::string> items;
-        w("SELECT items FROM orders WHERE id = ?").query([&](sql::Statement& row) { items = row.text(0); }, id);
+        w("SELECT items FROM orders WHERE id = ?").query([&](Statement& row) { items = row.text(0); }, id);
         if (!items) throw PoisonMessage("order " + id + " does not exist");
         std::int64_t line = 0;
         for (const auto& item : itemsFromJson(*items)) {
@@ -160,14 +160,14 @@ void completeStepIn(OrderEvents& events, const std::string& step, const std::str
 
 bool finishIn(OrderEvents& events, bool& releasedPayments, bool count)
 {
-    sql::Statements& w = events.statements();
+    Statements& w = events.statements();
     const std::string& id = events.orderId();
     releasedPayments = false;
     if (!moveOrder(events, OrderStatus::Processing, OrderStatus::AwaitingPayment, "", count)) return false;
     // Payments that arrived while the order was being processed.
     std::vector<std::string> held;
     w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")
-        .query([&](sql::Statement& row) { held.push_back(row.text(0)); }, id);
+        .query([&](Statement& row) { held.push_back(row.text(0)); }, id);
     for (const auto& paymentId : held) {
         w("UPDATE payments SET dispatched = 1 WHERE id = ?").exec(paymentId);
         queueMessage(w, kPaymentsQueue, paymentMessage(paymentId));
@@ -176,18 +176,18 @@ bool finishIn(OrderEvents& events, bool& releasedPayments, bool count)
     return true;
 }
 
-std::vector<Payment> loadPayments(sql::Statements& q, PaymentsOf of, const std::string& key)
+std::vector<Payment> loadPayments(Statements& q, PaymentsOf of, const std::string& key)
 {
     // Built once: the statement cache is keyed by the text.
     static const std::string byId = std::string(kPaymentColumns) + "WHERE id = ? ORDER BY id";
     static const std::string byOrder = std::string(kPaymentColumns) + "WHERE order_id = ? ORDER BY id";
     std::vector<Payment> payments;
     q(of == PaymentsOf::Id ? byId : byOrder)
-        .query([&](sql::Statement& row) { payments.push_back(paymentFromRow(row)); }, key);
+        .query([&](Statement& row) { payments.push_back(paymentFromRow(row)); }, key);
     return payments;
 }
 
-Order orderFromRow(const sql::Statement& row)
+Order orderFromRow(const Statement& row)
 {
     Order o;
     o.id = row.text(0);
@@ -203,12 +203,12 @@ Order orderFromRow(const sql::Statement& row)
     return o;
 }
 
-std::optional<Order> loadOrder(sql::Statements& q, const std::string& id)
+std::optional<Order> loadOrder(Statements& q, const std::string& id)
 {
     static const std::string sql = std::string(kOrderColumns) + "WHERE id = ?";
     std::optional<Order> order;
-    q(sql).query([&](sql::Statement& row) { order = orderFromRow(row); }, id);
+    q(sql).query([&](Statement& row) { order = orderFromRow(row); }, id);
     return order;
 }
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

@@ -1,8 +1,7 @@
 #pragma once
 
 #include "domain/Order.h"
-#include "store/sqlite/Database.h"
-#include "store/sqlite/Sql.h"
+#include "store/sql/Statement.h"
 
 #include <optional>
 #include <string>
@@ -12,7 +11,7 @@
 /// The SQL of orders, payments and their events that the API's and the
 /// workers' transactions share. Each function runs on the connection it is
 /// given, inside the caller's transaction.
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
 struct EventFields {
     std::string status;
@@ -28,31 +27,33 @@ struct EventFields {
 /// reading the maximum for each would add as many statements).
 class OrderEvents {
 public:
-    OrderEvents(sql::Statements& w, const std::string& orderId) : w_(w), orderId_(orderId) {}
+    OrderEvents(Statements& w, const std::string& orderId) : w_(w), orderId_(orderId) {}
 
     void add(const std::string& type, const EventFields& f, const std::string& at);
-    sql::Statements& statements() const { return w_; }
+    Statements& statements() const { return w_; }
     const std::string& orderId() const { return orderId_; }
 
 private:
-    sql::Statements& w_;
+    Statements& w_;
     const std::string& orderId_;
     std::int64_t next_ = 0;  // 0: not read yet
 };
 
 /// Adds a message to `queue`'s table of messages (the embedded queue, or
 /// the outbox with RabbitMQ), in the caller's transaction.
-void queueMessage(sql::Statements& w, const std::string& queue, const std::string& body);
+void queueMessage(Statements& w, const std::string& queue, const std::string& body);
 /// The same, due at `dueAt` (milliseconds since the epoch) instead of now.
-void queueMessageAt(sql::Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt);
+void queueMessageAt(Statements& w, const std::string& queue, const std::string& body, std::int64_t dueAt);
 std::string orderMessage(const std::string& orderId);
 /// The timer of an order's step: due when the step has taken its time.
 std::string orderStepMessage(const std::string& orderId, const std::string& step);
 std::string paymentMessage(const std::string& paymentId);
 
-std::optional<OrderStatus> readOrderStatus(sql::Statements& w, const std::string& id);
+/// An order's status, its row locked until the transaction ends (in
+/// PostgreSQL; SQLite's one writer needs no lock).
+std::optional<OrderStatus> readOrderStatus(Statements& w, const std::string& id);
 /// Orders in processing, as moveOrder counts them.
-std::int64_t processingCount(sql::Statements& s);
+std::int64_t processingCount(Statements& s);
 /// Moves an order from `from` to `to` with its status event; false (and
 /// nothing written) if the order was not in `from`. Keeps the count of
 /// orders in processing (work_counters) in step, unless the caller does
@@ -60,14 +61,14 @@ std::int64_t processingCount(sql::Statements& s);
 /// updates the count once, or not at all).
 bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason, bool count = true);
 /// Adds `delta` to the count of orders in processing.
-void countProcessing(sql::Statements& w, std::int64_t delta);
+void countProcessing(Statements& w, std::int64_t delta);
 /// Rejects the payments still queued for an order that will never take them.
 void rejectHeldPayments(OrderEvents& events);
 
 /// The steps of an order done so far. Their step_completed events are the
 /// ledger that makes each step's effect happen once: an event is written in
 /// the same transaction as its step's effect, and events are never removed.
-std::vector<std::string> completedSteps(sql::Statements& s, const std::string& id);
+std::vector<std::string> completedSteps(Statements& s, const std::string& id);
 bool isCompleted(const std::vector<std::string>& done, const std::string& step);
 /// Does a processing step's effect and records it, for a step not done yet
 /// (the caller checked completedSteps in this transaction); `instance`
@@ -81,33 +82,12 @@ bool finishIn(OrderEvents& events, bool& releasedPayments, bool count = true);
 /// adds its tail ("WHERE ...").
 inline constexpr std::string_view kOrderColumns =
     "SELECT id, status, reason, customer, currency, total_amount, items, metadata, created_at, updated_at FROM orders ";
-Order orderFromRow(const sql::Statement& row);
+Order orderFromRow(const Statement& row);
 /// An order without its payments and events.
-std::optional<Order> loadOrder(sql::Statements& q, const std::string& id);
+std::optional<Order> loadOrder(Statements& q, const std::string& id);
 
 enum class PaymentsOf { Id, Order };
 /// The payment with id `key`, or the payments of order `key`, by id.
-std::vector<Payment> loadPayments(sql::Statements& q, PaymentsOf of, const std::string& key);
+std::vector<Payment> loadPayments(Statements& q, PaymentsOf of, const std::string& key);
 
-/// Runs `f` in one read transaction on this thread's read connection, so
-/// what it reads (an order, its payments, its events) comes from one commit.
-template <typename F>
-auto readTransaction(Database& db, F&& f)
-{
-    sql::Statements& q = db.localReader();
-    q("BEGIN").exec();
-    try {
-        auto result = f(q);
-        q("COMMIT").exec();
-        return result;
-    } catch (...) {
-        try {
-            q("ROLLBACK").exec();
-        } catch (const std::exception&) {
-            // Nothing was written; the snapshot ends with the next BEGIN's error at worst.
-        }
-        throw;
-    }
-}
-
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

@@ -1,16 +1,16 @@
 #pragma once
 
 #include "store/OutboxStore.h"
-#include "store/sqlite/Committer.h"
-#include "store/sqlite/Database.h"
+#include "store/sql/Committer.h"
+#include "store/sql/Readers.h"
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
 /// OutboxStore on the `messages` table (a row is ready, or publishing
 /// until due_at) and the `deliveries` table (attempts per message id).
-class SqliteOutboxStore : public OutboxStore {
+class SqlOutboxStore : public OutboxStore {
 public:
-    SqliteOutboxStore(Database& db, Committer& committer);
+    SqlOutboxStore(Readers& readers, Committer& committer);
 
     std::vector<OutboxMessage> claim(std::size_t max, std::chrono::milliseconds claimTime) override;
     void unclaim(const std::vector<std::int64_t>& ids) override;
@@ -22,8 +22,8 @@ public:
     void forgetDeliveries(std::int64_t messageId) override;
 
 private:
-    Database& db_;
+    Readers& readers_;
     Committer& committer_;
 };
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

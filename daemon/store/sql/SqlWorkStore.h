@@ -2,15 +2,18 @@
 
 #include "store/MessageSignal.h"
 #include "store/WorkStore.h"
-#include "store/sqlite/Committer.h"
-#include "store/sqlite/Database.h"
+#include "store/sql/Committer.h"
+#include "store/sql/Readers.h"
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
-/// WorkStore on SQLite: each change one unit of the Committer, waited for.
-class SqliteWorkStore : public WorkStore {
+/// WorkStore in SQL, for SQLite and PostgreSQL alike: each change one unit
+/// of the Committer, waited for. Every unit first reads (and in PostgreSQL
+/// locks) the row of the order it changes, so units on one order, from
+/// any instance, follow each other.
+class SqlWorkStore : public WorkStore {
 public:
-    SqliteWorkStore(Database& db, Committer& committer, const MessageSignal& published);
+    SqlWorkStore(Readers& readers, Committer& committer, const MessageSignal& published);
 
     std::vector<AdvanceOutcome> advance(const std::vector<OrderWork>& work, const ProcessingPlan& plan) override;
     std::int64_t ordersInProcessing() override;
@@ -20,9 +23,9 @@ public:
     void abandonPayment(const std::string& id) override;
 
 private:
-    Database& db_;
+    Readers& readers_;
     Committer& committer_;
     const MessageSignal& published_;
 };
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

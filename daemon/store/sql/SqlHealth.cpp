@@ -1,20 +1,23 @@
-#include "store/sqlite/SqliteHealth.h"
+#include "store/sql/SqlHealth.h"
 
 #include "domain/Clock.h"
 
 
-namespace orderpay::sqlite {
+namespace orderpay::sql {
 
-SqliteHealth::SqliteHealth(Database& db, Committer& committer) : db_(db), committer_(committer) {}
+SqlHealth::SqlHealth(Readers& readers, Committer& committer, std::function<void(std::ostream&)> extraMetrics)
+    : readers_(readers), committer_(committer), extraMetrics_(std::move(extraMetrics))
+{
+}
 
-bool SqliteHealth::writable()
+bool SqlHealth::writable()
 {
     const std::int64_t now = clock::steadyMillis();
     if (now - probedAt_.load() >= 1000 && !probing_.exchange(true)) {
         probedAt_ = now;
         committer_.submit(
-            [](sql::Statements& w) {
-                w("INSERT OR REPLACE INTO health_probe (id, at) VALUES (1, ?)").exec(clock::nowMillis());
+            [](Statements& w) {
+                w("INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at").exec(clock::nowMillis());
             },
             [this](std::exception_ptr error) {
                 writable_ = !error;
@@ -24,33 +27,35 @@ bool SqliteHealth::writable()
     return writable_;
 }
 
-std::string SqliteHealth::statusCountQuery(const std::string& table)
+std::string SqlHealth::statusCountQuery(const std::string& table)
 {
     return "SELECT status, COUNT(*) FROM " + table + " GROUP BY status";
 }
 
-std::map<std::string, std::int64_t> SqliteHealth::countByStatus(const std::string& table)
+std::map<std::string, std::int64_t> SqlHealth::countByStatus(const std::string& table)
 {
     std::map<std::string, std::int64_t> result;
-    db_.localReader()(statusCountQuery(table))
-        .query([&](sql::Statement& row) { result[row.text(0)] = row.integer(1); });
+    const std::string sql = statusCountQuery(table);
+    readers_.read([&](Statements& q) {
+        q(sql).query([&](Statement& row) { result[row.text(0)] = row.integer(1); });
+    });
     return result;
 }
 
-std::map<std::string, std::int64_t> SqliteHealth::orderCounts() { return countByStatus("orders"); }
+std::map<std::string, std::int64_t> SqlHealth::orderCounts() { return countByStatus("orders"); }
 
-std::map<std::string, std::int64_t> SqliteHealth::paymentCounts() { return countByStatus("payments"); }
+std::map<std::string, std::int64_t> SqlHealth::paymentCounts() { return countByStatus("payments"); }
 
-int SqliteHealth::purgeIdempotencyKeys(std::int64_t olderThanMillis)
+int SqlHealth::purgeIdempotencyKeys(std::int64_t olderThanMillis)
 {
     int purged = 0;
-    committer_.write([&](sql::Statements& w) {
+    committer_.write([&](Statements& w) {
         purged = w("DELETE FROM idempotency_keys WHERE created_at < ?").exec(olderThanMillis);
     });
     return purged;
 }
 
-void SqliteHealth::renderMetrics(std::ostream& out)
+void SqlHealth::renderMetrics(std::ostream& out)
 {
     const auto commits = committer_.stats();
     out << "# HELP orderpay_store_transactions_total Write transactions committed (each one sync).\n"
@@ -70,17 +75,8 @@ void SqliteHealth::renderMetrics(std::ostream& out)
         << "orderpay_store_batch_size_count " << commits.transactions << "\n"
         << "# HELP orderpay_store_failed_commits_total Transactions the database refused.\n"
         << "# TYPE orderpay_store_failed_commits_total counter\n"
-        << "orderpay_store_failed_commits_total " << commits.failedCommits << "\n"
-        << "# HELP orderpay_sqlite_memory_bytes Heap SQLite holds now (page caches, schemas, statements).\n"
-        << "# TYPE orderpay_sqlite_memory_bytes gauge\n"
-        << "orderpay_sqlite_memory_bytes " << Database::memoryUsed() << "\n"
-        << "# HELP orderpay_sqlite_memory_highwater_bytes The most heap SQLite has held since start.\n"
-        << "# TYPE orderpay_sqlite_memory_highwater_bytes gauge\n"
-        << "orderpay_sqlite_memory_highwater_bytes " << Database::memoryHighwater() << "\n"
-        << "# HELP orderpay_sqlite_memory_limit_bytes What SQLite keeps its page caches under, all connections "
-           "together.\n"
-        << "# TYPE orderpay_sqlite_memory_limit_bytes gauge\n"
-        << "orderpay_sqlite_memory_limit_bytes " << Database::memoryLimit() << "\n";
+        << "orderpay_store_failed_commits_total " << commits.failedCommits << "\n";
+    if (extraMetrics_) extraMetrics_(out);
 }
 
-}  // namespace orderpay::sqlite
+}  // namespace orderpay::sql

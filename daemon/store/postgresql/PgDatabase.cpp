@@ -1,0 +1,175 @@
+#include "store/postgresql/PgDatabase.h"
+
+#include "domain/Clock.h"
+#include "logging/Log.h"
+#include "store/postgresql/PgSchema.h"
+
+namespace orderpay::pg {
+namespace {
+
+/// How long a read waits for a pooled session before it is refused (503).
+constexpr std::chrono::seconds kPoolWait{5};
+/// libpq's floor for connect_timeout: a server that does not answer at all
+/// (a cut link) is given up after this.
+constexpr std::chrono::seconds kConnectTimeout{2};
+
+}  // namespace
+
+Endpoint::Endpoint(const StoreSettings& settings)
+    : conninfo_(settings.postgresqlUri),
+      passwordFile_(settings.postgresqlPasswordFile),
+      description_("PostgreSQL database " + redacted(settings.postgresqlUri))
+{
+}
+
+std::unique_ptr<Connection> Endpoint::connect()
+{
+    {
+        std::lock_guard lock(mutex_);
+        if (failedAt_ != 0 && clock::steadyMillis() - failedAt_ < kRetryInterval.count())
+            throw StoreUnavailable(failure_);
+    }
+    try {
+        auto c = std::make_unique<Connection>(conninfo_, kConnectTimeout, passwordFile_);
+        c->run("SET synchronous_commit = on");
+        ++connects_;
+        std::lock_guard lock(mutex_);
+        if (failedAt_ != 0) {
+            failedAt_ = 0;
+            static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+            logLine(log, Poco::Message::PRIO_NOTICE, "connected to " + description_ + " again");
+        }
+        return c;
+    } catch (const StoreUnavailable& e) {
+        ++failedConnects_;
+        std::lock_guard lock(mutex_);
+        if (failedAt_ == 0) {
+            static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+            logLine(log, Poco::Message::PRIO_ERROR,
+                    std::string(e.what()) + "; requests are answered 503 until it answers again");
+        }
+        failedAt_ = clock::steadyMillis();
+        failure_ = e.what();
+        throw;
+    }
+}
+
+Connection& Session::connection()
+{
+    if (!healthy()) {
+        statements_.reset();
+        connection_.reset();
+        connection_ = endpoint_.connect();
+        statements_ = std::make_unique<PgStatements>(*connection_);
+    }
+    return *connection_;
+}
+
+sql::Statements& Session::statements()
+{
+    connection();
+    return *statements_;
+}
+
+void PgWriter::rollback() noexcept
+{
+    try {
+        Connection& c = session_.connection();
+        c.run("ROLLBACK");
+    } catch (...) {
+        // The connection broke: the server rolled the transaction back.
+    }
+}
+
+bool PgWriter::isEnvironmental(const std::exception& error) const
+{
+    return dynamic_cast<const StoreUnavailable*>(&error) != nullptr;
+}
+
+bool PgWriter::isTransient(const std::exception& error) const
+{
+    return dynamic_cast<const TransientError*>(&error) != nullptr;
+}
+
+PgDatabase::PgDatabase(const StoreSettings& settings) : settings_(settings), endpoint_(settings)
+{
+    {
+        auto c = endpoint_.connect();
+        PgSchema::migrate(*c, [&](int from) {
+            static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+            logLine(log, Poco::Message::PRIO_NOTICE,
+                    "migrating " + endpoint_.description() + " from schema version " + std::to_string(from) + " to " +
+                        std::to_string(from + 1));
+        });
+    }
+    for (int i = 0; i < readerCount(settings.postgresqlPoolSize); ++i) {
+        readers_.push_back(std::make_unique<Session>(endpoint_));
+        idle_.push_back(readers_.back().get());
+    }
+}
+
+std::vector<std::unique_ptr<sql::Writer>> PgDatabase::makeWriters()
+{
+    std::vector<std::unique_ptr<sql::Writer>> writers;
+    for (int i = 0; i < writerCount(settings_.postgresqlPoolSize); ++i)
+        writers.push_back(std::make_unique<PgWriter>(endpoint_));
+    return writers;
+}
+
+Session& PgDatabase::acquire()
+{
+    std::unique_lock lock(poolMutex_);
+    if (!poolFree_.wait_for(lock, kPoolWait, [&] { return !idle_.empty(); }))
+        throw StoreUnavailable("every read connection to " + endpoint_.description() + " stayed busy");
+    Session* s = idle_.back();
+    idle_.pop_back();
+    return *s;
+}
+
+void PgDatabase::giveBack(Session& s)
+{
+    {
+        std::lock_guard lock(poolMutex_);
+        idle_.push_back(&s);
+    }
+    poolFree_.notify_one();
+}
+
+void PgDatabase::read(const std::function<void(sql::Statements&)>& f)
+{
+    Session& s = acquire();
+    struct Return {
+        PgDatabase& db;
+        Session& s;
+        ~Return() { db.giveBack(s); }
+    } giveBack{*this, s};
+    Connection& c = s.connection();
+    c.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    try {
+        f(s.statements());
+        c.run("COMMIT");
+    } catch (...) {
+        try {
+            if (!c.broken()) c.run("ROLLBACK");
+        } catch (const std::exception&) {
+            // Broken meanwhile: the server ends the transaction.
+        }
+        throw;
+    }
+}
+
+void PgDatabase::renderMetrics(std::ostream& out) const
+{
+    out << "# HELP orderpay_postgresql_connects_total Connections opened to PostgreSQL (again after each loss).\n"
+        << "# TYPE orderpay_postgresql_connects_total counter\n"
+        << "orderpay_postgresql_connects_total " << endpoint_.connects() << "\n"
+        << "# HELP orderpay_postgresql_connect_failures_total Connections PostgreSQL did not take.\n"
+        << "# TYPE orderpay_postgresql_connect_failures_total counter\n"
+        << "orderpay_postgresql_connect_failures_total " << endpoint_.failedConnects() << "\n"
+        << "# HELP orderpay_postgresql_pool_size Connections of this instance: writers and readers.\n"
+        << "# TYPE orderpay_postgresql_pool_size gauge\n"
+        << "orderpay_postgresql_pool_size{role=\"writer\"} " << writerCount(settings_.postgresqlPoolSize) << "\n"
+        << "orderpay_postgresql_pool_size{role=\"reader\"} " << readerCount(settings_.postgresqlPoolSize) << "\n";
+}
+
+}  // namespace orderpay::pg

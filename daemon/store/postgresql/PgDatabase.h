@@ -1,0 +1,122 @@
+#pragma once
+
+#include "settings/Settings.h"
+#include "store/postgresql/PgConnection.h"
+#include "store/postgresql/PgStatements.h"
+#include "store/sql/Committer.h"
+#include "store/sql/Readers.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace orderpay::pg {
+
+/// Where the connections go, and whether it answered lately. While the
+/// server is away a connection is tried at most every kRetryInterval: the
+/// requests in between are refused at once (503), not each held for a
+/// connect timeout, and the first attempt after the server's return
+/// comes within that interval.
+class Endpoint {
+public:
+    static constexpr std::chrono::milliseconds kRetryInterval{200};
+
+    explicit Endpoint(const StoreSettings& settings);
+
+    /// A new connection; StoreUnavailable if the server does not answer.
+    std::unique_ptr<Connection> connect();
+    /// "PostgreSQL database host=... dbname=...", never a password.
+    const std::string& description() const { return description_; }
+    std::uint64_t connects() const { return connects_.load(); }
+    std::uint64_t failedConnects() const { return failedConnects_.load(); }
+
+private:
+    std::string conninfo_;
+    std::string passwordFile_;
+    std::string description_;
+    std::mutex mutex_;
+    std::int64_t failedAt_ = 0;  // steady milliseconds of the last failure; under mutex_
+    std::string failure_;        // its message; under mutex_
+    std::atomic<std::uint64_t> connects_{0};
+    std::atomic<std::uint64_t> failedConnects_{0};
+};
+
+/// One connection slot: opened on first use, and opened again on the use
+/// after it broke (the server restarted, failed over, or cut it).
+class Session {
+public:
+    explicit Session(Endpoint& endpoint) : endpoint_(endpoint) {}
+
+    Connection& connection();
+    sql::Statements& statements();
+    /// Whether a connection is open and not broken (nothing is opened).
+    bool healthy() const { return connection_ && !connection_->broken(); }
+
+private:
+    Endpoint& endpoint_;
+    std::unique_ptr<PgStatements> statements_;  // of connection_; goes first
+    std::unique_ptr<Connection> connection_;
+};
+
+/// The Committer's side of PostgreSQL: one writer thread's session.
+/// synchronous_commit is on for every connection: a commit returns once
+/// the server has flushed it (and, with synchronous standbys, they have).
+class PgWriter final : public sql::Writer {
+public:
+    explicit PgWriter(Endpoint& endpoint) : session_(endpoint) {}
+
+    sql::Statements& statements() override { return session_.statements(); }
+    void begin() override { session_.connection().run("BEGIN"); }
+    void commit() override { session_.connection().run("COMMIT"); }
+    void rollback() noexcept override;
+    void savepoint() override { session_.connection().run("SAVEPOINT unit"); }
+    void rollbackToSavepoint() override { session_.connection().run("ROLLBACK TO SAVEPOINT unit"); }
+    void releaseSavepoint() override { session_.connection().run("RELEASE SAVEPOINT unit"); }
+    bool isEnvironmental(const std::exception& error) const override;
+    bool isTransient(const std::exception& error) const override;
+    std::exception_ptr classify(const std::exception_ptr& error) const override { return error; }
+
+private:
+    Session session_;
+};
+
+/// The PostgreSQL database: migrated at start (once for every instance
+/// starting together), the writers the Committer drives, and a pool of
+/// read sessions (store.postgresql.pool_size connections in all: half
+/// writers, half readers, at least one of each).
+class PgDatabase : public sql::Readers {
+public:
+    /// Connects and migrates; StoreUnavailable if the server does not
+    /// answer, PermanentError if its schema is newer than this program's.
+    explicit PgDatabase(const StoreSettings& settings);
+
+    /// The writers for the Committer (call once).
+    std::vector<std::unique_ptr<sql::Writer>> makeWriters();
+    /// `f` in one REPEATABLE READ, READ ONLY transaction on a pooled session.
+    void read(const std::function<void(sql::Statements&)>& f) override;
+
+    const std::string& description() const { return endpoint_.description(); }
+    void renderMetrics(std::ostream& out) const;
+
+    static int writerCount(int poolSize) { return poolSize < 2 ? 1 : poolSize / 2; }
+    static int readerCount(int poolSize) { return poolSize < 2 ? 1 : poolSize - poolSize / 2; }
+
+private:
+    Session& acquire();
+    void giveBack(Session& s);
+
+    StoreSettings settings_;
+    Endpoint endpoint_;
+    std::mutex poolMutex_;
+    std::condition_variable poolFree_;
+    std::vector<std::unique_ptr<Session>> readers_;
+    std::vector<Session*> idle_;  // under poolMutex_
+};
+
+}  // namespace orderpay::pg

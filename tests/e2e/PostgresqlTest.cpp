@@ -318,8 +318,14 @@ TEST_CASE("PostgreSQL stopped mid-run and started again: 503 while it is down, n
         30s, 20ms));
     // Reads are refused too, and readiness names the database.
     CHECK(c.getOrder(accepted.front()).status == 503);
-    const auto ready = c.get("/health/ready");
-    CHECK(ready.status == 503);
+    // Readiness follows within its probe's second.
+    Response ready;
+    CHECK(eventually(
+        [&] {
+            ready = c.get("/health/ready");
+            return ready.status == 503;
+        },
+        3s, 50ms));
     CHECK(getString(getObject(ready.jsonObject(), "components"), "database").value_or("") == "unavailable");
 
     server.start();

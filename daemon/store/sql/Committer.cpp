@@ -284,6 +284,12 @@ Committer::Attempt Committer::failBatch(Writer& writer, std::deque<Unit*>& batch
     return Attempt::Failed;
 }
 
+bool Committer::writable() const
+{
+    std::lock_guard lock(writableMutex_);
+    return writable_;
+}
+
 void Committer::noteWritable(bool writable, const std::exception_ptr& cause)
 {
     {

@@ -118,6 +118,8 @@ public:
 
     void stop();
     Stats stats() const;
+    /// False from a transaction the database refused until one commits.
+    bool writable() const;
 
 private:
     struct Unit {
@@ -162,7 +164,7 @@ private:
     bool stopping_ = false;
     Stats stats_;
     bool writable_ = true;  // the last commit's outcome; under writableMutex_
-    std::mutex writableMutex_;
+    mutable std::mutex writableMutex_;
     std::vector<std::thread> threads_;
 };
 

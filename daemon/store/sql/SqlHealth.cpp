@@ -24,7 +24,9 @@ bool SqlHealth::writable()
                 probing_ = false;
             });
     }
-    return writable_;
+    // A refused transaction of any writer says so at once, without
+    // waiting for the next probe.
+    return writable_ && committer_.writable();
 }
 
 std::string SqlHealth::statusCountQuery(const std::string& table)

@@ -16,8 +16,6 @@ namespace {
 constexpr std::chrono::milliseconds kConfirmTimeout{10000};
 constexpr std::chrono::milliseconds kMaxReconnectDelay{30000};
 constexpr std::size_t kRelayBatch = 256;
-/// A claimed outbox row whose relay died is published again after this.
-constexpr std::chrono::milliseconds kClaim{10000};
 const std::vector<std::string> kQueues = {kOrdersQueue, kOrderStepsQueue, kPaymentsQueue};
 /// How long the idle relay waits before it looks for timers that came due.
 constexpr std::chrono::milliseconds kRelayIdle{200};
@@ -48,6 +46,7 @@ RabbitMqBroker::RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker
       // milliseconds (no handler waits out a step), so RabbitMQ's usual
       // interval holds whatever orders.processing_ms is.
       heartbeat_(std::chrono::seconds(30)),
+      claimTime_(broker.lease),
       log_(Poco::Logger::get("orderpay.broker")),
       monitor_("amqp-monitor", std::chrono::seconds(1), [this] { lookAtQueues(); })
 {
@@ -223,7 +222,7 @@ void RabbitMqBroker::relayLoop()
 
 bool RabbitMqBroker::relayOnce(AmqpConnection& c)
 {
-    const auto claimed = outbox_.claim(kRelayBatch, kClaim);
+    const auto claimed = outbox_.claim(kRelayBatch, claimTime_);
     if (claimed.empty()) return false;
     std::vector<std::int64_t> ids;
     ids.reserve(claimed.size());
@@ -243,7 +242,7 @@ bool RabbitMqBroker::relayOnce(AmqpConnection& c)
         try {
             outbox_.unclaim(ids);
         } catch (const std::exception&) {
-            // The claim runs out by itself after kClaim.
+            // The claim runs out by itself after broker.lease.
         }
         throw;
     }

@@ -121,6 +121,10 @@ private:
     std::chrono::milliseconds backoffBase_;
     int maxAttempts_;
     std::chrono::seconds heartbeat_;
+    /// How long an outbox row this instance claimed for relaying stays its
+    /// (broker.lease): a relay that died has its claims published by
+    /// another instance after it.
+    std::chrono::milliseconds claimTime_;
     Poco::Logger& log_;
 
     std::atomic<bool> stopping_{false};

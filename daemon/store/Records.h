@@ -66,7 +66,7 @@ struct AdvanceResult {
     std::int64_t dueAt = 0;              // the last begun step's timer (if not finished)
     std::int64_t lateMs = -1;            // how late the waited-for step ran (-1: none waited)
     bool finished = false;               // reached awaiting_payment
-    bool releasedPayments = false;       // payments held for the order were queued
+    bool releasedPayments = false;       // payments held for the order (if any) were queued
     bool stale = false;                  // not the order's current message: nothing changed
     bool noCapacity = false;             // not started: orders.concurrency orders are in processing
 };

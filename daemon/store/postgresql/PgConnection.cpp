@@ -3,6 +3,7 @@
 #include <Poco/NumberParser.h>
 
 #include <memory>
+#include <utility>
 
 namespace orderpay::pg {
 namespace {
@@ -155,28 +156,153 @@ Result Connection::check(PGresult* r, std::string_view sql)
     throw PgError("PostgreSQL refused " + std::string(sql.substr(0, 80)) + ": " + message, state);
 }
 
+const std::string& Connection::prepare(std::string_view sql)
+{
+    const std::string text(sql);
+    auto found = prepared_.find(text);
+    if (found != prepared_.end()) return found->second;
+    const std::string name = "s" + std::to_string(prepared_.size() + 1);
+    if (pipeline_) {
+        if (PQsendPrepare(conn_, name.c_str(), text.c_str(), 0, nullptr) != 1) lost(PQerrorMessage(conn_));
+        pending_.push_back({Pending::Prepare, text});
+    } else {
+        check(PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr), sql);
+    }
+    return prepared_.emplace(text, name).first->second;
+}
+
+void Connection::lost(const std::string& what)
+{
+    failed_ = true;
+    throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " was lost: " + trimmed(what.c_str()));
+}
+
 Result Connection::exec(std::string_view sql, const std::vector<Param>& params)
 {
     if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
-    const std::string text(sql);
-    auto found = prepared_.find(text);
-    if (found == prepared_.end()) {
-        const std::string name = "s" + std::to_string(prepared_.size() + 1);
-        check(PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr), sql);
-        found = prepared_.emplace(text, name).first;
-    }
+    const std::string& name = prepare(sql);
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const auto& p : params) values.push_back(p.data());
-    return check(PQexecPrepared(conn_, found->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                                nullptr, 0),
-                 sql);
+    if (!pipeline_) {
+        return check(PQexecPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                                    nullptr, 0),
+                     sql);
+    }
+    if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0) !=
+        1)
+        lost(PQerrorMessage(conn_));
+    pending_.push_back({Pending::Statement, std::string(sql)});
+    const std::size_t mine = pending_.size() - 1;
+    // The server sends what it has; the statements before this one are read first.
+    if (PQsendFlushRequest(conn_) != 1 || PQflush(conn_) != 0) lost(PQerrorMessage(conn_));
+    std::optional<Result> result;
+    while (pendingHead_ <= mine) {
+        const bool last = pendingHead_ == mine;
+        std::optional<Result> r = consume();
+        if (last) result = std::move(r);
+    }
+    if (pendingHead_ == pending_.size()) {
+        pending_.clear();
+        pendingHead_ = 0;
+    }
+    if (firstError_) std::rethrow_exception(firstError_);
+    return std::move(*result);
+}
+
+std::optional<Result> Connection::consume()
+{
+    const Pending& p = pending_[pendingHead_];
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) lost(PQerrorMessage(conn_));
+    ++pendingHead_;
+    const ExecStatusType status = PQresultStatus(r);
+    if (p.kind == Pending::Sync) {
+        PQclear(r);
+        if (status != PGRES_PIPELINE_SYNC) lost("out of step with the server's pipeline");
+        return std::nullopt;
+    }
+    // Each statement's results end with a NULL.
+    PGresult* end = PQgetResult(conn_);
+    if (end != nullptr) {
+        PQclear(end);
+        PQclear(r);
+        lost("a statement sent more than one result");
+    }
+    if (status == PGRES_PIPELINE_ABORTED) {
+        PQclear(r);  // skipped after an earlier error, which is the one to report
+        if (!firstError_)
+            firstError_ = std::make_exception_ptr(PgError("PostgreSQL skipped " + p.sql.substr(0, 80), "25P02"));
+        return std::nullopt;
+    }
+    try {
+        return check(r, p.sql);
+    } catch (const StoreUnavailable&) {
+        throw;
+    } catch (...) {
+        if (!firstError_) firstError_ = std::current_exception();
+        return std::nullopt;
+    }
 }
 
 void Connection::run(std::string_view sql)
 {
     if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
+    if (pipeline_) {
+        sendCommand(sql);
+        sync();
+        return;
+    }
     check(PQexec(conn_, std::string(sql).c_str()), sql);
+}
+
+void Connection::enterPipeline()
+{
+    if (PQenterPipelineMode(conn_) != 1) lost(PQerrorMessage(conn_));
+    pipeline_ = true;
+}
+
+void Connection::send(std::string_view sql, const std::vector<Param>& params)
+{
+    if (!pipeline_) {
+        exec(sql, params);
+        return;
+    }
+    if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
+    const std::string& name = prepare(sql);
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.data());
+    if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0) !=
+        1)
+        lost(PQerrorMessage(conn_));
+    pending_.push_back({Pending::Statement, std::string(sql)});
+}
+
+void Connection::sendCommand(std::string_view sql)
+{
+    if (!pipeline_) {
+        run(sql);
+        return;
+    }
+    if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
+    const std::string text(sql);
+    if (PQsendQueryParams(conn_, text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1)
+        lost(PQerrorMessage(conn_));
+    pending_.push_back({Pending::Statement, text});
+}
+
+void Connection::sync()
+{
+    if (!pipeline_) return;
+    if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
+    if (PQpipelineSync(conn_) != 1) lost(PQerrorMessage(conn_));
+    pending_.push_back({Pending::Sync, {}});
+    while (pendingHead_ < pending_.size()) consume();
+    pending_.clear();
+    pendingHead_ = 0;
+    std::exception_ptr error = std::exchange(firstError_, nullptr);
+    if (error) std::rethrow_exception(error);
 }
 
 }  // namespace orderpay::pg

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,11 +84,30 @@ public:
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
-    /// Runs `sql` with `params` bound to $1, $2, ...
+    /// Runs `sql` with `params` bound to $1, $2, ... and returns its result.
+    /// In pipeline mode, what was sent before it is read first; an error of
+    /// one of those is thrown instead (the server skipped the rest).
     Result exec(std::string_view sql, const std::vector<Param>& params = {});
     /// Runs statements without parameters and without preparing them
-    /// (BEGIN, COMMIT, a migration's DDL).
+    /// (BEGIN, COMMIT, a migration's DDL), and waits for them.
     void run(std::string_view sql);
+
+    /// Pipeline mode (libpq's): statements whose result nobody reads are
+    /// sent without waiting for it (send, sendCommand), and their results
+    /// read at the next exec or sync: a transaction of many inserts costs
+    /// one round trip to the server instead of one per statement. Call once,
+    /// on a fresh connection.
+    void enterPipeline();
+    bool pipelined() const { return pipeline_; }
+    /// Sends `sql` with `params`; its result (and error) comes with the
+    /// next exec or sync. Outside pipeline mode, runs it at once.
+    void send(std::string_view sql, const std::vector<Param>& params = {});
+    /// Sends a statement without parameters, unprepared (BEGIN, SAVEPOINT).
+    void sendCommand(std::string_view sql);
+    /// Reads every result still to come; throws the first error among them
+    /// (the server skipped what followed it). The pipeline takes statements
+    /// again afterwards, also after an error.
+    void sync();
 
     bool broken() const;
     /// host:port as connected, for messages.
@@ -96,6 +116,23 @@ public:
 private:
     /// Throws what `r` says went wrong, if anything did.
     Result check(PGresult* r, std::string_view sql);
+    /// The prepared statement's name, preparing it (sent, in pipeline mode).
+    const std::string& prepare(std::string_view sql);
+    /// Marks the connection broken and throws StoreUnavailable.
+    [[noreturn]] void lost(const std::string& what);
+    /// In pipeline mode: reads the results of the oldest pending entry.
+    /// Returns its result (a Sync's has none); an error is thrown only if
+    /// `throwErrors`, else kept in firstError_.
+    std::optional<Result> consume();
+
+    struct Pending {
+        enum Kind { Statement, Prepare, Sync } kind;
+        std::string sql;  // for messages
+    };
+    bool pipeline_ = false;
+    std::vector<Pending> pending_;  // sent, results not read yet, oldest first
+    std::size_t pendingHead_ = 0;
+    std::exception_ptr firstError_;  // the first error read since the last sync
 
     PGconn* conn_ = nullptr;
     std::string endpoint_;

@@ -60,6 +60,7 @@ Connection& Session::connection()
         statements_.reset();
         connection_.reset();
         connection_ = endpoint_.connect();
+        if (pipeline_) connection_->enterPipeline();
         statements_ = std::make_unique<PgStatements>(*connection_);
     }
     return *connection_;
@@ -71,11 +72,49 @@ sql::Statements& Session::statements()
     return *statements_;
 }
 
+void PgWriter::commit()
+{
+    Connection& c = session_.connection();
+    c.sendCommand("COMMIT");
+    c.sync();
+}
+
+void PgWriter::releaseSavepoint()
+{
+    // The unit's own errors surface here, before its savepoint goes.
+    Connection& c = session_.connection();
+    c.sendCommand("RELEASE SAVEPOINT unit");
+    c.sync();
+}
+
+void PgWriter::rollbackToSavepoint()
+{
+    Connection& c = session_.connection();
+    try {
+        c.sync();  // past the unit's error: the server takes statements again
+    } catch (const StoreUnavailable&) {
+        throw;
+    } catch (const std::exception&) {
+        // The unit's error, reported already.
+    }
+    c.sendCommand("ROLLBACK TO SAVEPOINT unit");
+    c.sync();
+}
+
 void PgWriter::rollback() noexcept
 {
     try {
+        if (!session_.healthy()) return;  // the server rolled the transaction back
         Connection& c = session_.connection();
-        c.run("ROLLBACK");
+        try {
+            c.sync();
+        } catch (const StoreUnavailable&) {
+            return;
+        } catch (const std::exception&) {
+            // An error of the transaction being rolled back.
+        }
+        c.sendCommand("ROLLBACK");
+        c.sync();
     } catch (...) {
         // The connection broke: the server rolled the transaction back.
     }

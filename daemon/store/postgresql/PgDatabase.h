@@ -51,7 +51,8 @@ private:
 /// after it broke (the server restarted, failed over, or cut it).
 class Session {
 public:
-    explicit Session(Endpoint& endpoint) : endpoint_(endpoint) {}
+    /// `pipeline`: the connection runs in libpq's pipeline mode (a writer's).
+    explicit Session(Endpoint& endpoint, bool pipeline = false) : endpoint_(endpoint), pipeline_(pipeline) {}
 
     Connection& connection();
     sql::Statements& statements();
@@ -60,24 +61,30 @@ public:
 
 private:
     Endpoint& endpoint_;
+    const bool pipeline_;
     std::unique_ptr<PgStatements> statements_;  // of connection_; goes first
     std::unique_ptr<Connection> connection_;
 };
 
-/// The Committer's side of PostgreSQL: one writer thread's session.
+/// The Committer's side of PostgreSQL: one writer thread's session, in
+/// pipeline mode: BEGIN, a batch's inserts and updates and COMMIT go to the
+/// server without waiting, and the writer waits for its reads and for the
+/// commit only. An error of a statement sent without waiting comes with
+/// the next read, the savepoint's release or the commit, and the batch runs
+/// again, each unit in its savepoint, to find whose it was.
 /// synchronous_commit is on for every connection: a commit returns once
 /// the server has flushed it (and, with synchronous standbys, they have).
 class PgWriter final : public sql::Writer {
 public:
-    explicit PgWriter(Endpoint& endpoint) : session_(endpoint) {}
+    explicit PgWriter(Endpoint& endpoint) : session_(endpoint, true) {}
 
     sql::Statements& statements() override { return session_.statements(); }
-    void begin() override { session_.connection().run("BEGIN"); }
-    void commit() override { session_.connection().run("COMMIT"); }
+    void begin() override { session_.connection().sendCommand("BEGIN"); }
+    void commit() override;
     void rollback() noexcept override;
-    void savepoint() override { session_.connection().run("SAVEPOINT unit"); }
-    void rollbackToSavepoint() override { session_.connection().run("ROLLBACK TO SAVEPOINT unit"); }
-    void releaseSavepoint() override { session_.connection().run("RELEASE SAVEPOINT unit"); }
+    void savepoint() override { session_.connection().sendCommand("SAVEPOINT unit"); }
+    void rollbackToSavepoint() override;
+    void releaseSavepoint() override;
     bool isEnvironmental(const std::exception& error) const override;
     bool isTransient(const std::exception& error) const override;
     std::exception_ptr classify(const std::exception_ptr& error) const override { return error; }

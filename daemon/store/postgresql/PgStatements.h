@@ -36,6 +36,7 @@ private:
     bool step() override;
     int changes() const override;
     void reset() override;
+    void sendRun() override { connection_.send(translated_, params_); }
     Param& slot(int i);
 
     Connection& connection_;

@@ -250,7 +250,20 @@ Committer::Attempt Committer::attempt(Writer& writer, std::deque<Unit*>& batch, 
                 writer.rollback();
                 return Attempt::Conflicted;
             }
-            environmental = std::current_exception();
+            if (writer.isEnvironmental(e) || guarded) {
+                environmental = std::current_exception();
+            } else {
+                // A statement sent without waiting (PostgreSQL's pipeline)
+                // failed, and whose it was is known only by running each
+                // unit in its savepoint.
+                writer.rollback();
+                std::lock_guard lock(mutex_);
+                if (batch.size() == 1) {
+                    batch.front()->error = std::current_exception();
+                    ++stats_.units;
+                }
+                return Attempt::UnitFailed;
+            }
         }
     }
     if (environmental) return failBatch(writer, batch, environmental, true);

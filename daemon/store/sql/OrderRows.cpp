@@ -40,7 +40,7 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
     }
     w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id, instance) "
        "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
-        .exec(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId, f.instance);
+        .send(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId, f.instance);
     ++next_;
 }
 
@@ -50,7 +50,7 @@ void insertMessage(Statements& w, const std::string& queue, const std::string& b
                    std::int64_t createdAt)
 {
     w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) VALUES (?, ?, 'ready', 0, 0, ?, ?)")
-        .exec(queue, body, dueAt, createdAt);
+        .send(queue, body, dueAt, createdAt);
 }
 
 }  // namespace
@@ -89,21 +89,19 @@ std::int64_t processingCount(Statements& s)
 
 void countProcessing(Statements& w, std::int64_t delta)
 {
-    if (delta != 0) w("UPDATE work_counters SET value = value + ? WHERE name = 'processing'").exec(delta);
+    if (delta != 0) w("UPDATE work_counters SET value = value + ? WHERE name = 'processing'").send(delta);
 }
 
-bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason, bool count)
+void moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason, bool count)
 {
     const std::string at = clock::nowRfc3339();
     const std::string_view fromName = toString(from);
     const std::string_view toName = toString(to);
     Statements& w = events.statements();
-    if (w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
-            .exec(toName, reason, at, events.orderId(), fromName) == 0)
-        return false;
+    w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
+        .send(toName, reason, at, events.orderId(), fromName);
     events.add("status", {std::string(toName), reason, "", "", ""}, at);
     if (count) countProcessing(w, (to == OrderStatus::Processing ? 1 : 0) - (from == OrderStatus::Processing ? 1 : 0));
-    return true;
 }
 
 void rejectHeldPayments(OrderEvents& events)
@@ -116,17 +114,16 @@ void rejectHeldPayments(OrderEvents& events)
     const std::string at = clock::nowRfc3339();
     const std::string reason(kOrderNotPayable);
     for (const auto& id : ids) {
-        w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
+        w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").send(reason, at, id);
         events.add("payment", {"rejected", reason, "", id, ""}, at);
     }
 }
 
-std::vector<std::string> completedSteps(Statements& s, const std::string& id)
+void EventsSoFar::add(std::int64_t seq, const std::string& type, const std::string& step)
 {
-    std::vector<std::string> done;
-    s("SELECT step FROM order_events WHERE order_id = ? AND type = 'step_completed'")
-        .query([&](Statement& row) { done.push_back(row.text(0)); }, id);
-    return done;
+    nextSeq = std::max(nextSeq, seq + 1);
+    if (type == "step_completed") completed.push_back(step);
+    else if (type == "step_started") started.push_back(step);
 }
 
 bool isCompleted(const std::vector<std::string>& done, const std::string& step)
@@ -134,46 +131,50 @@ bool isCompleted(const std::vector<std::string>& done, const std::string& step)
     return std::find(done.begin(), done.end(), step) != done.end();
 }
 
-void completeStepIn(OrderEvents& events, const std::string& step, const std::string& instance)
+void completeStepIn(OrderEvents& events, const std::string& step, const std::string& instance,
+                    const std::string* items)
 {
     Statements& w = events.statements();
     const std::string& id = events.orderId();
     const std::string at = clock::nowRfc3339();
     // The step's effect, in the same transaction as its ledger entry.
     if (step == "reserve_stock") {
-        std::optional<std::string> items;
-        w("SELECT items FROM orders WHERE id = ?").query([&](Statement& row) { items = row.text(0); }, id);
-        if (!items) throw PoisonMessage("order " + id + " does not exist");
+        std::optional<std::string> read;
+        if (items == nullptr) {
+            w("SELECT items FROM orders WHERE id = ?").query([&](Statement& row) { read = row.text(0); }, id);
+            if (!read) throw PoisonMessage("order " + id + " does not exist");
+            items = &*read;
+        }
         std::int64_t line = 0;
         for (const auto& item : itemsFromJson(*items)) {
             w("INSERT INTO stock_reservations (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)")
-                .exec(id, line, item.sku, item.quantity);
+                .send(id, line, item.sku, item.quantity);
             ++line;
         }
     } else if (step == "prepare_invoice") {
         w("INSERT INTO invoices (order_id, amount, currency, issued_at) "
           "SELECT id, total_amount, currency, ? FROM orders WHERE id = ?")
-            .exec(at, id);
+            .send(at, id);
     }
     events.add("step_completed", {"", "", step, "", instance}, at);
 }
 
-bool finishIn(OrderEvents& events, bool& releasedPayments, bool count)
+void finishIn(OrderEvents& events, bool& releasedPayments, bool count)
 {
     Statements& w = events.statements();
     const std::string& id = events.orderId();
     releasedPayments = false;
-    if (!moveOrder(events, OrderStatus::Processing, OrderStatus::AwaitingPayment, "", count)) return false;
-    // Payments that arrived while the order was being processed.
-    std::vector<std::string> held;
-    w("SELECT id FROM payments WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")
-        .query([&](Statement& row) { held.push_back(row.text(0)); }, id);
-    for (const auto& paymentId : held) {
-        w("UPDATE payments SET dispatched = 1 WHERE id = ?").exec(paymentId);
-        queueMessage(w, kPaymentsQueue, paymentMessage(paymentId));
-    }
-    releasedPayments = !held.empty();
-    return true;
+    moveOrder(events, OrderStatus::Processing, OrderStatus::AwaitingPayment, "", count);
+    // Payments that arrived while the order was being processed: queued,
+    // by two statements sent without waiting (their messages are
+    // paymentMessage's, spelled in SQL).
+    const std::int64_t now = clock::nowMillis();
+    w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) "
+      "SELECT 'payments', '{\"payment_id\":\"' || id || '\"}', 'ready', 0, 0, ?, ? FROM payments "
+      "WHERE order_id = ? AND status = 'queued' AND dispatched = 0 ORDER BY id")
+        .send(now, now, id);
+    w("UPDATE payments SET dispatched = 1 WHERE order_id = ? AND status = 'queued' AND dispatched = 0").send(id);
+    releasedPayments = true;  // perhaps: whoever delivers payments looks
 }
 
 std::vector<Payment> loadPayments(Statements& q, PaymentsOf of, const std::string& key)

@@ -22,12 +22,16 @@ struct EventFields {
 };
 
 /// Appends one order's events. The last sequence number is read once, at
-/// the first event: only the writer appends, so within one unit of work the
-/// numbers follow each other (processing an order writes eight events;
-/// reading the maximum for each would add as many statements).
+/// the first event (unless the caller read it already): the order's row is
+/// locked, so within one unit of work the numbers follow each other
+/// (processing an order writes eight events; reading the maximum for each
+/// would add as many statements).
 class OrderEvents {
 public:
-    OrderEvents(Statements& w, const std::string& orderId) : w_(w), orderId_(orderId) {}
+    OrderEvents(Statements& w, const std::string& orderId, std::int64_t next = 0)
+        : w_(w), orderId_(orderId), next_(next)
+    {
+    }
 
     void add(const std::string& type, const EventFields& f, const std::string& at);
     Statements& statements() const { return w_; }
@@ -54,29 +58,40 @@ std::string paymentMessage(const std::string& paymentId);
 std::optional<OrderStatus> readOrderStatus(Statements& w, const std::string& id);
 /// Orders in processing, as moveOrder counts them.
 std::int64_t processingCount(Statements& s);
-/// Moves an order from `from` to `to` with its status event; false (and
-/// nothing written) if the order was not in `from`. Keeps the count of
-/// orders in processing (work_counters) in step, unless the caller does
-/// (`count` false: a unit that moves an order in and out of processing
-/// updates the count once, or not at all).
-bool moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason, bool count = true);
+/// Moves an order from `from`, the status the caller read in this
+/// transaction (readOrderStatus: the row is locked), to `to` with its
+/// status event. Keeps the count of orders in processing (work_counters) in
+/// step, unless the caller does (`count` false: a unit that moves an order
+/// in and out of processing updates the count once, or not at all). Sent
+/// without waiting (Statement::send).
+void moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std::string& reason, bool count = true);
 /// Adds `delta` to the count of orders in processing.
 void countProcessing(Statements& w, std::int64_t delta);
 /// Rejects the payments still queued for an order that will never take them.
 void rejectHeldPayments(OrderEvents& events);
 
-/// The steps of an order done so far. Their step_completed events are the
-/// ledger that makes each step's effect happen once: an event is written in
-/// the same transaction as its step's effect, and events are never removed.
-std::vector<std::string> completedSteps(Statements& s, const std::string& id);
+/// What an order's events so far say: the steps done (their step_completed
+/// events are the ledger that makes each step's effect happen once: an
+/// event is written in the same transaction as its step's effect, and
+/// events are never removed), the steps begun, and the next sequence number.
+struct EventsSoFar {
+    std::vector<std::string> completed;
+    std::vector<std::string> started;
+    std::int64_t nextSeq = 1;
+    /// Takes in one event (seq, type, step), in any order.
+    void add(std::int64_t seq, const std::string& type, const std::string& step);
+};
 bool isCompleted(const std::vector<std::string>& done, const std::string& step);
 /// Does a processing step's effect and records it, for a step not done yet
-/// (the caller checked completedSteps in this transaction); `instance`
-/// names the daemon that ran it.
-void completeStepIn(OrderEvents& events, const std::string& step, const std::string& instance);
-/// processing -> awaiting_payment, and the payments that arrived meanwhile
-/// are queued; false (nothing written) if the order was not processing.
-bool finishIn(OrderEvents& events, bool& releasedPayments, bool count = true);
+/// (the caller read the events in this transaction); `instance` names the
+/// daemon that ran it; `items` the order's items as stored (JSON), read
+/// here if null.
+void completeStepIn(OrderEvents& events, const std::string& step, const std::string& instance,
+                    const std::string* items = nullptr);
+/// processing -> awaiting_payment (the caller read the order processing),
+/// and the payments that arrived meanwhile are queued (`releasedPayments`:
+/// there may have been some).
+void finishIn(OrderEvents& events, bool& releasedPayments, bool count = true);
 
 /// The columns of an order, in the order orderFromRow reads them; a query
 /// adds its tail ("WHERE ...").

@@ -70,7 +70,7 @@ std::optional<StoredAnswer> SqlApiStore::claimIdempotency(Statements& w, const I
           "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, "
           "status = excluded.status, location = excluded.location, body = excluded.body, "
           "created_at = excluded.created_at")
-            .exec(idem.key, idem.requestHash, status, idem.answer.location, idem.answer.body, now);
+            .send(idem.key, idem.requestHash, status, idem.answer.location, idem.answer.body, now);
         return std::nullopt;
     }
     if (hash != idem.requestHash) {
@@ -103,11 +103,11 @@ void SqlApiStore::createOrder(Order order, std::optional<IdempotencyRecord> idem
             const Order& o = r->order;
             w("INSERT INTO orders (id, status, reason, customer, currency, total_amount, items, metadata, "
               "created_at, updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)")
-                .exec(o.id, toString(o.status), o.customer, o.currency, o.totalAmount, r->items, r->metadata,
+                .send(o.id, toString(o.status), o.customer, o.currency, o.totalAmount, r->items, r->metadata,
                       o.createdAt, o.updatedAt);
             // A new order's first event: no earlier one to count.
             w("INSERT INTO order_events (order_id, seq, at, type, status) VALUES (?, 1, ?, 'status', ?)")
-                .exec(o.id, o.createdAt, toString(o.status));
+                .send(o.id, o.createdAt, toString(o.status));
             queueMessage(w, kOrdersQueue, r->message);
         },
         [this, r, then = std::move(then)](std::exception_ptr error) {
@@ -143,7 +143,7 @@ void SqlApiStore::createPayment(Payment payment, std::optional<IdempotencyRecord
             r->queued = !holdsPayments(*orderStatus);  // awaiting_payment: queue it now
             w("INSERT INTO payments (id, order_id, status, reason, amount, currency, method, reference, "
               "dispatched, created_at, updated_at) VALUES (?, ?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)")
-                .exec(p.id, p.orderId, static_cast<std::int64_t>(p.amount), p.currency, p.method, p.reference,
+                .send(p.id, p.orderId, static_cast<std::int64_t>(p.amount), p.currency, p.method, p.reference,
                       static_cast<std::int64_t>(r->queued ? 1 : 0), p.createdAt, p.updatedAt);
             if (r->queued) queueMessage(w, kPaymentsQueue, paymentMessage(p.id));
         },
@@ -160,11 +160,11 @@ void SqlApiStore::cancelOrder(const std::string& id, Done then)
             const auto status = readOrderStatus(w, id);
             if (!status) throw NotFound("order " + id + " does not exist");
             OrderEvents events(w, id);
-            if (!canTransition(*status, OrderStatus::Cancelled) ||
-                !moveOrder(events, *status, OrderStatus::Cancelled, "cancelled by request")) {
+            if (!canTransition(*status, OrderStatus::Cancelled)) {
                 throw Conflict("order " + id + " is " + std::string(toString(*status)) +
                                "; only a queued or awaiting_payment order can be cancelled");
             }
+            moveOrder(events, *status, OrderStatus::Cancelled, "cancelled by request");
             rejectHeldPayments(events);
         },
         std::move(then));

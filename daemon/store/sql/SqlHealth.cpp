@@ -17,7 +17,7 @@ bool SqlHealth::writable()
         probedAt_ = now;
         committer_.submit(
             [](Statements& w) {
-                w("INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at").exec(clock::nowMillis());
+                w("INSERT INTO health_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at").send(clock::nowMillis());
             },
             [this](std::exception_ptr error) {
                 writable_ = !error;

@@ -60,7 +60,7 @@ std::vector<OutboxMessage> SqlOutboxStore::claim(std::size_t max, std::chrono::m
         if (due.size() > max) due.resize(max);
         const std::int64_t until = at + claimTime.count();
         for (auto& d : due) {
-            w("UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?").exec(until, d.message.id);
+            w("UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?").send(until, d.message.id);
             claimed.push_back(std::move(d.message));
         }
     });
@@ -71,14 +71,14 @@ void SqlOutboxStore::unclaim(const std::vector<std::int64_t>& ids)
 {
     committer_.write([&](Statements& w) {
         const std::int64_t at = clock::nowMillis();
-        for (auto id : ids) w("UPDATE messages SET state = 'ready', due_at = ? WHERE id = ?").exec(at, id);
+        for (auto id : ids) w("UPDATE messages SET state = 'ready', due_at = ? WHERE id = ?").send(at, id);
     });
 }
 
 void SqlOutboxStore::remove(const std::vector<std::int64_t>& ids)
 {
     committer_.write([&](Statements& w) {
-        for (auto id : ids) w("DELETE FROM messages WHERE id = ?").exec(id);
+        for (auto id : ids) w("DELETE FROM messages WHERE id = ?").send(id);
     });
 }
 
@@ -89,7 +89,7 @@ void SqlOutboxStore::add(const OutboxMessage& m)
         const std::int64_t at = clock::nowMillis();
         w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at, exchange, routing_key, "
           "headers, message_id) VALUES (?, ?, 'ready', 0, 0, ?, ?, ?, ?, ?, NULLIF(?, 0))")
-            .exec(m.queue, m.body, at, at, m.exchange, m.routingKey, headers, m.messageId);
+            .send(m.queue, m.body, at, at, m.exchange, m.routingKey, headers, m.messageId);
     });
 }
 
@@ -138,7 +138,7 @@ void SqlOutboxStore::uncountDelivery(std::int64_t messageId)
 {
     if (messageId <= 0) return;
     committer_.write([&](Statements& w) {
-        w("UPDATE deliveries SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE message_id = ?").exec(messageId);
+        w("UPDATE deliveries SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE message_id = ?").send(messageId);
     });
 }
 
@@ -146,7 +146,7 @@ void SqlOutboxStore::forgetDeliveries(std::int64_t messageId)
 {
     if (messageId <= 0) return;
     committer_.post([messageId](Statements& w) {
-        w("DELETE FROM deliveries WHERE message_id = ?").exec(messageId);
+        w("DELETE FROM deliveries WHERE message_id = ?").send(messageId);
     });
 }
 

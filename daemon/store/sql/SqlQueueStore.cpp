@@ -17,7 +17,7 @@ void SqlQueueStore::releaseAllLeases()
 {
     if (!soleUser_) return;  // another instance's leases are not ours to end: they run out
     committer_.write([](Statements& w) {
-        w("UPDATE messages SET state = 'ready', due_at = ? WHERE state = 'leased'").exec(clock::nowMillis());
+        w("UPDATE messages SET state = 'ready', due_at = ? WHERE state = 'leased'").send(clock::nowMillis());
     });
 }
 
@@ -69,7 +69,7 @@ std::vector<StoredMessage> SqlQueueStore::lease(const std::string& queue, std::s
         const std::int64_t until = at + leaseTime.count();
         for (auto& d : due) {
             w("UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? WHERE id = ?")
-                .exec(until, d.message.id);
+                .send(until, d.message.id);
             leased.push_back(std::move(d.message));
         }
     });
@@ -79,7 +79,7 @@ std::vector<StoredMessage> SqlQueueStore::lease(const std::string& queue, std::s
 void SqlQueueStore::ack(const StoredMessage& m, bool wait)
 {
     auto remove = [id = m.id, lease = m.lease](Statements& w) {
-        w("DELETE FROM messages WHERE id = ? AND lease = ?").exec(id, lease);
+        w("DELETE FROM messages WHERE id = ? AND lease = ?").send(id, lease);
     };
     if (wait) committer_.write(remove);
     else committer_.post(remove);
@@ -89,14 +89,14 @@ void SqlQueueStore::retry(const StoredMessage& m, std::chrono::milliseconds dela
 {
     committer_.write([&](Statements& w) {
         w("UPDATE messages SET state = 'ready', due_at = ?, last_error = ? WHERE id = ? AND lease = ?")
-            .exec(clock::nowMillis() + delay.count(), reason, m.id, m.lease);
+            .send(clock::nowMillis() + delay.count(), reason, m.id, m.lease);
     });
 }
 
 void SqlQueueStore::deadLetter(const StoredMessage& m, const std::string& reason)
 {
     committer_.write([&](Statements& w) {
-        w("UPDATE messages SET state = 'dead', last_error = ? WHERE id = ? AND lease = ?").exec(reason, m.id, m.lease);
+        w("UPDATE messages SET state = 'dead', last_error = ? WHERE id = ? AND lease = ?").send(reason, m.id, m.lease);
     });
 }
 
@@ -108,7 +108,7 @@ void SqlQueueStore::release(const StoredMessage& m)
         const std::int64_t now = clock::nowMillis();
         w("UPDATE messages SET state = 'ready', due_at = CASE WHEN created_at < ? THEN created_at ELSE ? END, "
           "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ? AND lease = ?")
-            .exec(now, now, m.id, m.lease);
+            .send(now, now, m.id, m.lease);
     });
 }
 

@@ -11,22 +11,32 @@
 namespace orderpay::sql {
 namespace {
 
-/// An order's status and when its step in progress is due (nullopt: no
-/// step waits, or an order a daemon before durable timers was processing).
+/// An order's status, when its step in progress is due (nullopt: no step
+/// waits, or an order a daemon before durable timers was processing), its
+/// items (for reserve_stock) and its events so far: one statement, the
+/// order's row locked (see readOrderStatus).
 struct OrderState {
     OrderStatus status = OrderStatus::Queued;
     std::optional<std::int64_t> stepDueAt;
+    std::string items;
+    EventsSoFar events;
 };
 
 std::optional<OrderState> readOrderState(Statements& w, const std::string& id)
 {
     std::optional<OrderState> state;
-    w("SELECT status, step_due_at FROM orders WHERE id = ? /*FOR UPDATE*/").query(
-        [&](Statement& row) {
-            state = OrderState{parseOrderStatus(row.text(0)).value_or(OrderStatus::Queued), std::nullopt};
-            if (!row.isNull(1)) state->stepDueAt = row.integer(1);
-        },
-        id);
+    w("SELECT o.status, o.step_due_at, o.items, e.seq, e.type, e.step FROM orders o "
+      "LEFT JOIN order_events e ON e.order_id = o.id WHERE o.id = ? /*FOR UPDATE OF o*/")
+        .query(
+            [&](Statement& row) {
+                if (!state) {
+                    state = OrderState{parseOrderStatus(row.text(0)).value_or(OrderStatus::Queued), std::nullopt,
+                                       row.text(2), {}};
+                    if (!row.isNull(1)) state->stepDueAt = row.integer(1);
+                }
+                if (!row.isNull(3)) state->events.add(row.integer(3), row.text(4), row.text(5));
+            },
+            id);
     return state;
 }
 
@@ -42,11 +52,10 @@ bool lockOrderOfPayment(Statements& w, const std::string& paymentId)
 }
 
 /// The index of an order's step in progress (steps.size(): all done).
-std::size_t stepInProgress(Statements& w, const std::string& id, const std::vector<std::string>& steps)
+std::size_t stepInProgress(const EventsSoFar& so, const std::vector<std::string>& steps)
 {
-    const auto done = completedSteps(w, id);
     std::size_t k = 0;
-    while (k < steps.size() && isCompleted(done, steps[k])) ++k;
+    while (k < steps.size() && isCompleted(so.completed, steps[k])) ++k;
     return k;
 }
 
@@ -62,7 +71,8 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
         result.before = status;
         const std::vector<std::string>& steps = plan.steps;
         const std::int64_t now = clock::nowMillis();
-        OrderEvents events(w, id);
+        const EventsSoFar& so = state->events;
+        OrderEvents events(w, id, so.nextSeq);
         auto begin = [&](std::size_t k) {
             events.add("step_started", {"", "", steps[k], "", plan.instance}, clock::nowRfc3339());
             if (result.completed.empty()) result.begunFirst = true;
@@ -87,7 +97,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
             result.started = true;
             due = begin(0);
         } else if (status == OrderStatus::Processing) {
-            k = stepInProgress(w, id, steps);
+            k = stepInProgress(so, steps);
             if (state->stepDueAt) {
                 // Only the message of the step in progress carries it on;
                 // any other is a redelivery of work already done.
@@ -100,10 +110,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
             } else if (k < steps.size()) {
                 // Processing under a daemon that slept through steps: go on
                 // now, with the step's start recorded if it was not.
-                bool started = false;
-                w("SELECT 1 FROM order_events WHERE order_id = ? AND type = 'step_started' AND step = ? LIMIT 1")
-                    .query([&](Statement&) { started = true; }, id, steps[k]);
-                if (!started) begin(k);
+                if (!isCompleted(so.started, steps[k])) begin(k);
             }
         } else {
             result.stale = true;  // cancelled, failed, or processed before: a redelivery
@@ -111,21 +118,22 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
         }
 
         while (k < steps.size() && due <= now) {
-            completeStepIn(events, steps[k], plan.instance);
+            completeStepIn(events, steps[k], plan.instance, &state->items);
             result.completed.push_back(steps[k]);
             if (++k < steps.size()) due = begin(k);
         }
         if (k == steps.size()) {
             // Started and finished here (no processing time): the count of
             // orders in processing never saw it.
-            result.finished = finishIn(events, result.releasedPayments, false);
-            if (result.finished && !result.started) countProcessing(w, -1);
+            finishIn(events, result.releasedPayments, false);
+            result.finished = true;
+            if (!result.started) countProcessing(w, -1);
             return;
         }
         if (result.started) countProcessing(w, 1);
         // The step in progress has time left: its timer, in this
         // transaction (an early delivery of the timer sets it again).
-        w("UPDATE orders SET step_due_at = ? WHERE id = ?").exec(due, id);
+        w("UPDATE orders SET step_due_at = ? WHERE id = ?").send(due, id);
         queueMessageAt(w, kOrderStepsQueue, orderStepMessage(id, steps[k]), due);
         result.dueAt = due;
     };
@@ -167,8 +175,9 @@ bool SqlWorkStore::failOrder(const std::string& id, const std::string& reason)
         const auto status = readOrderStatus(w, id);
         if (!status || isFinal(*status)) return;
         OrderEvents events(w, id);
-        moved = moveOrder(events, *status, OrderStatus::Failed, reason);
-        if (moved) rejectHeldPayments(events);
+        moveOrder(events, *status, OrderStatus::Failed, reason);
+        rejectHeldPayments(events);
+        moved = true;
     });
     return moved;
 }
@@ -182,7 +191,7 @@ bool SqlWorkStore::startPayment(const std::string& id)
                               .query([&](Statement& row) { status = row.text(0); }, id);
         if (found == 0) throw PoisonMessage("payment " + id + " does not exist");
         if (status == "queued") {
-            w("UPDATE payments SET status = 'processing', updated_at = ? WHERE id = ?").exec(clock::nowRfc3339(), id);
+            w("UPDATE payments SET status = 'processing', updated_at = ? WHERE id = ?").send(clock::nowRfc3339(), id);
         }
         started = status == "queued" || status == "processing";
     });
@@ -218,16 +227,15 @@ PaymentOutcome SqlWorkStore::settlePayment(const std::string& id)
         OrderEvents events(w, payment.orderId);
         if (rejection) {
             const std::string reason(*rejection);
-            w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
+            w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").send(reason, at, id);
             events.add("payment", {"rejected", reason, "", id, ""}, at);
             outcome.status = PaymentStatus::Rejected;
             outcome.reason = reason;
         } else {
-            w("UPDATE payments SET status = 'succeeded', updated_at = ? WHERE id = ?").exec(at, id);
+            w("UPDATE payments SET status = 'succeeded', updated_at = ? WHERE id = ?").send(at, id);
             events.add("payment", {"succeeded", "", "", id, ""}, at);
-            if (!moveOrder(events, OrderStatus::AwaitingPayment, OrderStatus::Paid, "")) {
-                throw std::logic_error("order " + payment.orderId + " left awaiting_payment mid-transaction");
-            }
+            // paymentRejection passes only a payment for an order awaiting it.
+            moveOrder(events, OrderStatus::AwaitingPayment, OrderStatus::Paid, "");
             outcome.status = PaymentStatus::Succeeded;
         }
     });
@@ -242,7 +250,7 @@ void SqlWorkStore::abandonPayment(const std::string& id)
         if (payments.empty() || isFinal(payments.front().status)) return;
         const std::string at = clock::nowRfc3339();
         const std::string reason(kProcessingFailed);
-        w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").exec(reason, at, id);
+        w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").send(reason, at, id);
         OrderEvents(w, payments.front().orderId).add("payment", {"rejected", reason, "", id, ""}, at);
     });
 }

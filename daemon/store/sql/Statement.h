@@ -32,6 +32,18 @@ public:
         return changes();
     }
 
+    /// Runs a statement whose outcome the caller does not read: PostgreSQL's
+    /// adapter sends it without waiting (pipeline mode), so that a unit's
+    /// writes cost one round trip to the server, not one each. Its error,
+    /// if any, is thrown by a later statement or by the commit.
+    template <typename... T>
+    void send(const T&... values)
+    {
+        Run run(*this);
+        bindAll(values...);
+        sendRun();
+    }
+
     /// Runs a query and calls `row(*this)` for each row; column(i) reads it.
     template <typename F, typename... T>
     int query(F&& row, const T&... values)
@@ -63,6 +75,12 @@ protected:
     virtual int changes() const = 0;
     /// Ends the run: no snapshot or result is held between runs.
     virtual void reset() = 0;
+    /// send()'s run: by default the statement's, waited for.
+    virtual void sendRun()
+    {
+        while (step()) {
+        }
+    }
 
 private:
     /// Resets the statement when a run ends, thrown out of or not.

@@ -212,6 +212,8 @@ public:
     std::string logTail(std::size_t bytes = 4000) const;
     unsigned short port() const { return port_; }
     std::string dbPath() const;
+    // The URI of the daemon's own PostgreSQL database (empty: it runs on SQLite).
+    std::string postgresqlUri() const { return database_ ? database_->uri() : std::string(); }
     const std::string& dir() const { return dir_.path(); }
     const std::string& logPath() const { return logPath_; }
     pid_t pid() const { return pid_; }

@@ -351,3 +351,54 @@ TEST_CASE("PostgreSQL stopped mid-run and started again: 503 while it is down, n
     }
     CHECK(count(server.uri(), "SELECT COUNT(*) FROM orders") == static_cast<long long>(accepted.size()));
 }
+
+TEST_CASE("Two payments of one reference settled at once by two instances: one succeeds, the other is rejected as a "
+          "duplicate",
+          "[.postgresql][payments]")
+{
+    requirePostgresql();
+    PostgresqlDatabase db;
+    const std::string prefix = uniqueBrokerPrefix();
+    Daemon a(instanceDefines(db.uri(), prefix, "alpha", {"orders.processing_ms=0", "payments.workers=2"}));
+    Daemon b(instanceDefines(db.uri(), prefix, "beta", {"orders.processing_ms=0", "payments.workers=2"}));
+    HttpClient ca(a.port());
+    HttpClient cb(b.port());
+
+    constexpr int kPairs = 60;
+    std::vector<std::pair<std::string, std::string>> orders;
+    for (int i = 0; i < kPairs; ++i) orders.emplace_back(ca.createOrder(orderJson("pair-a@example.com")),
+                                                         cb.createOrder(orderJson("pair-b@example.com")));
+    for (const auto& [x, y] : orders) {
+        ca.waitForOrderStatus(x, "awaiting_payment", 30s);
+        cb.waitForOrderStatus(y, "awaiting_payment", 30s);
+    }
+    // Each pair's two payments, one reference, posted together at the two instances.
+    std::vector<std::pair<std::string, std::string>> payments(kPairs);
+    std::thread other([&] {
+        for (int i = 0; i < kPairs; ++i)
+            payments[static_cast<std::size_t>(i)].second = cb.postPayment(paymentJson(
+                orders[static_cast<std::size_t>(i)].second, 2500, "EUR", "card", prefix + "ref-" + std::to_string(i)))
+                                                                .status == 202
+                                                            ? "ok"
+                                                            : "refused";
+    });
+    for (int i = 0; i < kPairs; ++i)
+        payments[static_cast<std::size_t>(i)].first = ca.postPayment(paymentJson(
+            orders[static_cast<std::size_t>(i)].first, 2500, "EUR", "card", prefix + "ref-" + std::to_string(i)))
+                                                           .status == 202
+                                                       ? "ok"
+                                                       : "refused";
+    other.join();
+    for (const auto& [p, q] : payments) REQUIRE((p == "ok" && q == "ok"));
+
+    REQUIRE(eventually(
+        [&] {
+            return count(db.uri(), "SELECT COUNT(*) FROM payments WHERE status IN ('queued', 'processing')") == 0;
+        },
+        60s, 100ms));
+    CHECK(count(db.uri(), "SELECT COUNT(*) FROM payments WHERE status = 'succeeded'") == kPairs);
+    CHECK(count(db.uri(), "SELECT COUNT(*) FROM payments WHERE status = 'rejected' AND reason = 'duplicate_reference'") ==
+          kPairs);
+    CHECK(count(db.uri(), "SELECT COUNT(*) FROM orders WHERE status = 'paid'") == kPairs);
+    CHECK(doubledEvents(db.uri()) == 0);
+}

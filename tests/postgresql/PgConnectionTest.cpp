@@ -35,16 +35,68 @@ TEST_CASE("a statement is prepared once per connection and runs with bound param
 TEST_CASE("a refused statement is a PgError with its SQLSTATE, and the connection goes on", "[postgresql]")
 {
     pg::Connection c(test::suitePostgresql().uri, 5s);
-    c.run("CREATE TEMPORARY TABLE u (id BIGINT PRIMARY KEY)");
+    c.run("CREATE TEMPORARY TABLE u (id BIGINT PRIMARY KEY CHECK (id > 0))");
     c.exec("INSERT INTO u (id) VALUES ($1)", {1});
     try {
-        c.exec("INSERT INTO u (id) VALUES ($1)", {1});
-        FAIL("a duplicate key was accepted");
+        c.exec("INSERT INTO u (id) VALUES ($1)", {-1});
+        FAIL("a row breaking the check was accepted");
     } catch (const pg::PgError& e) {
-        CHECK(e.sqlstate() == "23505");
+        CHECK(e.sqlstate() == "23514");
     }
+    // A key another transaction holds now: run again, the transaction sees it.
+    CHECK_THROWS_AS(c.exec("INSERT INTO u (id) VALUES ($1)", {1}), TransientError);
     CHECK_FALSE(c.broken());
     CHECK(c.exec("SELECT COUNT(*) FROM u").integer(0, 0) == 1);
+}
+
+TEST_CASE("in pipeline mode writes go without waiting, a read waits for them, an error comes with the next read or sync",
+          "[postgresql]")
+{
+    pg::Connection c(test::suitePostgresql().uri, 5s);
+    c.run("CREATE TEMPORARY TABLE p (id BIGINT PRIMARY KEY CHECK (id > 0))");
+    c.enterPipeline();
+    c.sendCommand("BEGIN");
+    for (int i = 1; i <= 100; ++i) c.send("INSERT INTO p (id) VALUES ($1)", {i});
+    // A read sees what was sent before it.
+    CHECK(c.exec("SELECT COUNT(*) FROM p").integer(0, 0) == 100);
+    c.sendCommand("COMMIT");
+    c.sync();
+
+    // A failing statement sent without waiting: the next read throws its
+    // error (the server skipped the rest), the sync too, and after a
+    // rollback the connection takes statements again.
+    c.sendCommand("BEGIN");
+    c.send("INSERT INTO p (id) VALUES ($1)", {-5});
+    c.send("INSERT INTO p (id) VALUES ($1)", {500});
+    try {
+        c.exec("SELECT COUNT(*) FROM p");
+        FAIL("the failed insert went unnoticed");
+    } catch (const pg::PgError& e) {
+        CHECK(e.sqlstate() == "23514");
+    }
+    CHECK_THROWS_AS(c.sync(), pg::PgError);
+    c.sendCommand("ROLLBACK");
+    c.sync();
+    CHECK_FALSE(c.broken());
+    CHECK(c.exec("SELECT COUNT(*) FROM p").integer(0, 0) == 100);
+    // An error found only at the commit.
+    c.sendCommand("BEGIN");
+    c.send("INSERT INTO p (id) VALUES ($1)", {0});
+    c.sendCommand("COMMIT");
+    CHECK_THROWS_AS(c.sync(), pg::PgError);
+    c.run("ROLLBACK");
+    CHECK(c.exec("SELECT COUNT(*) FROM p").integer(0, 0) == 100);
+    // A statement first sent after an error was never prepared (the server
+    // skipped its preparation too): it is prepared again when next used.
+    c.sendCommand("BEGIN");
+    c.send("INSERT INTO p (id) VALUES ($1)", {-7});
+    c.send("UPDATE p SET id = id WHERE id = $1", {1});
+    CHECK_THROWS_AS(c.sync(), pg::PgError);
+    c.run("ROLLBACK");
+    c.sendCommand("BEGIN");
+    c.send("UPDATE p SET id = id WHERE id = $1", {1});
+    c.sendCommand("COMMIT");
+    CHECK_NOTHROW(c.sync());
 }
 
 TEST_CASE("connection strings: parse errors are named, passwords never shown", "[postgresql]")

@@ -149,8 +149,11 @@ Result Connection::check(PGresult* r, std::string_view sql)
         failed_ = failed_ || PQstatus(conn_) != CONNECTION_OK || state.empty() || state.rfind("08", 0) == 0;
         throw StoreUnavailable("PostgreSQL at " + endpoint_ + " cannot serve: " + message);
     }
-    if (state.rfind("40", 0) == 0) {
-        // Serialization failure or deadlock: the transaction may pass if run again.
+    if (state.rfind("40", 0) == 0 || state == "23505") {
+        // Serialization failure or deadlock, or a unique index that another
+        // transaction's row, committed meanwhile, now holds (two payments
+        // of one reference settling at two instances): run again, the
+        // transaction sees that row and decides otherwise.
         throw TransientError("PostgreSQL at " + endpoint_ + ": " + message);
     }
     throw PgError("PostgreSQL refused " + std::string(sql.substr(0, 80)) + ": " + message, state);
@@ -161,7 +164,7 @@ const std::string& Connection::prepare(std::string_view sql)
     const std::string text(sql);
     auto found = prepared_.find(text);
     if (found != prepared_.end()) return found->second;
-    const std::string name = "s" + std::to_string(prepared_.size() + 1);
+    const std::string name = "s" + std::to_string(++statementsNamed_);
     if (pipeline_) {
         if (PQsendPrepare(conn_, name.c_str(), text.c_str(), 0, nullptr) != 1) lost(PQerrorMessage(conn_));
         pending_.push_back({Pending::Prepare, text});
@@ -217,6 +220,11 @@ std::optional<Result> Connection::consume()
     if (r == nullptr) lost(PQerrorMessage(conn_));
     ++pendingHead_;
     const ExecStatusType status = PQresultStatus(r);
+    if (p.kind == Pending::Prepare && status != PGRES_COMMAND_OK) {
+        // Skipped after an earlier error, or refused: not prepared after all
+        // (a rollback keeps what was prepared, so only this undoes it).
+        prepared_.erase(p.sql);
+    }
     if (p.kind == Pending::Sync) {
         PQclear(r);
         if (status != PGRES_PIPELINE_SYNC) lost("out of step with the server's pipeline");

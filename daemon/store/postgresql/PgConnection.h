@@ -137,6 +137,7 @@ private:
     PGconn* conn_ = nullptr;
     std::string endpoint_;
     std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
+    std::uint64_t statementsNamed_ = 0;
     bool failed_ = false;
 };
 

@@ -77,7 +77,11 @@ void SqlHealth::renderMetrics(std::ostream& out)
         << "orderpay_store_batch_size_count " << commits.transactions << "\n"
         << "# HELP orderpay_store_failed_commits_total Transactions the database refused.\n"
         << "# TYPE orderpay_store_failed_commits_total counter\n"
-        << "orderpay_store_failed_commits_total " << commits.failedCommits << "\n";
+        << "orderpay_store_failed_commits_total " << commits.failedCommits << "\n"
+        << "# HELP orderpay_store_conflicts_total Batches run again after a deadlock or serialization failure "
+           "with another transaction (PostgreSQL).\n"
+        << "# TYPE orderpay_store_conflicts_total counter\n"
+        << "orderpay_store_conflicts_total " << commits.conflicts << "\n";
     if (extraMetrics_) extraMetrics_(out);
 }
 

@@ -27,21 +27,8 @@ void renderMemory(std::ostream& out)
 }  // namespace
 
 SqliteStore::SqliteStore(const StoreSettings& settings)
-    : db_(settings),
-      committer_(oneWriter(db_), settings.groupCommit, settings.maxBatch),
-      api_(db_, committer_, published_),
-      work_(db_, committer_, published_),
-      queue_(db_, committer_, true),
-      outbox_(db_, committer_),
-      health_(db_, committer_, renderMemory)
+    : SqliteDatabasePart(settings), sql::SqlStore(db_, oneWriter(db_), settings, true, renderMemory)
 {
-}
-
-SqliteStore::~SqliteStore() { committer_.stop(); }
-
-void SqliteStore::setMessageListener(std::function<void(const std::string& queue)> listener)
-{
-    published_.set(std::move(listener));
 }
 
 }  // namespace orderpay::sqlite

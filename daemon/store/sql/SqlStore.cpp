@@ -1,0 +1,23 @@
+#include "store/sql/SqlStore.h"
+
+namespace orderpay::sql {
+
+SqlStore::SqlStore(Readers& readers, std::vector<std::unique_ptr<Writer>> writers, const StoreSettings& settings,
+                   bool soleUser, std::function<void(std::ostream&)> extraMetrics)
+    : committer_(std::move(writers), settings.groupCommit, settings.maxBatch),
+      api_(readers, committer_, published_),
+      work_(readers, committer_, published_),
+      queue_(readers, committer_, soleUser),
+      outbox_(readers, committer_),
+      health_(readers, committer_, std::move(extraMetrics))
+{
+}
+
+SqlStore::~SqlStore() { committer_.stop(); }
+
+void SqlStore::setMessageListener(std::function<void(const std::string& queue)> listener)
+{
+    published_.set(std::move(listener));
+}
+
+}  // namespace orderpay::sql

@@ -427,9 +427,12 @@ TEST_CASE("A POST with neither Content-Length nor chunked encoding has no body a
     // RFC 9112: such a request has no body. Poco's stream would wait for the
     // connection to close; the daemon must not (it held the answer for a
     // whole http.read_timeout before).
-    Daemon d({"orders.processing_ms=60000", "http.read_timeout=5s"});
+    // The first order takes the only place in processing for a minute, so
+    // the second stays queued and can be cancelled.
+    Daemon d({"orders.processing_ms=60000", "orders.concurrency=1", "http.read_timeout=5s"});
     HttpClient c(d.port());
-    c.createOrder(orderJson("first@example.com"));  // keeps the worker busy
+    const auto first = c.createOrder(orderJson("first@example.com"));
+    c.waitForOrderStatus(first, "processing", 20s);
     const auto id = c.createOrder(orderJson("second@example.com"));
 
     const auto started = std::chrono::steady_clock::now();

@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 using namespace e2e;
@@ -39,6 +40,16 @@ std::vector<std::string> instanceDefines(const std::string& uri, const std::stri
     if (usingRabbitMq()) d.push_back("broker.rabbitmq.prefix=" + prefix);
     d.insert(d.end(), more.begin(), more.end());
     return d;
+}
+
+/// A counter's value in the daemon's /metrics (-1 if it is not there).
+long long metricValue(const HttpClient& c, const std::string& name)
+{
+    const auto r = c.get("/metrics");
+    std::istringstream lines(r.body);
+    for (std::string line; std::getline(lines, line);)
+        if (line.rfind(name + " ", 0) == 0) return std::atoll(line.substr(name.size() + 1).c_str());
+    return -1;
 }
 
 long long count(const std::string& uri, const std::string& sql)
@@ -341,7 +352,9 @@ TEST_CASE("PostgreSQL stopped mid-run and started again: 503 while it is down, n
     for (const auto& o : oddities) UNSCOPED_INFO(o);
     CHECK(oddities.empty());
     CHECK(backAfterMs <= 1000 + 500);  // the spec's second, plus this poll's pace
-    CHECK(slowest < 5s);
+    // A commit the shutdown cut off waits (up to PgWriter::kVerdictWait) to
+    // learn whether it committed: bounded, never a hang.
+    CHECK(slowest < 8s);
     CHECK(d.running());
     CHECK(d.pid() == pid);
 
@@ -349,7 +362,15 @@ TEST_CASE("PostgreSQL stopped mid-run and started again: 503 while it is down, n
         const auto r = c.waitForOrderStatus(id, "awaiting_payment", 60s);
         checkProcessedExactlyOnce(r.jsonObject());
     }
-    CHECK(count(server.uri(), "SELECT COUNT(*) FROM orders") == static_cast<long long>(accepted.size()));
+    // Every order stored was answered 202, but for a commit the shutdown
+    // cut off whose outcome the server did not tell within the writer's
+    // wait: answered 503, perhaps stored, and counted. One client, one
+    // request at a time: at most one order each.
+    const long long stored = count(server.uri(), "SELECT COUNT(*) FROM orders");
+    const long long unconfirmed = metricValue(c, "orderpay_postgresql_unconfirmed_commits_total");
+    INFO(stored << " orders stored, " << accepted.size() << " acknowledged, " << unconfirmed << " commits unconfirmed");
+    CHECK(stored >= static_cast<long long>(accepted.size()));
+    CHECK(stored - static_cast<long long>(accepted.size()) <= unconfirmed);
 }
 
 TEST_CASE("Two payments of one reference settled at once by two instances: one succeeds, the other is rejected as a "

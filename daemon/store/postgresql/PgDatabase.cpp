@@ -4,6 +4,8 @@
 #include "logging/Log.h"
 #include "store/postgresql/PgSchema.h"
 
+#include <thread>
+
 namespace orderpay::pg {
 namespace {
 
@@ -72,11 +74,60 @@ sql::Statements& Session::statements()
     return *statements_;
 }
 
+void PgWriter::begin()
+{
+    Connection& c = session_.connection();
+    c.sendCommand("BEGIN");
+    xid_ = c.exec("SELECT txid_current()").integer(0, 0);
+}
+
 void PgWriter::commit()
 {
     Connection& c = session_.connection();
-    c.sendCommand("COMMIT");
-    c.sync();
+    try {
+        c.sendCommand("COMMIT");
+        c.sync();
+    } catch (const StoreUnavailable&) {
+        // The connection went with the COMMIT on its way (a server shutting
+        // down, a failover): it may have committed all the same. Its callers
+        // are told what happened, not a guess.
+        const Verdict verdict = verdictOfLastCommit();
+        if (verdict == Verdict::Committed) return;
+        if (verdict == Verdict::Aborted) throw;
+        endpoint_.countUnconfirmedCommit();
+        static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+        logLine(log, Poco::Message::PRIO_ERROR,
+                "PostgreSQL did not say within " + std::to_string(kVerdictWait.count()) +
+                    " s whether a transaction whose commit the lost connection cut off had committed: its requests "
+                    "were answered 503 and may be stored all the same (a retry with the same Idempotency-Key "
+                    "answers with what was stored)");
+        throw;
+    }
+}
+
+PgWriter::Verdict PgWriter::verdictOfLastCommit()
+{
+    const auto deadline = std::chrono::steady_clock::now() + kVerdictWait;
+    for (;;) {
+        try {
+            const Result r = session_.connection().exec("SELECT txid_status($1)", {xid_});
+            const std::string status = r.isNull(0, 0) ? std::string() : r.text(0, 0);
+            if (status == "committed") {
+                static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+                logLine(log, Poco::Message::PRIO_NOTICE,
+                        "a transaction whose commit the lost connection did not confirm had committed");
+                return Verdict::Committed;
+            }
+            if (status == "aborted") return Verdict::Aborted;
+            if (status != "in progress") return Verdict::Unknown;  // too old to tell
+        } catch (const StoreUnavailable&) {
+            // Not back yet.
+        } catch (const std::exception&) {
+            return Verdict::Unknown;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return Verdict::Unknown;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
 }
 
 void PgWriter::releaseSavepoint()
@@ -205,6 +256,10 @@ void PgDatabase::renderMetrics(std::ostream& out) const
         << "# HELP orderpay_postgresql_connect_failures_total Connections PostgreSQL did not take.\n"
         << "# TYPE orderpay_postgresql_connect_failures_total counter\n"
         << "orderpay_postgresql_connect_failures_total " << endpoint_.failedConnects() << "\n"
+        << "# HELP orderpay_postgresql_unconfirmed_commits_total Commits a lost connection cut off whose outcome "
+           "PostgreSQL did not tell in time: answered 503, perhaps stored.\n"
+        << "# TYPE orderpay_postgresql_unconfirmed_commits_total counter\n"
+        << "orderpay_postgresql_unconfirmed_commits_total " << endpoint_.unconfirmedCommits() << "\n"
         << "# HELP orderpay_postgresql_pool_size Connections of this instance: writers and readers.\n"
         << "# TYPE orderpay_postgresql_pool_size gauge\n"
         << "orderpay_postgresql_pool_size{role=\"writer\"} " << writerCount(settings_.postgresqlPoolSize) << "\n"

@@ -34,6 +34,10 @@ public:
     /// "PostgreSQL database host=... dbname=...", never a password.
     const std::string& description() const { return description_; }
     std::uint64_t connects() const { return connects_.load(); }
+    /// Commits whose outcome a lost connection hid and the server did not
+    /// tell in time: their requests were answered 503, and may be stored.
+    std::uint64_t unconfirmedCommits() const { return unconfirmedCommits_.load(); }
+    void countUnconfirmedCommit() { ++unconfirmedCommits_; }
     std::uint64_t failedConnects() const { return failedConnects_.load(); }
 
 private:
@@ -45,6 +49,7 @@ private:
     std::string failure_;        // its message; under mutex_
     std::atomic<std::uint64_t> connects_{0};
     std::atomic<std::uint64_t> failedConnects_{0};
+    std::atomic<std::uint64_t> unconfirmedCommits_{0};
 };
 
 /// One connection slot: opened on first use, and opened again on the use
@@ -76,10 +81,12 @@ private:
 /// the server has flushed it (and, with synchronous standbys, they have).
 class PgWriter final : public sql::Writer {
 public:
-    explicit PgWriter(Endpoint& endpoint) : session_(endpoint, true) {}
+    explicit PgWriter(Endpoint& endpoint) : endpoint_(endpoint), session_(endpoint, true) {}
 
     sql::Statements& statements() override { return session_.statements(); }
-    void begin() override { session_.connection().sendCommand("BEGIN"); }
+    /// BEGIN, and the transaction's id, read at once: a commit whose answer
+    /// a lost connection took is looked up by it (verdictOfLastCommit).
+    void begin() override;
     void commit() override;
     void rollback() noexcept override;
     void savepoint() override { session_.connection().sendCommand("SAVEPOINT unit"); }
@@ -89,8 +96,20 @@ public:
     bool isTransient(const std::exception& error) const override;
     std::exception_ptr classify(const std::exception_ptr& error) const override { return error; }
 
+    /// How long a commit whose outcome a lost connection hid waits for the
+    /// server to say what became of it, before it is reported as failed.
+    static constexpr std::chrono::seconds kVerdictWait{5};
+
 private:
+    /// What became of the transaction begun last, asked on a new connection
+    /// (txid_status) for up to kVerdictWait: Unknown if the server would not
+    /// say in time.
+    enum class Verdict { Committed, Aborted, Unknown };
+    Verdict verdictOfLastCommit();
+
+    Endpoint& endpoint_;
     Session session_;
+    std::int64_t xid_ = 0;
 };
 
 /// The PostgreSQL database: migrated at start (once for every instance

@@ -244,7 +244,10 @@ std::optional<Result> Connection::consume()
         return std::nullopt;
     }
     try {
-        return check(r, p.sql);
+        Result result = check(r, p.sql);
+        if (p.keep) kept_.emplace(std::move(result));
+        if (p.keep) return std::nullopt;
+        return result;
     } catch (const StoreUnavailable&) {
         throw;
     } catch (...) {
@@ -287,17 +290,19 @@ void Connection::send(std::string_view sql, const std::vector<Param>& params)
     pending_.push_back({Pending::Statement, std::string(sql)});
 }
 
-void Connection::sendCommand(std::string_view sql)
+void Connection::sendCommand(std::string_view sql, bool keep)
 {
+    if (keep) kept_.reset();
     if (!pipeline_) {
-        run(sql);
+        if (keep) kept_.emplace(check(PQexec(conn_, std::string(sql).c_str()), sql));
+        else run(sql);
         return;
     }
     if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");
     const std::string text(sql);
     if (PQsendQueryParams(conn_, text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1)
         lost(PQerrorMessage(conn_));
-    pending_.push_back({Pending::Statement, text});
+    pending_.push_back({Pending::Statement, text, keep});
 }
 
 void Connection::sync()

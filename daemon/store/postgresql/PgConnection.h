@@ -103,7 +103,11 @@ public:
     /// next exec or sync. Outside pipeline mode, runs it at once.
     void send(std::string_view sql, const std::vector<Param>& params = {});
     /// Sends a statement without parameters, unprepared (BEGIN, SAVEPOINT).
-    void sendCommand(std::string_view sql);
+    /// With `keep`, its result is kept when it is read (kept()).
+    void sendCommand(std::string_view sql, bool keep = false);
+    /// The result of the last statement sent with `keep`, once read (by a
+    /// later exec or sync); nullopt before, or if it failed.
+    const std::optional<Result>& kept() const { return kept_; }
     /// Reads every result still to come; throws the first error among them
     /// (the server skipped what followed it). The pipeline takes statements
     /// again afterwards, also after an error.
@@ -128,7 +132,9 @@ private:
     struct Pending {
         enum Kind { Statement, Prepare, Sync } kind;
         std::string sql;  // for messages
+        bool keep = false;
     };
+    std::optional<Result> kept_;
     bool pipeline_ = false;
     std::vector<Pending> pending_;  // sent, results not read yet, oldest first
     std::size_t pendingHead_ = 0;

@@ -76,9 +76,11 @@ sql::Statements& Session::statements()
 
 void PgWriter::begin()
 {
+    // Both sent without waiting: the id is read with the batch's first read
+    // or with its commit, before the COMMIT's own answer.
     Connection& c = session_.connection();
     c.sendCommand("BEGIN");
-    xid_ = c.exec("SELECT txid_current()").integer(0, 0);
+    c.sendCommand("SELECT txid_current()", true);
 }
 
 void PgWriter::commit()
@@ -91,7 +93,12 @@ void PgWriter::commit()
         // The connection went with the COMMIT on its way (a server shutting
         // down, a failover): it may have committed all the same. Its callers
         // are told what happened, not a guess.
-        const Verdict verdict = verdictOfLastCommit();
+        // The id came before the COMMIT's answer, from the connection that
+        // just broke; without it nothing tells what became of the COMMIT.
+        std::optional<std::int64_t> xid;
+        if (const Connection* broken = session_.current(); broken && broken->kept() && broken->kept()->rows() == 1)
+            xid = broken->kept()->integer(0, 0);
+        const Verdict verdict = xid ? verdictOf(*xid) : Verdict::Unknown;
         if (verdict == Verdict::Committed) return;
         if (verdict == Verdict::Aborted) throw;
         endpoint_.countUnconfirmedCommit();
@@ -105,12 +112,12 @@ void PgWriter::commit()
     }
 }
 
-PgWriter::Verdict PgWriter::verdictOfLastCommit()
+PgWriter::Verdict PgWriter::verdictOf(std::int64_t xid)
 {
     const auto deadline = std::chrono::steady_clock::now() + kVerdictWait;
     for (;;) {
         try {
-            const Result r = session_.connection().exec("SELECT txid_status($1)", {xid_});
+            const Result r = session_.connection().exec("SELECT txid_status($1)", {xid});
             const std::string status = r.isNull(0, 0) ? std::string() : r.text(0, 0);
             if (status == "committed") {
                 static Poco::Logger& log = Poco::Logger::get("orderpay.store");

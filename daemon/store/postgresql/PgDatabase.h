@@ -63,6 +63,8 @@ public:
     sql::Statements& statements();
     /// Whether a connection is open and not broken (nothing is opened).
     bool healthy() const { return connection_ && !connection_->broken(); }
+    /// The connection as it is, broken or not, without opening one.
+    const Connection* current() const { return connection_.get(); }
 
 private:
     Endpoint& endpoint_;
@@ -84,8 +86,8 @@ public:
     explicit PgWriter(Endpoint& endpoint) : endpoint_(endpoint), session_(endpoint, true) {}
 
     sql::Statements& statements() override { return session_.statements(); }
-    /// BEGIN, and the transaction's id, read at once: a commit whose answer
-    /// a lost connection took is looked up by it (verdictOfLastCommit).
+    /// BEGIN, and the transaction's id, kept: a commit whose answer a lost
+    /// connection took is looked up by it (verdictOf).
     void begin() override;
     void commit() override;
     void rollback() noexcept override;
@@ -101,15 +103,14 @@ public:
     static constexpr std::chrono::seconds kVerdictWait{5};
 
 private:
-    /// What became of the transaction begun last, asked on a new connection
+    /// What became of transaction `xid`, asked on a new connection
     /// (txid_status) for up to kVerdictWait: Unknown if the server would not
     /// say in time.
     enum class Verdict { Committed, Aborted, Unknown };
-    Verdict verdictOfLastCommit();
+    Verdict verdictOf(std::int64_t xid);
 
     Endpoint& endpoint_;
     Session session_;
-    std::int64_t xid_ = 0;
 };
 
 /// The PostgreSQL database: migrated at start (once for every instance

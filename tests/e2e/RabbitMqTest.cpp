@@ -471,6 +471,24 @@ TEST_CASE("Two daemons sharing one database and one RabbitMQ queue share the wor
     CHECK(b.running());
 }
 
+TEST_CASE("Of a list of RabbitMQ nodes whose first does not answer, the daemon uses the next, and says so",
+          "[.rabbitmq][cluster]")
+{
+    requireRabbitMq();
+    const auto& node = rabbitMqNode();
+    // Nothing listens on the first node's port.
+    const std::string dead = "amqp://" + node.user + ":" + node.password + "@127.0.0.1:" +
+                             std::to_string(freePort()) + "/" + node.vhost;
+    Daemon d({"broker.rabbitmq.uri=" + dead + "," + node.uri, "orders.processing_ms=0"});
+    HttpClient c(d.port());
+    REQUIRE(waitBrokerHealth(c, "ok", 30s));
+    c.waitForOrderStatus(c.createOrder(orderJson("second-node@example.com")), "awaiting_payment", 30s);
+    const auto log = d.log();
+    INFO(d.logTail(2000));
+    CHECK(log.find("did not answer") != std::string::npos);
+    CHECK(log.find(node.password) == std::string::npos);
+}
+
 TEST_CASE("The AMQP password never appears in the log, also when the login fails", "[.rabbitmq][security]")
 {
     requireRabbitMq();

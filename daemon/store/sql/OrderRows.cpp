@@ -38,10 +38,43 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
         w_("SELECT COALESCE(MAX(seq), 0) + 1 FROM order_events WHERE order_id = ?")
             .query([&](Statement& row) { next_ = row.integer(0); }, orderId_);
     }
-    w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id, instance) "
-       "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
-        .send(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId, f.instance);
+    if (batched_) {
+        auto value = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional<std::string>(v); };
+        kept_.insert(kept_.end(), {orderId_, std::to_string(next_), at, type, value(f.status), value(f.reason),
+                                   value(f.step), value(f.paymentId), value(f.instance)});
+    } else {
+        w_("INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id, instance) "
+           "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
+            .send(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId, f.instance);
+    }
     ++next_;
+}
+
+void OrderEvents::flush()
+{
+    constexpr std::size_t kColumns = 9;
+    const std::size_t n = kept_.size() / kColumns;
+    if (n == 0) return;
+    // The statement for n events, built once per n (the caches key by text).
+    static const std::vector<std::string> statements = [] {
+        std::vector<std::string> all(17);
+        for (std::size_t k = 1; k < all.size(); ++k) {
+            all[k] = "INSERT INTO order_events (order_id, seq, at, type, status, reason, step, payment_id, instance) VALUES ";
+            for (std::size_t i = 0; i < k; ++i) all[k] += std::string(i ? ", " : "") + "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        }
+        return all;
+    }();
+    if (n < statements.size()) {
+        w_(statements[n]).sendTexts(kept_);
+    } else {
+        // More than an order's processing writes: one statement each.
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::vector<std::optional<std::string>> one(kept_.begin() + static_cast<long>(i * kColumns),
+                                                              kept_.begin() + static_cast<long>((i + 1) * kColumns));
+            w_(statements[1]).sendTexts(one);
+        }
+    }
+    kept_.clear();
 }
 
 namespace {

@@ -28,12 +28,17 @@ struct EventFields {
 /// would add as many statements).
 class OrderEvents {
 public:
-    OrderEvents(Statements& w, const std::string& orderId, std::int64_t next = 0)
-        : w_(w), orderId_(orderId), next_(next)
+    /// `batched`: the events are kept and written by flush(), all in one
+    /// statement (an order's processing writes eight).
+    OrderEvents(Statements& w, const std::string& orderId, std::int64_t next = 0, bool batched = false)
+        : w_(w), orderId_(orderId), next_(next), batched_(batched)
     {
     }
 
     void add(const std::string& type, const EventFields& f, const std::string& at);
+    /// Writes the events kept (batched); the caller calls it before its
+    /// unit ends.
+    void flush();
     Statements& statements() const { return w_; }
     const std::string& orderId() const { return orderId_; }
 
@@ -41,6 +46,8 @@ private:
     Statements& w_;
     const std::string& orderId_;
     std::int64_t next_ = 0;  // 0: not read yet
+    const bool batched_;
+    std::vector<std::optional<std::string>> kept_;  // batched: 9 values per event
 };
 
 /// Adds a message to `queue`'s table of messages (the embedded queue, or

@@ -72,7 +72,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
         const std::vector<std::string>& steps = plan.steps;
         const std::int64_t now = clock::nowMillis();
         const EventsSoFar& so = state->events;
-        OrderEvents events(w, id, so.nextSeq);
+        OrderEvents events(w, id, so.nextSeq, true);
         auto begin = [&](std::size_t k) {
             events.add("step_started", {"", "", steps[k], "", plan.instance}, clock::nowRfc3339());
             if (result.completed.empty()) result.begunFirst = true;
@@ -126,10 +126,12 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
             // Started and finished here (no processing time): the count of
             // orders in processing never saw it.
             finishIn(events, result.releasedPayments, false);
+            events.flush();
             result.finished = true;
             if (!result.started) countProcessing(w, -1);
             return;
         }
+        events.flush();
         if (result.started) countProcessing(w, 1);
         // The step in progress has time left: its timer, in this
         // transaction (an early delivery of the timer sets it again).

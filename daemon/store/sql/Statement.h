@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 /// The SQL port the store's shared transactions are written against: one
 /// statement, prepared once per connection and run many times, and a
@@ -41,6 +42,18 @@ public:
     {
         Run run(*this);
         bindAll(values...);
+        sendRun();
+    }
+
+    /// send() with values known only at run time: each text, or NULL.
+    void sendTexts(const std::vector<std::optional<std::string>>& values)
+    {
+        Run run(*this);
+        int i = 0;
+        for (const auto& v : values) {
+            if (v) bindText(++i, *v);
+            else bindNull(++i);
+        }
         sendRun();
     }
 

@@ -51,6 +51,17 @@ bool lockOrderOfPayment(Statements& w, const std::string& paymentId)
     return readOrderStatus(w, orderId).has_value();
 }
 
+/// Orders in processing, the count's row locked until the transaction
+/// ends: starts on several writers (PostgreSQL) take places one after the
+/// other, each seeing the count the one before committed.
+std::int64_t lockedProcessingCount(Statements& w)
+{
+    std::int64_t n = 0;
+    w("SELECT value FROM work_counters WHERE name = 'processing' /*FOR UPDATE*/")
+        .query([&](Statement& row) { n = row.integer(0); });
+    return n;
+}
+
 /// The index of an order's step in progress (steps.size(): all done).
 std::size_t stepInProgress(const EventsSoFar& so, const std::vector<std::string>& steps)
 {
@@ -89,7 +100,7 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
             }
             // An order that will wait for a step stays in processing past
             // this transaction: it needs one of orders.concurrency places.
-            if (!plan.instant() && processingCount(w) >= plan.concurrency) {
+            if (!plan.instant() && lockedProcessingCount(w) >= plan.concurrency) {
                 result.noCapacity = true;
                 return;
             }

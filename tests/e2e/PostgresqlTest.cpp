@@ -311,7 +311,6 @@ TEST_CASE("PostgreSQL stopped mid-run and started again: 503 while it is down, n
                 std::lock_guard lock(mu);
                 oddities.push_back(e.what());
             }
-            std::this_thread::sleep_for(5ms);
         }
     });
     const auto acceptedCount = [&] {

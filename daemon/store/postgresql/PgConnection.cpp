@@ -245,9 +245,9 @@ std::optional<Result> Connection::consume()
     }
     try {
         Result result = check(r, p.sql);
-        if (p.keep) kept_.emplace(std::move(result));
-        if (p.keep) return std::nullopt;
-        return result;
+        if (!p.keep) return result;
+        kept_.emplace(std::move(result));
+        return std::nullopt;
     } catch (const StoreUnavailable&) {
         throw;
     } catch (...) {

@@ -255,6 +255,17 @@ void PgDatabase::read(const std::function<void(sql::Statements&)>& f)
     }
 }
 
+void PgDatabase::readOutsideTransaction(const std::function<void(sql::Statements&)>& f)
+{
+    Session& s = acquire();
+    struct Return {
+        PgDatabase& db;
+        Session& s;
+        ~Return() { db.giveBack(s); }
+    } giveBack{*this, s};
+    f(s.statements());
+}
+
 void PgDatabase::renderMetrics(std::ostream& out) const
 {
     out << "# HELP orderpay_postgresql_connects_total Connections opened to PostgreSQL (again after each loss).\n"

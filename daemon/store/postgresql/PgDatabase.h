@@ -127,6 +127,8 @@ public:
     std::vector<std::unique_ptr<sql::Writer>> makeWriters();
     /// `f` in one REPEATABLE READ, READ ONLY transaction on a pooled session.
     void read(const std::function<void(sql::Statements&)>& f) override;
+    /// `f` on a pooled session, each statement its own transaction.
+    void readOutsideTransaction(const std::function<void(sql::Statements&)>& f) override;
 
     const std::string& description() const { return endpoint_.description(); }
     void renderMetrics(std::ostream& out) const;

@@ -18,7 +18,20 @@ public:
     /// Runs `f` in one read transaction; throws StoreUnavailable when the
     /// database cannot be reached.
     virtual void read(const std::function<void(Statements&)>& f) = 0;
+    /// Runs `f` with no transaction around it: for one statement, or reads
+    /// that need not come from one commit (a poll, a count), which then
+    /// cost no BEGIN and COMMIT of their own.
+    virtual void readOutsideTransaction(const std::function<void(Statements&)>& f) = 0;
 };
+
+/// Runs `f` outside a transaction and returns what it returned.
+template <typename F>
+auto readOnce(Readers& readers, F&& f)
+{
+    std::optional<decltype(f(std::declval<Statements&>()))> result;
+    readers.readOutsideTransaction([&](Statements& q) { result.emplace(f(q)); });
+    return std::move(*result);
+}
 
 /// Runs `f` in one read transaction and returns what it returned.
 template <typename F>

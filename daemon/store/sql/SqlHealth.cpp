@@ -38,7 +38,7 @@ std::map<std::string, std::int64_t> SqlHealth::countByStatus(const std::string& 
 {
     std::map<std::string, std::int64_t> result;
     const std::string sql = statusCountQuery(table);
-    readers_.read([&](Statements& q) {
+    readers_.readOutsideTransaction([&](Statements& q) {
         q(sql).query([&](Statement& row) { result[row.text(0)] = row.integer(1); });
     });
     return result;

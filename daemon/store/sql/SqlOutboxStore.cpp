@@ -97,20 +97,20 @@ QueueDepths SqlOutboxStore::pending()
 {
     QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}};
     const std::int64_t at = clock::nowMillis();
-    readers_.read([&](Statements& q) {
-    q("SELECT queue, CASE WHEN due_at > ? AND state = 'ready' THEN 1 ELSE 0 END, COUNT(*), MIN(created_at) "
-      "FROM messages WHERE state IN ('ready', 'publishing') GROUP BY 1, 2")
-        .query(
-            [&](Statement& row) {
-                QueueDepth& q = result[row.text(0)];
-                if (row.integer(1) != 0) {
-                    q.delayed = row.integer(2);  // a step's timer, not due yet
-                } else {
-                    q.ready = row.integer(2);
-                    q.oldestAgeMs = at - row.integer(3);
-                }
-            },
-            at);
+    readers_.readOutsideTransaction([&](Statements& q) {
+        q("SELECT queue, CASE WHEN due_at > ? AND state = 'ready' THEN 1 ELSE 0 END, COUNT(*), MIN(created_at) "
+          "FROM messages WHERE state IN ('ready', 'publishing') GROUP BY 1, 2")
+            .query(
+                [&](Statement& row) {
+                    QueueDepth& depth = result[row.text(0)];
+                    if (row.integer(1) != 0) {
+                        depth.delayed = row.integer(2);  // a step's timer, not due yet
+                    } else {
+                        depth.ready = row.integer(2);
+                        depth.oldestAgeMs = at - row.integer(3);
+                    }
+                },
+                at);
     });
     return result;
 }

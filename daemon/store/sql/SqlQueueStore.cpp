@@ -26,7 +26,7 @@ bool SqlQueueStore::anythingDue(const std::string& queue)
     // Each state its own range of the index: "state IN (...)" would build
     // a temporary b-tree of the list at every run.
     const std::int64_t at = clock::nowMillis();
-    return readTransaction(readers_, [&](Statements& q) {
+    return readOnce(readers_, [&](Statements& q) {
         bool due = false;
         q("SELECT 1 FROM messages WHERE queue = ? AND state = 'ready' AND due_at <= ? "
           "UNION ALL SELECT 1 FROM messages WHERE queue = ? AND state = 'leased' AND due_at <= ? LIMIT 1")
@@ -118,7 +118,7 @@ QueueDepths SqlQueueStore::depths()
     const std::int64_t at = clock::nowMillis();
     // Counted on the index alone (queue, state, due_at: covering); the
     // oldest of a group is its lowest id, whose row is then read for its age.
-    readers_.read([&](Statements& q) {
+    readers_.readOutsideTransaction([&](Statements& q) {
         std::vector<std::pair<std::string, std::int64_t>> oldest;
         q("SELECT queue, state, COUNT(*), MIN(id) FROM messages GROUP BY queue, state").query([&](Statement& row) {
             QueueDepth& depth = result[row.text(0)];

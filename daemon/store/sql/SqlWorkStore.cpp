@@ -177,7 +177,7 @@ std::vector<AdvanceOutcome> SqlWorkStore::advance(const std::vector<OrderWork>& 
 
 std::int64_t SqlWorkStore::ordersInProcessing()
 {
-    return readTransaction(readers_, [](Statements& q) { return processingCount(q); });
+    return readOnce(readers_, [](Statements& q) { return processingCount(q); });
 }
 
 bool SqlWorkStore::failOrder(const std::string& id, const std::string& reason)

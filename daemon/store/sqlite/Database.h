@@ -49,6 +49,7 @@ public:
     sql::Statements& localReader();
     /// `f` in one read transaction on localReader().
     void read(const std::function<void(sql::Statements&)>& f) override;
+    void readOutsideTransaction(const std::function<void(sql::Statements&)>& f) override { f(localReader()); }
 
     const std::string& path() const { return path_; }
 

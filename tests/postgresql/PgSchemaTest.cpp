@@ -20,7 +20,7 @@ TEST_CASE("a new database is migrated to the current version, and opening it aga
     std::vector<int> upgrades;
     pg::PgSchema::migrate(c, [&](int from) { upgrades.push_back(from); });
     // Every step after the first is told (as with SQLite, where they are logged).
-    CHECK(upgrades == std::vector<int>{1, 2, 3, 4, 5});
+    CHECK(upgrades == std::vector<int>{1, 2, 3, 4, 5, 6});
     CHECK(pg::PgSchema::version(c) == pg::PgSchema::kVersion);
     // The tables of the current version, as SQLite's schema has them.
     for (const char* table : {"orders", "payments", "order_events", "stock_reservations", "invoices", "messages",
@@ -33,6 +33,26 @@ TEST_CASE("a new database is migrated to the current version, and opening it aga
     upgrades.clear();
     pg::PgSchema::migrate(c, [&](int from) { upgrades.push_back(from); });
     CHECK(upgrades.empty());
+}
+
+TEST_CASE("a claim of due messages reads them in order from the index, with no sort of the waiting ones",
+          "[postgresql]")
+{
+    test::TestDatabase db;
+    pg::Connection c(db.uri(), 5s);
+    pg::PgSchema::migrate(c);
+    // A backlog: sorting it on every claim cost 5 ms a claim at 50,000.
+    c.run("INSERT INTO messages (queue, body, state, due_at, created_at) "
+          "SELECT 'orders', '{}', 'ready', n % 1000, n FROM generate_series(1, 20000) AS n");
+    c.run("ANALYZE messages");
+    const pg::Result plan = c.exec(
+        "EXPLAIN SELECT id, body, attempts, lease, due_at FROM messages WHERE queue = 'orders' AND state = 'ready' "
+        "AND due_at <= 5000 ORDER BY due_at, id LIMIT 64 FOR UPDATE SKIP LOCKED");
+    std::string text;
+    for (int i = 0; i < plan.rows(); ++i) text += plan.text(i, 0) + "\n";
+    INFO(text);
+    CHECK(text.find("messages_ready") != std::string::npos);
+    CHECK(text.find("Sort") == std::string::npos);
 }
 
 TEST_CASE("instances starting together on one database migrate it once", "[postgresql]")

@@ -14,7 +14,7 @@
 namespace orderpay {
 namespace {
 
-/// A table of the schema (version 6 on both sides): its columns, which of
+/// A table of the schema (version 7 on both sides): its columns, which of
 /// them are integers, and its key (the order rows are read and compared in).
 struct Table {
     const char* name;

@@ -122,6 +122,14 @@ const std::vector<std::vector<std::string>> kSteps = {
         "CREATE UNIQUE INDEX order_events_step_once ON order_events(order_id, step) WHERE type = 'step_completed'",
         "CREATE UNIQUE INDEX payments_reference_paid_once ON payments(reference) WHERE status = 'succeeded'",
     },
+    {
+        // The lease and outbox claims read the oldest due messages in
+        // (due_at, id) order. SQLite's index holds the rowid (id) already;
+        // PostgreSQL's did not, so it sorted every ready message of the
+        // queue on each claim: 5 ms a claim with 50,000 waiting.
+        "CREATE INDEX messages_ready ON messages(queue, state, due_at, id)",
+        "DROP INDEX messages_due",
+    },
 };
 
 /// Runs `f` in one transaction holding the migration lock.

@@ -144,6 +144,10 @@ const std::vector<std::vector<std::string>> kMigrations = {
         // daemons on one database, the events show who did what.
         "ALTER TABLE order_events ADD COLUMN instance TEXT",
     },
+    {
+        // Nothing: PostgreSQL's step 7 orders its messages index by id as
+        // well, which SQLite's index (holding the rowid) already is.
+    },
 };
 
 /// What SQLite may keep on the heap, all connections together. Each

@@ -50,8 +50,33 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
     ++next_;
 }
 
+void OrderEvents::keepMove(std::string_view from, std::string_view to, const std::string& reason,
+                           const std::string& at)
+{
+    if (move_) {
+        move_->to = to;
+        move_->reason = reason;
+        move_->at = at;
+    } else {
+        move_ = Move{from, to, reason, at};
+    }
+}
+
 void OrderEvents::flush()
 {
+    // One UPDATE of the order's row: each makes a new version of it.
+    if (move_ && stepDue_) {
+        w_("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ?, step_due_at = ? "
+           "WHERE id = ? AND status = ?")
+            .send(move_->to, move_->reason, move_->at, *stepDue_, orderId_, move_->from);
+    } else if (move_) {
+        w_("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
+            .send(move_->to, move_->reason, move_->at, orderId_, move_->from);
+    } else if (stepDue_) {
+        w_("UPDATE orders SET step_due_at = ? WHERE id = ?").send(*stepDue_, orderId_);
+    }
+    move_.reset();
+    stepDue_.reset();
     constexpr std::size_t kColumns = 9;
     const std::size_t n = kept_.size() / kColumns;
     if (n == 0) return;
@@ -131,8 +156,12 @@ void moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std:
     const std::string_view fromName = toString(from);
     const std::string_view toName = toString(to);
     Statements& w = events.statements();
-    w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
-        .send(toName, reason, at, events.orderId(), fromName);
+    if (events.batched()) {
+        events.keepMove(fromName, toName, reason, at);
+    } else {
+        w("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
+            .send(toName, reason, at, events.orderId(), fromName);
+    }
     events.add("status", {std::string(toName), reason, "", "", ""}, at);
     if (count) countProcessing(w, (to == OrderStatus::Processing ? 1 : 0) - (from == OrderStatus::Processing ? 1 : 0));
 }

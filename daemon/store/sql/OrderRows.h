@@ -36,18 +36,33 @@ public:
     }
 
     void add(const std::string& type, const EventFields& f, const std::string& at);
-    /// Writes the events kept (batched); the caller calls it before its
-    /// unit ends.
+    /// Batched: keeps the order's move to `to` (from the status read,
+    /// `from`, at the first move) for flush(): an instant order goes from
+    /// queued through processing to awaiting_payment in one unit, and one
+    /// UPDATE makes one new version of its row instead of two.
+    void keepMove(std::string_view from, std::string_view to, const std::string& reason, const std::string& at);
+    /// Batched: keeps when the order's step in progress is due
+    /// (orders.step_due_at), written by flush() with the move if any.
+    void keepStepDue(std::int64_t dueAt) { stepDue_ = dueAt; }
+    /// Writes the move, the step's due time and the events kept (batched);
+    /// the caller calls it before its unit ends.
     void flush();
+    bool batched() const { return batched_; }
     Statements& statements() const { return w_; }
     const std::string& orderId() const { return orderId_; }
 
 private:
+    struct Move {
+        std::string_view from, to;
+        std::string reason, at;
+    };
     Statements& w_;
     const std::string& orderId_;
     std::int64_t next_ = 0;  // 0: not read yet
     const bool batched_;
     std::vector<std::optional<std::string>> kept_;  // batched: 9 values per event
+    std::optional<Move> move_;                      // batched: the order's status to write
+    std::optional<std::int64_t> stepDue_;           // batched: orders.step_due_at to write
 };
 
 /// Adds a message to `queue`'s table of messages (the embedded queue, or

@@ -66,12 +66,18 @@ std::vector<StoredMessage> SqlQueueStore::lease(const std::string& queue, std::s
             return std::tie(a.dueAt, a.message.id) < std::tie(b.dueAt, b.message.id);
         });
         if (due.size() > max) due.resize(max);
-        const std::int64_t until = at + leaseTime.count();
+        if (due.empty()) return;
+        // One statement for the batch (a statement per size: a batch is at
+        // most WorkSettings::kBatchSize).
+        std::string sql = "UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, "
+                          "due_at = ? WHERE id IN (?";
+        std::vector<std::int64_t> values{at + leaseTime.count()};
         for (auto& d : due) {
-            w("UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, due_at = ? WHERE id = ?")
-                .send(until, d.message.id);
+            if (values.size() > 1) sql += ", ?";
+            values.push_back(d.message.id);
             leased.push_back(std::move(d.message));
         }
+        w(sql + ")").sendIntegers(values);
     });
     return leased;
 }

@@ -14,7 +14,13 @@ namespace {
 /// An order's status, when its step in progress is due (nullopt: no step
 /// waits, or an order a daemon before durable timers was processing), its
 /// items (for reserve_stock) and its events so far: one statement, the
-/// order's row locked (see readOrderStatus).
+/// order's row locked (see readOrderStatus). On PostgreSQL a statement that
+/// waited for the lock sees the newest version of the order's row but the
+/// events of its snapshot, from before the wait: an event written meanwhile
+/// is missed, and the unit's own events then collide with it (the key of
+/// order_events, order_events_step_once), a conflict that runs it again
+/// with a fresh view. Anything whose omission nothing would catch (the
+/// payments that wait for the order) is read by statements of its own.
 struct OrderState {
     OrderStatus status = OrderStatus::Queued;
     std::optional<std::int64_t> stepDueAt;
@@ -142,11 +148,11 @@ Committer::Work advanceUnit(const OrderWork& work, const ProcessingPlan& plan, A
             if (!result.started) countProcessing(w, -1);
             return;
         }
-        events.flush();
-        if (result.started) countProcessing(w, 1);
         // The step in progress has time left: its timer, in this
         // transaction (an early delivery of the timer sets it again).
-        w("UPDATE orders SET step_due_at = ? WHERE id = ?").send(due, id);
+        events.keepStepDue(due);
+        events.flush();
+        if (result.started) countProcessing(w, 1);
         queueMessageAt(w, kOrderStepsQueue, orderStepMessage(id, steps[k]), due);
         result.dueAt = due;
     };

@@ -317,6 +317,7 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
         r.problem("instance.name", "'" + s.instanceName + "' is not 1 to 100 printable ASCII characters without spaces");
     s.logging.instance = s.instanceName;
     s.work.instance = s.instanceName;
+    s.store.instance = s.instanceName;
 
     if (!r.problems.empty()) throw ConfigError(std::move(r.problems));
     return s;

@@ -42,6 +42,7 @@ struct StoreSettings {
     int postgresqlPoolSize = 8;                            // connections per instance
     bool groupCommit = true;
     int maxBatch = 256;
+    std::string instance;  // instance.name: the holder of the messages this instance leases
 };
 
 struct WorkSettings {

@@ -93,7 +93,8 @@ TEST_CASE("a version 2 database loses its step ledger table and keeps resuming o
     REQUIRE(test::advance(f.work(), o.id, "validate", test::slowPlan()).completed ==
             std::vector<std::string>{"validate"});
     f.committer().write([&](sql::Statements& w) {
-        // What versions 3 to 6 added, taken back.
+        // What versions 3 to 7 added, taken back.
+        w("ALTER TABLE messages DROP COLUMN holder").exec();
         w("ALTER TABLE order_events DROP COLUMN instance").exec();
         w("ALTER TABLE orders DROP COLUMN step_due_at").exec();
         w("DROP TABLE work_counters").exec();

@@ -129,6 +129,9 @@ const std::vector<std::vector<std::string>> kSteps = {
         // queue on each claim: 5 ms a claim with 50,000 waiting.
         "CREATE INDEX messages_ready ON messages(queue, state, due_at, id)",
         "DROP INDEX messages_due",
+        // The instance (instance.name) that leased or claimed a message
+        // last: while it is leased or publishing, the instance holding it.
+        "ALTER TABLE messages ADD COLUMN holder TEXT",
     },
 };
 

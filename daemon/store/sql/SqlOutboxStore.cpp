@@ -23,7 +23,10 @@ std::map<std::string, std::string> decodeHeaders(const std::string& text)
 
 }  // namespace
 
-SqlOutboxStore::SqlOutboxStore(Readers& readers, Committer& committer) : readers_(readers), committer_(committer) {}
+SqlOutboxStore::SqlOutboxStore(Readers& readers, Committer& committer, std::string instance)
+    : readers_(readers), committer_(committer), instance_(std::move(instance))
+{
+}
 
 std::vector<OutboxMessage> SqlOutboxStore::claim(std::size_t max, std::chrono::milliseconds claimTime)
 {
@@ -60,7 +63,8 @@ std::vector<OutboxMessage> SqlOutboxStore::claim(std::size_t max, std::chrono::m
         if (due.size() > max) due.resize(max);
         const std::int64_t until = at + claimTime.count();
         for (auto& d : due) {
-            w("UPDATE messages SET state = 'publishing', due_at = ? WHERE id = ?").send(until, d.message.id);
+            w("UPDATE messages SET state = 'publishing', due_at = ?, holder = ? WHERE id = ?")
+                .send(until, instance_, d.message.id);
             claimed.push_back(std::move(d.message));
         }
     });

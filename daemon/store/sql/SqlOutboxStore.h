@@ -10,7 +10,8 @@ namespace orderpay::sql {
 /// until due_at) and the `deliveries` table (attempts per message id).
 class SqlOutboxStore : public OutboxStore {
 public:
-    SqlOutboxStore(Readers& readers, Committer& committer);
+    /// `instance`: instance.name, recorded as the holder of what it claims.
+    SqlOutboxStore(Readers& readers, Committer& committer, std::string instance);
 
     std::vector<OutboxMessage> claim(std::size_t max, std::chrono::milliseconds claimTime) override;
     void unclaim(const std::vector<std::int64_t>& ids) override;
@@ -24,6 +25,7 @@ public:
 private:
     Readers& readers_;
     Committer& committer_;
+    const std::string instance_;
 };
 
 }  // namespace orderpay::sql

@@ -8,8 +8,8 @@
 
 namespace orderpay::sql {
 
-SqlQueueStore::SqlQueueStore(Readers& readers, Committer& committer, bool soleUser)
-    : readers_(readers), committer_(committer), soleUser_(soleUser)
+SqlQueueStore::SqlQueueStore(Readers& readers, Committer& committer, bool soleUser, std::string instance)
+    : readers_(readers), committer_(committer), soleUser_(soleUser), instance_(std::move(instance))
 {
 }
 
@@ -70,14 +70,14 @@ std::vector<StoredMessage> SqlQueueStore::lease(const std::string& queue, std::s
         // One statement for the batch (a statement per size: a batch is at
         // most WorkSettings::kBatchSize).
         std::string sql = "UPDATE messages SET state = 'leased', attempts = attempts + 1, lease = lease + 1, "
-                          "due_at = ? WHERE id IN (?";
-        std::vector<std::int64_t> values{at + leaseTime.count()};
+                          "due_at = ?, holder = ? WHERE id IN (?";
+        std::vector<std::optional<std::string>> values{std::to_string(at + leaseTime.count()), instance_};
         for (auto& d : due) {
-            if (values.size() > 1) sql += ", ?";
-            values.push_back(d.message.id);
+            if (values.size() > 2) sql += ", ?";
+            values.push_back(std::to_string(d.message.id));
             leased.push_back(std::move(d.message));
         }
-        w(sql + ")").sendIntegers(values);
+        w(sql + ")").sendTexts(values);
     });
     return leased;
 }

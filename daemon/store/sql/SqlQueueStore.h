@@ -11,8 +11,9 @@ namespace orderpay::sql {
 class SqlQueueStore : public QueueStore {
 public:
     /// `soleUser`: no other instance uses the database (SQLite), so the
-    /// leases found at start are a previous run's.
-    SqlQueueStore(Readers& readers, Committer& committer, bool soleUser);
+    /// leases found at start are a previous run's; `instance`: instance.name,
+    /// recorded as the holder of what it leases (messages.holder).
+    SqlQueueStore(Readers& readers, Committer& committer, bool soleUser, std::string instance);
 
     void releaseAllLeases() override;
     bool anythingDue(const std::string& queue) override;
@@ -28,6 +29,7 @@ private:
     Readers& readers_;
     Committer& committer_;
     const bool soleUser_;
+    const std::string instance_;
 };
 
 }  // namespace orderpay::sql

@@ -7,8 +7,8 @@ SqlStore::SqlStore(Readers& readers, std::vector<std::unique_ptr<Writer>> writer
     : committer_(std::move(writers), settings.groupCommit, settings.maxBatch),
       api_(readers, committer_, published_),
       work_(readers, committer_, published_),
-      queue_(readers, committer_, soleUser),
-      outbox_(readers, committer_),
+      queue_(readers, committer_, soleUser, settings.instance),
+      outbox_(readers, committer_, settings.instance),
       health_(readers, committer_, std::move(extraMetrics))
 {
 }

@@ -57,15 +57,6 @@ public:
         sendRun();
     }
 
-    /// send() with a number of integers known only at run time.
-    void sendIntegers(const std::vector<std::int64_t>& values)
-    {
-        Run run(*this);
-        int i = 0;
-        for (const std::int64_t v : values) bindInteger(++i, v);
-        sendRun();
-    }
-
     /// Runs a query and calls `row(*this)` for each row; column(i) reads it.
     template <typename F, typename... T>
     int query(F&& row, const T&... values)

@@ -145,8 +145,11 @@ const std::vector<std::vector<std::string>> kMigrations = {
         "ALTER TABLE order_events ADD COLUMN instance TEXT",
     },
     {
-        // Nothing: PostgreSQL's step 7 orders its messages index by id as
-        // well, which SQLite's index (holding the rowid) already is.
+        // The instance (instance.name) that leased or claimed a message
+        // last: while it is leased or publishing, the instance holding it.
+        // (PostgreSQL's step 7 also orders its messages index by id, which
+        // SQLite's index, holding the rowid, already is.)
+        "ALTER TABLE messages ADD COLUMN holder TEXT",
     },
 };
 

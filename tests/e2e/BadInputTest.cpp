@@ -777,9 +777,11 @@ TEST_CASE("A cancel or a readiness probe waiting for the database holds up no ot
 {
     // One HTTP thread for every connection: a write that waited for its
     // commit on it would stall them all (up to the 5 s busy timeout here).
-    Daemon d({"orders.processing_ms=60000", "http.max_threads=1"});
+    // One place in processing, which the first order holds for a minute:
+    // the second stays queued, so its cancel can succeed.
+    Daemon d({"orders.processing_ms=60000", "orders.concurrency=1", "http.max_threads=1"});
     HttpClient c(d.port());
-    c.createOrder(orderJson("first@example.com"));  // keeps the worker busy
+    c.createOrder(orderJson("first@example.com"));
     const auto id = c.createOrder(orderJson("cancel-me@example.com"));
     c.get("/health/ready");  // the first probe, while the database is free
 

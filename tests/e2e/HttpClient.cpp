@@ -112,13 +112,18 @@ HttpClient::HttpClient(unsigned short port, std::string bearerToken)
 {
 }
 
+HttpClient::HttpClient(std::string host, unsigned short port, std::string bearerToken)
+    : host_(std::move(host)), port_(port), token_(std::move(bearerToken))
+{
+}
+
 namespace {
 
-Response perform(unsigned short port, std::chrono::milliseconds timeout, const std::string& token,
+Response perform(const std::string& host, unsigned short port, std::chrono::milliseconds timeout, const std::string& token,
                  const std::string& method, const std::string& path, const std::string& body,
                  const Headers& headers, bool chunked)
 {
-    Poco::Net::HTTPClientSession session("127.0.0.1", port);
+    Poco::Net::HTTPClientSession session(host, port);
     session.setTimeout(toTimespan(timeout));
     session.setKeepAlive(false);
 
@@ -171,13 +176,13 @@ Response perform(unsigned short port, std::chrono::milliseconds timeout, const s
 Response HttpClient::request(const std::string& method, const std::string& path,
                              const std::string& body, const Headers& headers) const
 {
-    return perform(port_, timeout_, token_, method, path, body, headers, false);
+    return perform(host_, port_, timeout_, token_, method, path, body, headers, false);
 }
 
 Response HttpClient::requestChunked(const std::string& method, const std::string& path,
                                     const std::string& body, const Headers& headers) const
 {
-    return perform(port_, timeout_, token_, method, path, body, headers, true);
+    return perform(host_, port_, timeout_, token_, method, path, body, headers, true);
 }
 
 std::string HttpClient::createOrder(const std::string& body) const

@@ -53,6 +53,9 @@ inline const std::string kOmitHeader = "\x01omit";
 class HttpClient {
 public:
     explicit HttpClient(unsigned short port, std::string bearerToken = {});
+    // A daemon on another host (the cluster tests' namespaces); the others
+    // talk to 127.0.0.1.
+    HttpClient(std::string host, unsigned short port, std::string bearerToken = {});
 
     // Sends one request on a fresh connection. A non-empty body defaults to
     // Content-Type: application/json. Throws on connection errors.
@@ -93,9 +96,11 @@ public:
     std::vector<std::string> listAllOrderIds(const std::string& query = "limit=200") const;
 
     unsigned short port() const { return port_; }
+    const std::string& host() const { return host_; }
     void setTimeout(std::chrono::milliseconds t) { timeout_ = t; }
 
 private:
+    std::string host_ = "127.0.0.1";
     unsigned short port_;
     std::string token_;
     std::chrono::milliseconds timeout_ = 15s;

@@ -318,6 +318,7 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     s.logging.instance = s.instanceName;
     s.work.instance = s.instanceName;
     s.store.instance = s.instanceName;
+    s.store.silentFor = std::max<std::chrono::milliseconds>(std::chrono::seconds(1), s.broker.lease / 3);
 
     if (!r.problems.empty()) throw ConfigError(std::move(r.problems));
     return s;

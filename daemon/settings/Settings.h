@@ -43,6 +43,11 @@ struct StoreSettings {
     bool groupCommit = true;
     int maxBatch = 256;
     std::string instance;  // instance.name: the holder of the messages this instance leases
+    /// PostgreSQL: how long a connection may go unanswered (a cut link, a
+    /// lost machine) before either end gives it up, so that an instance cut
+    /// off lets go of its transactions' row locks well within broker.lease
+    /// (a third of it) and its clients are answered 503, not left waiting.
+    std::chrono::milliseconds silentFor{5000};
 };
 
 struct WorkSettings {

@@ -105,17 +105,33 @@ std::string checkConninfo(const std::string& conninfo)
 }
 
 Connection::Connection(const std::string& conninfo, std::chrono::seconds connectTimeout,
-                       const std::string& passwordFile)
+                       const std::string& passwordFile, std::chrono::milliseconds silentFor)
 {
     const std::string error = checkConninfo(conninfo);
     if (!error.empty()) throw StoreUnavailable("cannot connect to PostgreSQL: " + error);
-    // connect_timeout and passfile as keywords of their own: the caller's
-    // string may be a URI. A keyword with no value is not used.
-    const char* keywords[] = {"dbname", "connect_timeout", "application_name", "passfile", nullptr};
+    // libpq takes the last value of a keyword: the TCP timeouts come before
+    // the caller's string (which may set its own), connect_timeout and
+    // passfile after it, as keywords of their own (the string may be a
+    // URI). A keyword with no value is not used.
+    const std::string silentMs = std::to_string(std::max<long>(1000, silentFor.count()));
+    // Keepalive probes: after a third of the silence, then every second
+    // (libpq counts seconds; three probes unanswered end the connection).
+    const std::string idle = std::to_string(std::max<long>(1, silentFor.count() / 3000));
     const std::string timeout = std::to_string(std::max<long>(1, connectTimeout.count()));
-    const char* values[] = {conninfo.c_str(), timeout.c_str(), "orderpayd",
-                            passwordFile.empty() ? nullptr : passwordFile.c_str(), nullptr};
-    conn_ = PQconnectdbParams(keywords, values, 1);  // expand_dbname: the first value is the whole string
+    const char* keywords[] = {"keepalives",      "keepalives_idle",  "keepalives_interval", "keepalives_count",
+                              "tcp_user_timeout", "dbname",           "connect_timeout",     "application_name",
+                              "passfile",         nullptr};
+    const char* values[] = {"1",
+                            idle.c_str(),
+                            "1",
+                            "3",
+                            silentMs.c_str(),
+                            conninfo.c_str(),
+                            timeout.c_str(),
+                            "orderpayd",
+                            passwordFile.empty() ? nullptr : passwordFile.c_str(),
+                            nullptr};
+    conn_ = PQconnectdbParams(keywords, values, 1);  // expand_dbname: the dbname value is the whole string
     if (conn_ == nullptr) throw StoreUnavailable("cannot connect to PostgreSQL: out of memory");
     if (PQstatus(conn_) != CONNECTION_OK) {
         // libpq's message names host and port, never the password.
@@ -135,7 +151,25 @@ Connection::~Connection()
     if (conn_ != nullptr) PQfinish(conn_);
 }
 
+
+
 bool Connection::broken() const { return failed_ || conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK; }
+
+bool Connection::stillOpen()
+{
+    if (broken()) return false;
+    // A server going away says why first ("terminating connection due to
+    // unexpected postmaster exit"), then closes: the message is read and
+    // parsed (handled as a notice while idle), then the close is read.
+    for (int i = 0; i < 2; ++i) {
+        if (PQconsumeInput(conn_) != 1 || PQstatus(conn_) != CONNECTION_OK) {
+            failed_ = true;
+            return false;
+        }
+        (void)PQisBusy(conn_);
+    }
+    return true;
+}
 
 Result Connection::check(PGresult* r, std::string_view sql)
 {

@@ -78,8 +78,12 @@ public:
     /// Connects to `conninfo` (a URI or key=value string), waiting at most
     /// `connectTimeout`; `passwordFile` (if not empty) is the libpq password
     /// file to read. Throws StoreUnavailable naming the server (never the
-    /// password).
-    Connection(const std::string& conninfo, std::chrono::seconds connectTimeout, const std::string& passwordFile = {});
+    /// password). A server that stops acknowledging what was sent (a cut
+    /// link) breaks the connection after `silentFor`, and an idle
+    /// connection is probed (TCP keepalives) to be found broken as soon;
+    /// `conninfo` may choose otherwise (keepalives_*, tcp_user_timeout).
+    Connection(const std::string& conninfo, std::chrono::seconds connectTimeout, const std::string& passwordFile = {},
+               std::chrono::milliseconds silentFor = std::chrono::seconds(5));
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -113,6 +117,9 @@ public:
     /// again afterwards, also after an error.
     void sync();
 
+    /// False if the server closed the connection while nothing was asked
+    /// of it (a restart, a failover): reads what arrived, without waiting.
+    bool stillOpen();
     bool broken() const;
     /// host:port as connected, for messages.
     const std::string& endpoint() const { return endpoint_; }

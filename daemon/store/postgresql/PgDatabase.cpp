@@ -15,11 +15,30 @@ constexpr std::chrono::seconds kPoolWait{5};
 /// (a cut link) is given up after this.
 constexpr std::chrono::seconds kConnectTimeout{2};
 
+/// What each session sets first (one round trip): commits wait for the
+/// server's flush (and a synchronous standby's, if it has one), and the
+/// server gives up on a session whose client went silent (a cut link, a
+/// lost machine) after `silentFor`, rolling its transaction back, so that
+/// its row locks do not hold up the instances that took its work over:
+/// idle in a transaction (no statement of ours waits on the client), not
+/// acknowledging what the server sends, not answering keepalives, or gone
+/// while a statement runs.
+std::string sessionSettings(std::chrono::milliseconds silentFor)
+{
+    const std::string ms = std::to_string(std::max<long>(1000, silentFor.count()));
+    const std::string idle = std::to_string(std::max<long>(1, silentFor.count() / 3000));
+    return "SET synchronous_commit = on; SET idle_in_transaction_session_timeout = " + ms +
+           "; SET tcp_user_timeout = " + ms + "; SET tcp_keepalives_idle = " + idle +
+           "; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3; SET client_connection_check_interval = 1000";
+}
+
 }  // namespace
 
 Endpoint::Endpoint(const StoreSettings& settings)
     : conninfo_(settings.postgresqlUri),
       passwordFile_(settings.postgresqlPasswordFile),
+      silentFor_(settings.silentFor),
+      sessionSettings_(sessionSettings(settings.silentFor)),
       description_("PostgreSQL database " + redacted(settings.postgresqlUri))
 {
 }
@@ -32,8 +51,8 @@ std::unique_ptr<Connection> Endpoint::connect()
             throw StoreUnavailable(failure_);
     }
     try {
-        auto c = std::make_unique<Connection>(conninfo_, kConnectTimeout, passwordFile_);
-        c->run("SET synchronous_commit = on");
+        auto c = std::make_unique<Connection>(conninfo_, kConnectTimeout, passwordFile_, silentFor_);
+        c->run(sessionSettings_);
         ++connects_;
         std::lock_guard lock(mutex_);
         if (failedAt_ != 0) {
@@ -53,6 +72,14 @@ std::unique_ptr<Connection> Endpoint::connect()
         failedAt_ = clock::steadyMillis();
         failure_ = e.what();
         throw;
+    }
+}
+
+void Session::forgetIfClosed()
+{
+    if (connection_ && !connection_->stillOpen()) {
+        statements_.reset();
+        connection_.reset();
     }
 }
 
@@ -234,28 +261,29 @@ void PgDatabase::giveBack(Session& s)
 
 void PgDatabase::read(const std::function<void(sql::Statements&)>& f)
 {
-    Session& s = acquire();
-    struct Return {
-        PgDatabase& db;
-        Session& s;
-        ~Return() { db.giveBack(s); }
-    } giveBack{*this, s};
-    Connection& c = s.connection();
-    c.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    try {
-        f(s.statements());
-        c.run("COMMIT");
-    } catch (...) {
+    onReader([&](Session& s) {
+        Connection& c = s.connection();
+        c.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
         try {
-            if (!c.broken()) c.run("ROLLBACK");
-        } catch (const std::exception&) {
-            // Broken meanwhile: the server ends the transaction.
+            f(s.statements());
+            c.run("COMMIT");
+        } catch (...) {
+            try {
+                if (!c.broken()) c.run("ROLLBACK");
+            } catch (const std::exception&) {
+                // Broken meanwhile: the server ends the transaction.
+            }
+            throw;
         }
-        throw;
-    }
+    });
 }
 
 void PgDatabase::readOutsideTransaction(const std::function<void(sql::Statements&)>& f)
+{
+    onReader([&](Session& s) { f(s.statements()); });
+}
+
+void PgDatabase::onReader(const std::function<void(Session&)>& f)
 {
     Session& s = acquire();
     struct Return {
@@ -263,7 +291,11 @@ void PgDatabase::readOutsideTransaction(const std::function<void(sql::Statements
         Session& s;
         ~Return() { db.giveBack(s); }
     } giveBack{*this, s};
-    f(s.statements());
+    // A pooled connection the server closed while it sat idle (a restart, a
+    // failover) is replaced before use: a client is not answered 503 for
+    // each stale connection of the pool once the database serves again.
+    s.forgetIfClosed();
+    f(s);
 }
 
 void PgDatabase::renderMetrics(std::ostream& out) const

@@ -43,6 +43,8 @@ public:
 private:
     std::string conninfo_;
     std::string passwordFile_;
+    std::chrono::milliseconds silentFor_;
+    std::string sessionSettings_;
     std::string description_;
     std::mutex mutex_;
     std::int64_t failedAt_ = 0;  // steady milliseconds of the last failure; under mutex_
@@ -65,6 +67,9 @@ public:
     bool healthy() const { return connection_ && !connection_->broken(); }
     /// The connection as it is, broken or not, without opening one.
     const Connection* current() const { return connection_.get(); }
+    /// Drops the connection if the server closed it meanwhile (without
+    /// waiting: what the server sent is read, nothing is asked).
+    void forgetIfClosed();
 
 private:
     Endpoint& endpoint_;
@@ -139,6 +144,8 @@ public:
 private:
     Session& acquire();
     void giveBack(Session& s);
+    /// `f` on a pooled read session, given back afterwards.
+    void onReader(const std::function<void(Session&)>& f);
 
     StoreSettings settings_;
     Endpoint endpoint_;

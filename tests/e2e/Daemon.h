@@ -167,6 +167,16 @@ private:
 // Runs `sql` on the database `uri` names; the first column of each row.
 std::vector<std::string> postgresqlQuery(const std::string& uri, const std::string& sql);
 
+// Where a daemon runs: this machine's loopback (the default), or a host of
+// the cluster tests (a network namespace made by tests/cluster/hosts). There
+// it listens on every address of the host: clients on this machine reach it
+// through the bridge at `address`, clients on the host itself through its
+// loopback.
+struct Placement {
+    std::string netns;    // empty: this machine's own namespace
+    std::string address;  // the host's address on the bridge
+};
+
 class Daemon {
 public:
     enum class Wait { Ready, No };
@@ -179,7 +189,7 @@ public:
     // usingPostgresql(), store.kind=postgresql on a database of its own,
     // unless `defines` chooses the store (kind, SQLite path or URI).
     explicit Daemon(std::vector<std::string> defines = {}, Wait wait = Wait::Ready,
-                    std::vector<std::string> env = {});
+                    std::vector<std::string> env = {}, Placement at = {});
     ~Daemon();
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
@@ -211,6 +221,9 @@ public:
     std::string log() const;                        // whole log so far
     std::string logTail(std::size_t bytes = 4000) const;
     unsigned short port() const { return port_; }
+    // The address clients on this machine reach it at (127.0.0.1, or its host's).
+    std::string host() const { return at_.netns.empty() ? "127.0.0.1" : at_.address; }
+    const Placement& placement() const { return at_; }
     std::string dbPath() const;
     // The URI of the daemon's own PostgreSQL database (empty: it runs on SQLite).
     std::string postgresqlUri() const { return database_ ? database_->uri() : std::string(); }
@@ -233,6 +246,7 @@ private:
     // With usingPostgresql() and no store of the test's choosing: the
     // daemon's own database, for as long as this object lives.
     std::unique_ptr<PostgresqlDatabase> database_;
+    Placement at_;
     unsigned short port_;
     std::string logPath_;
     pid_t pid_ = -1;

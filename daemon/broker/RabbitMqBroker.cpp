@@ -32,6 +32,19 @@ int prefetchFor(int configured)
     return std::max(configured, static_cast<int>(2 * WorkSettings::kBatchSize));
 }
 
+/// The AMQP heartbeat: RabbitMQ gives up on a connection that stayed silent
+/// for about this long (two missed heartbeats at half of it), and hands its
+/// unacked deliveries to another instance. A third of broker.lease, so an
+/// instance cut off from the broker has its work taken over within the
+/// lease; at least 2 s (a worker between batches must not miss it), at most
+/// RabbitMQ's usual 30 s. A worker calls into rabbitmq-c between batches,
+/// which take milliseconds (no step is waited out in a handler).
+std::chrono::seconds heartbeatFor(std::chrono::milliseconds lease)
+{
+    return std::clamp(std::chrono::duration_cast<std::chrono::seconds>(lease / 3), std::chrono::seconds(2),
+                      std::chrono::seconds(30));
+}
+
 }  // namespace
 
 RabbitMqBroker::RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker, const WorkSettings& work)
@@ -42,10 +55,8 @@ RabbitMqBroker::RabbitMqBroker(OutboxStore& outbox, const BrokerSettings& broker
       queueType_(broker.rabbitmqQueueType),
       backoffBase_(std::max(work.retryBackoff, std::chrono::milliseconds(1))),
       maxAttempts_(work.maxAttempts),
-      // A worker calls into rabbitmq-c between batches, which take
-      // milliseconds (no handler waits out a step), so RabbitMQ's usual
-      // interval holds whatever orders.processing_ms is.
-      heartbeat_(std::chrono::seconds(30)),
+      heartbeat_(heartbeatFor(broker.lease)),
+      holdFor_(std::max<std::chrono::milliseconds>(std::chrono::seconds(1), broker.lease / 3)),
       claimTime_(broker.lease),
       log_(Poco::Logger::get("orderpay.broker")),
       monitor_("amqp-monitor", std::chrono::seconds(1), [this] { lookAtQueues(); })
@@ -116,22 +127,46 @@ void RabbitMqBroker::declareTopology(AmqpConnection& c)
 {
     const std::string work = prefix_ + "work";
     const std::string dead = prefix_ + "dead";
+    const bool quorum = queueType_ == "quorum";
     c.declareExchange(work, "direct");
     c.declareExchange(dead, "direct");
+    // Quorum queues (replicated on a majority of the cluster's nodes) for
+    // every queue, the delay queues' included: a message confirmed to the
+    // relay survives the loss of any one node. Their dead-lettering is
+    // at-least-once (RabbitMQ's default for quorum queues drops what a
+    // node loss interrupts), which asks for overflow by refusing publishes.
+    const std::map<std::string, std::string> quorumText =
+        quorum ? std::map<std::string, std::string>{{"x-queue-type", "quorum"}} : std::map<std::string, std::string>{};
+    auto dlx = [&](std::map<std::string, std::string> text) {
+        if (quorum) {
+            text["x-dead-letter-strategy"] = "at-least-once";
+            text["x-overflow"] = "reject-publish";
+        }
+        return text;
+    };
     for (const auto& queue : kQueues) {
-        std::map<std::string, std::string> args{{"x-dead-letter-exchange", dead}};
-        if (queueType_ == "quorum") args["x-queue-type"] = "quorum";
-        c.declareQueue(queueName(queue), args, {});
+        std::map<std::string, std::string> text = quorumText;
+        text["x-dead-letter-exchange"] = dead;
+        std::map<std::string, std::int64_t> ints;
+        // The store counts every delivery and dead-letters at
+        // retry.max_attempts; RabbitMQ's own count of returned deliveries
+        // (a consumer's connection lost) is the backstop at the same
+        // number, so a message no instance manages to count still ends in
+        // the dead-letter queue, never loops.
+        if (quorum) ints["x-delivery-limit"] = maxAttempts_;
+        c.declareQueue(queueName(queue), dlx(text), ints);
         c.bind(queueName(queue), work, queue);
-        c.declareQueue(queueName(queue) + ".dead", queueType_ == "quorum" ? std::map<std::string, std::string>{{"x-queue-type", "quorum"}} : std::map<std::string, std::string>{}, {});
+        c.declareQueue(queueName(queue) + ".dead", quorumText, {});
         c.bind(queueName(queue) + ".dead", dead, queue);
         // One delay queue per attempt keeps each queue's TTL uniform, so a
         // long delay never holds up a short one behind it.
         for (int n = 1; n < maxAttempts_; ++n) {
             const auto delay = std::min<std::chrono::milliseconds>(backoffBase_ * (1LL << std::min(n - 1, 20)),
                                                                    std::chrono::minutes(5));
-            c.declareQueue(queueName(queue) + ".retry." + std::to_string(n),
-                           {{"x-dead-letter-exchange", work}, {"x-dead-letter-routing-key", queue}},
+            std::map<std::string, std::string> retryText = quorumText;
+            retryText["x-dead-letter-exchange"] = work;
+            retryText["x-dead-letter-routing-key"] = queue;
+            c.declareQueue(queueName(queue) + ".retry." + std::to_string(n), dlx(retryText),
                            {{"x-message-ttl", delay.count()}});
         }
     }
@@ -311,6 +346,19 @@ bool RabbitMqBroker::ensureConsuming(Consumer& c, std::chrono::milliseconds time
             return false;
         }
     }
+    if (c.waitingForStore) {
+        // Consuming again before the database counts deliveries would
+        // only take messages to hand back (each return counts toward a
+        // quorum queue's delivery limit): an empty count probes it.
+        try {
+            outbox_.countDeliveries({});
+        } catch (const std::exception&) {
+            std::this_thread::sleep_for(std::min(timeout, std::chrono::milliseconds(200)));
+            return false;
+        }
+        c.waitingForStore = false;
+        logLine(log_, Poco::Message::PRIO_NOTICE, c.describe() + ": the database counts deliveries again");
+    }
     try {
         if (!c.connection) c.connection = connect(c.describe());
         for (const auto& queue : c.queues) {
@@ -375,6 +423,26 @@ std::vector<Delivery> RabbitMqBroker::fetchSome(const std::string& queue, std::s
     if (ds.empty()) return ds;
     try {
         recordDeliveries(ds);
+        c.storeLostAt.reset();
+    } catch (const StoreUnavailable&) {
+        // The database does not take the count, so nothing is handed out.
+        // The messages stay with this consumer, unacked (a return would
+        // count toward a quorum queue's delivery limit), while the database
+        // may come back at once; past holdFor_ they go back to the queue for
+        // the instances that reach it, and this consumer waits for the
+        // database before it takes any again.
+        auto& mine = c.held[queue];
+        for (std::size_t i = ds.size(); i-- > 0;) mine.push_front(Held{std::move(ds[i]), redelivered[i]});
+        const auto now = std::chrono::steady_clock::now();
+        if (!c.storeLostAt) c.storeLostAt = now;
+        if (now - *c.storeLostAt >= holdFor_) {
+            dropConsumer(c, "the database is unreachable; what it held goes back to the queue");
+            c.waitingForStore = true;
+            c.storeLostAt.reset();
+        } else {
+            std::this_thread::sleep_for(std::min(timeout, std::chrono::milliseconds(100)));
+        }
+        return {};
     } catch (...) {
         // Not counted, so not handed out: back to the queue.
         try {

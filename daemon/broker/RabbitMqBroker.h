@@ -15,6 +15,7 @@
 #include <set>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -88,6 +89,11 @@ private:
         std::map<std::string, std::deque<Held>> held;
         std::chrono::steady_clock::time_point retryAt;
         std::chrono::milliseconds backoff{0};
+        /// Since when the database has refused to count this consumer's
+        /// deliveries; and whether it handed them back for that and waits
+        /// for the database before it consumes again.
+        std::optional<std::chrono::steady_clock::time_point> storeLostAt;
+        bool waitingForStore = false;
         std::string describe() const;
     };
 
@@ -121,6 +127,10 @@ private:
     std::chrono::milliseconds backoffBase_;
     int maxAttempts_;
     std::chrono::seconds heartbeat_;
+    /// How long a consumer keeps the deliveries the database would not
+    /// count (it is unreachable) before it hands them back for the instances
+    /// that can reach it: a third of broker.lease.
+    std::chrono::milliseconds holdFor_;
     /// How long an outbox row this instance claimed for relaying stays its
     /// (broker.lease): a relay that died has its claims published by
     /// another instance after it.

@@ -4,6 +4,7 @@
 // over within broker.lease, an Idempotency-Key is global, and a database
 // that goes away and comes back costs 503s, never a lost order. Run by the
 // "e2e-postgresql: " registrations, with the embedded queue and RabbitMQ.
+#include "Amqp.h"
 #include "Daemon.h"
 #include "HttpClient.h"
 
@@ -440,4 +441,62 @@ TEST_CASE("Two payments of one reference settled at once by two instances: one s
           kPairs);
     CHECK(count(db.uri(), "SELECT COUNT(*) FROM orders WHERE status = 'paid'") == kPairs);
     CHECK(doubledEvents(db.uri()) == 0);
+}
+
+TEST_CASE("With RabbitMQ, PostgreSQL unreachable: a consumer hands back once what it cannot count, and takes "
+          "nothing more until the database is back",
+          "[.postgresql-rabbitmq][outage]")
+{
+    // A consumer counts each delivery in the database before it hands it
+    // out. While it cannot, every return of a message counts toward a
+    // quorum queue's delivery limit (retry.max_attempts): a consumer that
+    // took and returned messages in a loop would have RabbitMQ dead-letter
+    // them, unprocessed, within a second of an outage.
+    requirePostgresql();
+    REQUIRE(usingRabbitMq());
+    TempDir dir;
+    PrivatePostgresql server(dir.path() + "/server");
+    const std::string prefix = uniqueBrokerPrefix();
+    // A lease of 3 s: what a consumer cannot count goes back after 1 s.
+    Daemon d(instanceDefines(server.uri(), prefix, "solo",
+                             {"broker.rabbitmq.queue_type=quorum", "broker.lease=3s", "orders.processing_ms=0"}));
+    HttpClient c(d.port());
+    c.waitForOrderStatus(c.createOrder(orderJson("before@example.com")), "awaiting_payment");
+
+    server.stop();
+    AmqpClient amqp(rabbitMqNode().uri);
+    const std::string orders = prefix + "orders", dead = orders + ".dead";
+    // A message the daemon will refuse (not an order message) once it can
+    // count it: it then dead-letters it with its own reason.
+    amqp.publish(prefix + "work", "orders", "{\"not\": \"an order message\"}");
+    {
+        INFO("the message did not come back to the queue; log tail:\n" << d.logTail());
+        REQUIRE(eventually([&] { return amqp.messageCount(orders).value_or(0) == 1; }, 15s, 20ms));
+    }
+    // While the database stays away, nothing takes the message again: it
+    // stays ready, and RabbitMQ dead-letters nothing. (A window: what must
+    // not happen is watched for two seconds, twice the hold.)
+    const auto reconnects = metricValue(c, "orderpay_broker_reconnects_total");
+    const auto until = Clock::now() + 2s;
+    while (Clock::now() < until) {
+        REQUIRE(amqp.messageCount(orders).value_or(0) == 1);
+        REQUIRE(amqp.messageCount(dead).value_or(0) == 0);
+        std::this_thread::sleep_for(50ms);  // the watch's pace, within the window above
+    }
+    CHECK(metricValue(c, "orderpay_broker_reconnects_total") == reconnects);
+    CHECK(d.log().find("the database is unreachable; what it held goes back to the queue") != std::string::npos);
+
+    server.start();
+    // The daemon refused it itself: its reason, and one return at most.
+    REQUIRE(eventually([&] { return amqp.messageCount(dead).value_or(0) == 1; }, 30s, 20ms));
+    const auto letter = amqp.get(dead);
+    REQUIRE(letter);
+    INFO("headers of the dead letter: " << [&] {
+        std::string all;
+        for (const auto& [k, v] : letter->headers) all += k + "=" + v + " ";
+        return all;
+    }());
+    CHECK(letter->headers.count("x-orderpay-reason") == 1);
+    CHECK(std::atoi(letter->headers.count("x-delivery-count") ? letter->headers.at("x-delivery-count").c_str() : "0") <= 1);
+    c.waitForOrderStatus(c.createOrder(orderJson("after@example.com")), "awaiting_payment", 30s);
 }

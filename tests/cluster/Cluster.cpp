@@ -168,6 +168,8 @@ std::string RabbitMqNode::node(const std::string& command, const std::string& ar
 
 std::string RabbitMqNode::uri() const { return envValue(dir_ + "/env", "RABBITMQ_URI"); }
 
+std::string RabbitMqNode::vhost() const { return envValue(dir_ + "/env", "RABBITMQ_VHOST"); }
+
 void RabbitMqNode::kill() { node("kill"); }
 
 void RabbitMqNode::restart() { node("restart"); }

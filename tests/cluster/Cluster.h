@@ -88,6 +88,7 @@ public:
     RabbitMqNode& operator=(const RabbitMqNode&) = delete;
 
     std::string uri() const;
+    std::string vhost() const;
     void kill();
     void restart();
     // rabbitmqctl on the node.

@@ -190,7 +190,7 @@ TEST_CASE("A RabbitMQ node of the cluster is lost: the instances go on through t
     auto d2 = instance(hosts, "d2", defines);
     for (const Daemon* d : {d1.get(), d2.get()}) awaitReady(*d, "broker", Clock::now(), 60s);
     {
-        const std::string queues = r2.ctl("list_queues name type");
+        const std::string queues = r2.ctl("list_queues -p " + quoted(r2.vhost()) + " name type");
         INFO(queues);
         CHECK(queues.find("orderpay.orders\tquorum") != std::string::npos);
         CHECK(queues.find("orderpay.orders.retry.1\tquorum") != std::string::npos);

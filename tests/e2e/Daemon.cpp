@@ -220,6 +220,8 @@ PrivatePostgresql::~PrivatePostgresql()
 
 void PrivatePostgresql::stop() { run("stop"); }
 void PrivatePostgresql::start() { run("restart"); }
+void PrivatePostgresql::freeze() { run("freeze"); }
+void PrivatePostgresql::thaw() { run("thaw"); }
 
 void PrivatePostgresql::run(const std::string& command, const std::string& extra)
 {

@@ -158,6 +158,8 @@ public:
     const std::string& uri() const { return uri_; }
     void stop();   // fast shutdown: every connection is closed
     void start();  // again, on the same port and data
+    void freeze(); // SIGSTOP to every process of the server: nothing answers
+    void thaw();   // SIGCONT
 
 private:
     void run(const std::string& command, const std::string& extra = {});

@@ -500,3 +500,76 @@ TEST_CASE("With RabbitMQ, PostgreSQL unreachable: a consumer hands back once wha
     CHECK(std::atoi(letter->headers.count("x-delivery-count") ? letter->headers.at("x-delivery-count").c_str() : "0") <= 1);
     c.waitForOrderStatus(c.createOrder(orderJson("after@example.com")), "awaiting_payment", 30s);
 }
+
+TEST_CASE("PostgreSQL frozen (its processes stopped, its machine answering): 503 within the bound, never a hang, "
+          "and serving again once it thaws",
+          "[.postgresql][outage]")
+{
+    // A server process that stops answering while its machine still
+    // acknowledges every packet (SIGSTOP here; a hung disk, a paused VM's
+    // process) breaks no TCP timeout: only the wait for a result is bounded,
+    // twice the silence allowed a connection, at least 5 s (lease 3 s: 5 s).
+    requirePostgresql();
+    TempDir dir;
+    PrivatePostgresql server(dir.path() + "/server");
+    const std::string prefix = uniqueBrokerPrefix();
+    Daemon d(instanceDefines(server.uri(), prefix, "solo", {"orders.processing_ms=0", "broker.lease=3s"}));
+    HttpClient c(d.port());
+    c.setTimeout(60s);
+    const std::string before = c.createOrder(orderJson("before-freeze@example.com"));
+    c.waitForOrderStatus(before, "awaiting_payment");
+
+    server.freeze();
+    struct Thaw {
+        PrivatePostgresql& s;
+        ~Thaw()
+        {
+            try {
+                s.thaw();
+            } catch (const std::exception&) {
+            }
+        }
+    } thawAtEnd{server};
+    // A write: its batch waits 5 s for an answer, then its commit's outcome
+    // for up to 5 s more (no server answers that either): 503.
+    auto sent = Clock::now();
+    const Response write = c.postOrder(orderJson("during-freeze@example.com"), {{"Idempotency-Key", "frozen-1"}});
+    const auto writeTook = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent);
+    INFO("POST during the freeze: " << write.describe() << " after " << writeTook.count() << " ms");
+    CHECK(write.status == 503);
+    CHECK(!write.header("Retry-After").empty());
+    CHECK(writeTook < (underSanitizers() ? 20s : 14s));
+    // A read: 5 s for an answer on its connection, or 2 s for a new one.
+    sent = Clock::now();
+    const Response read = c.getOrder(before);
+    const auto readTook = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sent);
+    INFO("GET during the freeze: " << read.describe() << " after " << readTook.count() << " ms");
+    CHECK(read.status == 503);
+    CHECK(readTook < (underSanitizers() ? 15s : 9s));
+    Response ready;
+    CHECK(eventually(
+        [&] {
+            ready = c.get("/health/ready");
+            return ready.status == 503;
+        },
+        20s, 100ms));
+    CHECK(getString(getObject(ready.jsonObject(), "components"), "database").value_or("") == "unavailable");
+    CHECK(d.running());
+
+    server.thaw();
+    const auto thawed = Clock::now();
+    // Back: the same key now answers with what was stored, or stores it.
+    Response again;
+    REQUIRE(eventually(
+        [&] {
+            again = c.postOrder(orderJson("during-freeze@example.com"), {{"Idempotency-Key", "frozen-1"}});
+            return again.status == 202;
+        },
+        30s, 100ms));
+    std::cout << "frozen PostgreSQL: a write answered 503 after " << writeTook.count() << " ms, a read after "
+              << readTook.count() << " ms; the write accepted "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - thawed).count()
+              << " ms after the thaw\n";
+    c.waitForOrderStatus(*getString(again.jsonObject(), "id"), "awaiting_payment", 30s);
+    CHECK(c.getOrder(before).status == 200);
+}

@@ -2,8 +2,13 @@
 
 #include <Poco/NumberParser.h>
 
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <utility>
+
+#include <poll.h>
+#include <sys/socket.h>
 
 namespace orderpay::pg {
 namespace {
@@ -203,14 +208,53 @@ const std::string& Connection::prepare(std::string_view sql)
         if (PQsendPrepare(conn_, name.c_str(), text.c_str(), 0, nullptr) != 1) lost(PQerrorMessage(conn_));
         pending_.push_back({Pending::Prepare, text});
     } else {
-        check(PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr), sql);
+        if (PQsendPrepare(conn_, name.c_str(), text.c_str(), 0, nullptr) != 1) lost(PQerrorMessage(conn_));
+        check(lastResult(), sql);
     }
     return prepared_.emplace(text, name).first->second;
+}
+
+void Connection::awaitResult()
+{
+    if (answerWithin_.count() <= 0) return;  // PQgetResult blocks as long as it takes
+    const auto deadline = std::chrono::steady_clock::now() + answerWithin_;
+    while (PQisBusy(conn_) == 1) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+            lost("no answer within " + std::to_string(answerWithin_.count()) +
+                 " ms (the server process is not answering; frozen?)");
+        pollfd p{PQsocket(conn_), POLLIN, 0};
+        const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+        if (ready < 0 && errno != EINTR) lost(std::string("poll: ") + std::strerror(errno));
+        if (ready > 0 && PQconsumeInput(conn_) != 1) lost(PQerrorMessage(conn_));
+    }
+}
+
+PGresult* Connection::lastResult()
+{
+    PGresult* last = nullptr;
+    for (;;) {
+        awaitResult();
+        PGresult* r = PQgetResult(conn_);
+        if (r == nullptr) break;
+        if (last != nullptr) PQclear(last);
+        last = r;
+        const ExecStatusType status = PQresultStatus(r);
+        // A COPY would wait for data forever; orderpay sends none.
+        if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) break;
+    }
+    return last;
 }
 
 void Connection::lost(const std::string& what)
 {
     failed_ = true;
+    // Closed at once, not when the owner next opens a new one: a server
+    // that stopped answering (frozen) and comes back then reads the close
+    // and rolls the transaction back. A transaction in the middle of a
+    // pipeline (no Sync sent yet) is not "idle in transaction" to the
+    // server, so no timeout of its would end it, nor its row locks.
+    if (conn_ != nullptr && PQsocket(conn_) >= 0) ::shutdown(PQsocket(conn_), SHUT_RDWR);
     throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " was lost: " + trimmed(what.c_str()));
 }
 
@@ -222,9 +266,10 @@ Result Connection::exec(std::string_view sql, const std::vector<Param>& params)
     values.reserve(params.size());
     for (const auto& p : params) values.push_back(p.data());
     if (!pipeline_) {
-        return check(PQexecPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                                    nullptr, 0),
-                     sql);
+        if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr,
+                                0) != 1)
+            lost(PQerrorMessage(conn_));
+        return check(lastResult(), sql);
     }
     if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0) !=
         1)
@@ -250,6 +295,7 @@ Result Connection::exec(std::string_view sql, const std::vector<Param>& params)
 std::optional<Result> Connection::consume()
 {
     const Pending& p = pending_[pendingHead_];
+    awaitResult();
     PGresult* r = PQgetResult(conn_);
     if (r == nullptr) lost(PQerrorMessage(conn_));
     ++pendingHead_;
@@ -265,6 +311,7 @@ std::optional<Result> Connection::consume()
         return std::nullopt;
     }
     // Each statement's results end with a NULL.
+    awaitResult();
     PGresult* end = PQgetResult(conn_);
     if (end != nullptr) {
         PQclear(end);
@@ -298,7 +345,8 @@ void Connection::run(std::string_view sql)
         sync();
         return;
     }
-    check(PQexec(conn_, std::string(sql).c_str()), sql);
+    if (PQsendQuery(conn_, std::string(sql).c_str()) != 1) lost(PQerrorMessage(conn_));
+    check(lastResult(), sql);
 }
 
 void Connection::enterPipeline()
@@ -328,8 +376,12 @@ void Connection::sendCommand(std::string_view sql, bool keep)
 {
     if (keep) kept_.reset();
     if (!pipeline_) {
-        if (keep) kept_.emplace(check(PQexec(conn_, std::string(sql).c_str()), sql));
-        else run(sql);
+        if (keep) {
+            if (PQsendQuery(conn_, std::string(sql).c_str()) != 1) lost(PQerrorMessage(conn_));
+            kept_.emplace(check(lastResult(), sql));
+        } else {
+            run(sql);
+        }
         return;
     }
     if (broken()) throw StoreUnavailable("the connection to PostgreSQL at " + endpoint_ + " is broken");

@@ -121,6 +121,11 @@ public:
     /// of it (a restart, a failover): reads what arrived, without waiting.
     bool stillOpen();
     bool broken() const;
+    /// How long a statement's result may take to arrive before the
+    /// connection is given up as broken (a server process that stopped,
+    /// frozen, while its machine still acknowledges): 0, the default, waits
+    /// as long as it takes (migrations, the copy tool).
+    void answerWithin(std::chrono::milliseconds bound) { answerWithin_ = bound; }
     /// host:port as connected, for messages.
     const std::string& endpoint() const { return endpoint_; }
 
@@ -131,6 +136,12 @@ private:
     const std::string& prepare(std::string_view sql);
     /// Marks the connection broken and throws StoreUnavailable.
     [[noreturn]] void lost(const std::string& what);
+    /// Waits until PQgetResult would not block: the server sent the next
+    /// result, or the connection broke (answerWithin_ bounds the wait).
+    void awaitResult();
+    /// PQexec's way (every result read, the last one kept), through
+    /// awaitResult(): what PQexec and PQexecPrepared would block on forever.
+    PGresult* lastResult();
     /// In pipeline mode: reads the results of the oldest pending entry.
     /// Returns its result (a Sync's has none); an error is thrown only if
     /// `throwErrors`, else kept in firstError_.
@@ -152,6 +163,7 @@ private:
     std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
     std::uint64_t statementsNamed_ = 0;
     bool failed_ = false;
+    std::chrono::milliseconds answerWithin_{0};
 };
 
 /// `conninfo` with any password replaced by "***": the only form logged.

@@ -15,14 +15,28 @@ constexpr std::chrono::seconds kPoolWait{5};
 /// (a cut link) is given up after this.
 constexpr std::chrono::seconds kConnectTimeout{2};
 
+/// How long a pooled session waits for a statement's result before it
+/// gives the connection up (503): a server process that froze while its
+/// machine still acknowledges (SIGSTOP, a hung disk) would otherwise hold
+/// requests forever, as would a commit waiting for a synchronous standby
+/// that is gone. Twice the silence a connection is allowed, at least 5 s:
+/// above what a statement waits for a row lock held by an instance cut off
+/// (the server ends that one's session after the silence).
+std::chrono::milliseconds answerWithin(std::chrono::milliseconds silentFor)
+{
+    return std::max<std::chrono::milliseconds>(std::chrono::seconds(5), 2 * silentFor);
+}
+
 /// What each session sets first (one round trip): commits wait for the
 /// server's flush (and a synchronous standby's, if it has one), and the
 /// server gives up on a session whose client went silent (a cut link, a
 /// lost machine) after `silentFor`, rolling its transaction back, so that
 /// its row locks do not hold up the instances that took its work over:
-/// idle in a transaction (no statement of ours waits on the client), not
-/// acknowledging what the server sends, not answering keepalives, or gone
-/// while a statement runs.
+/// not acknowledging what the server sends, not answering keepalives, gone
+/// while a statement runs, or idle in a transaction (no statement of ours
+/// waits on the client; a writer's transaction in the middle of its
+/// pipeline has sent no Sync and is not idle to the server: the TCP
+/// timeouts end that one).
 std::string sessionSettings(std::chrono::milliseconds silentFor)
 {
     const std::string ms = std::to_string(std::max<long>(1000, silentFor.count()));
@@ -53,6 +67,7 @@ std::unique_ptr<Connection> Endpoint::connect()
     try {
         auto c = std::make_unique<Connection>(conninfo_, kConnectTimeout, passwordFile_, silentFor_);
         c->run(sessionSettings_);
+        c->answerWithin(answerWithin(silentFor_));
         ++connects_;
         std::lock_guard lock(mutex_);
         if (failedAt_ != 0) {
@@ -219,6 +234,7 @@ PgDatabase::PgDatabase(const StoreSettings& settings) : settings_(settings), end
 {
     {
         auto c = endpoint_.connect();
+        c->answerWithin(std::chrono::milliseconds(0));  // a migration takes as long as it takes
         PgSchema::migrate(*c, [&](int from) {
             static Poco::Logger& log = Poco::Logger::get("orderpay.store");
             logLine(log, Poco::Message::PRIO_NOTICE,

@@ -242,6 +242,74 @@ TEST_CASE("An instance SIGKILLed mid-run has its work taken over within broker.l
     for (std::size_t i = 0; i < ids.size(); i += 37) checkProcessedExactlyOnce(c.getOrder(ids[i]).jsonObject());
 }
 
+TEST_CASE("An instance frozen in the middle of a transaction, its machine running, has its sessions ended and its "
+          "work taken over",
+          "[.postgresql][takeover]")
+{
+    // Frozen (SIGSTOP), not killed: its machine answers the database's
+    // keepalives, and a writer in the middle of its pipeline is not idle in
+    // transaction to the server, so only another instance's fence ends the
+    // transaction whose row locks hold up the orders it had begun.
+    requirePostgresql();
+    PostgresqlDatabase db;
+    const std::string prefix = uniqueBrokerPrefix();
+    const std::vector<std::string> more{"orders.processing_ms=0", "broker.lease=3s"};
+    Daemon victim(instanceDefines(db.uri(), prefix, "victim", more));
+    Daemon survivor(instanceDefines(db.uri(), prefix, "survivor", more));
+
+    constexpr int kOrders = 600;
+    std::vector<std::string> failures;
+    std::vector<std::string> ids;
+    std::thread poster([&] { ids = postOrders({survivor.port()}, kOrders, 4, "frozen", failures); });
+    REQUIRE(eventually(
+        [&] { return count(db.uri(), "SELECT COUNT(*) FROM order_events WHERE instance = 'victim'") > 30; }, 60s,
+        20ms));
+    // Frozen the moment one of its sessions holds a transaction open,
+    // waiting for it, with row locks.
+    const std::string openByVictim =
+        "SELECT COUNT(*) FROM pg_stat_activity a WHERE a.application_name = 'orderpayd victim' "
+        "AND a.xact_start IS NOT NULL AND a.state <> 'idle' "
+        "AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'transactionid' AND l.granted)";
+    REQUIRE(eventually(
+        [&] {
+            victim.signal(SIGSTOP);
+            if (count(db.uri(), openByVictim) > 0) return true;
+            victim.signal(SIGCONT);
+            return false;
+        },
+        60s, 2ms));
+    const auto frozenAt = Clock::now();
+    struct Thaw {
+        Daemon& d;
+        ~Thaw() { d.signal(SIGCONT); }
+    } thawAtEnd{victim};
+    poster.join();
+    INFO((failures.empty() ? std::string() : failures.front()));
+    REQUIRE(failures.empty());
+    REQUIRE(ids.size() == kOrders);
+
+    // Every order processed while the victim stays frozen.
+    long long waiting = -1;
+    const bool done = eventually(
+        [&] {
+            waiting = count(db.uri(), "SELECT COUNT(*) FROM orders WHERE status <> 'awaiting_payment'");
+            return waiting == 0;
+        },
+        60s, 50ms);
+    const auto tookMs = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - frozenAt).count();
+    INFO(waiting << " orders not processed; survivor's log tail:\n" << survivor.logTail());
+    REQUIRE(done);
+    HttpClient c(survivor.port());
+    const long long fenced = metricValue(c, "orderpay_postgresql_fenced_sessions_total");
+    std::cout << "frozen instance: every order processed " << tookMs << " ms after the freeze, " << fenced
+              << " of its sessions ended by the survivor (broker.lease 3 s)\n";
+    CHECK(fenced >= 1);
+    CHECK(count(db.uri(), openByVictim) == 0);
+    CHECK(doubledEvents(db.uri()) == 0);
+    CHECK(count(db.uri(), "SELECT COUNT(*) FROM order_events WHERE type = 'step_completed'") == 3 * kOrders);
+    for (std::size_t i = 0; i < ids.size(); i += 37) checkProcessedExactlyOnce(c.getOrder(ids[i]).jsonObject());
+}
+
 TEST_CASE("The same Idempotency-Key sent to three instances at once creates one order, and all three answers show it",
           "[.postgresql][idempotency]")
 {

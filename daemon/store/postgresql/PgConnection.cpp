@@ -110,7 +110,8 @@ std::string checkConninfo(const std::string& conninfo)
 }
 
 Connection::Connection(const std::string& conninfo, std::chrono::seconds connectTimeout,
-                       const std::string& passwordFile, std::chrono::milliseconds silentFor)
+                       const std::string& passwordFile, std::chrono::milliseconds silentFor,
+                       const std::string& applicationName)
 {
     const std::string error = checkConninfo(conninfo);
     if (!error.empty()) throw StoreUnavailable("cannot connect to PostgreSQL: " + error);
@@ -133,7 +134,7 @@ Connection::Connection(const std::string& conninfo, std::chrono::seconds connect
                             silentMs.c_str(),
                             conninfo.c_str(),
                             timeout.c_str(),
-                            "orderpayd",
+                            applicationName.c_str(),
                             passwordFile.empty() ? nullptr : passwordFile.c_str(),
                             nullptr};
     conn_ = PQconnectdbParams(keywords, values, 1);  // expand_dbname: the dbname value is the whole string

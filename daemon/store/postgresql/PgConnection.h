@@ -82,8 +82,10 @@ public:
     /// link) breaks the connection after `silentFor`, and an idle
     /// connection is probed (TCP keepalives) to be found broken as soon;
     /// `conninfo` may choose otherwise (keepalives_*, tcp_user_timeout).
+    /// `applicationName` is what the server shows (pg_stat_activity).
     Connection(const std::string& conninfo, std::chrono::seconds connectTimeout, const std::string& passwordFile = {},
-               std::chrono::milliseconds silentFor = std::chrono::seconds(5));
+               std::chrono::milliseconds silentFor = std::chrono::seconds(5),
+               const std::string& applicationName = "orderpayd");
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;

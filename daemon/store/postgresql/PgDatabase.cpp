@@ -52,6 +52,8 @@ Endpoint::Endpoint(const StoreSettings& settings)
     : conninfo_(settings.postgresqlUri),
       passwordFile_(settings.postgresqlPasswordFile),
       silentFor_(settings.silentFor),
+      // The server keeps 63 bytes of it.
+      applicationName_(settings.instance.empty() ? "orderpayd" : ("orderpayd " + settings.instance).substr(0, 63)),
       sessionSettings_(sessionSettings(settings.silentFor)),
       description_("PostgreSQL database " + redacted(settings.postgresqlUri))
 {
@@ -65,7 +67,7 @@ std::unique_ptr<Connection> Endpoint::connect()
             throw StoreUnavailable(failure_);
     }
     try {
-        auto c = std::make_unique<Connection>(conninfo_, kConnectTimeout, passwordFile_, silentFor_);
+        auto c = std::make_unique<Connection>(conninfo_, kConnectTimeout, passwordFile_, silentFor_, applicationName_);
         c->run(sessionSettings_);
         c->answerWithin(answerWithin(silentFor_));
         ++connects_;
@@ -230,7 +232,21 @@ bool PgWriter::isTransient(const std::exception& error) const
     return dynamic_cast<const TransientError*>(&error) != nullptr;
 }
 
-PgDatabase::PgDatabase(const StoreSettings& settings) : settings_(settings), endpoint_(settings)
+/// How long an orderpay session may wait for its client in the middle of a
+/// transaction before another instance ends it: the silence a connection
+/// is allowed, at least 3 s (a busy writer pauses for milliseconds), and
+/// below the wait for a result (so that a statement held up by the stale
+/// session's locks gets its answer).
+std::chrono::milliseconds fenceAfter(std::chrono::milliseconds silentFor)
+{
+    return std::max<std::chrono::milliseconds>(std::chrono::seconds(3), silentFor);
+}
+
+PgDatabase::PgDatabase(const StoreSettings& settings)
+    : settings_(settings),
+      endpoint_(settings),
+      fenceAfter_(fenceAfter(settings.silentFor)),
+      fence_("pg-fence", std::chrono::seconds(1), [this] { fenceStaleSessions(); })
 {
     {
         auto c = endpoint_.connect();
@@ -246,6 +262,42 @@ PgDatabase::PgDatabase(const StoreSettings& settings) : settings_(settings), end
         readers_.push_back(std::make_unique<Session>(endpoint_));
         idle_.push_back(readers_.back().get());
     }
+    fence_.start();
+}
+
+void PgDatabase::fenceStaleSessions()
+{
+    // A writer in the middle of its pipeline has sent no Sync: to the
+    // server it is 'active', reading from its client, since its last
+    // statement began (state_change), and no timeout of the server's ends
+    // it while the client's machine answers keepalives. A healthy one
+    // pauses for milliseconds. Only orderpay's sessions on this database
+    // (named "orderpayd <instance>").
+    static const std::string sql =
+        "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE 'orderpayd%' AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' AND xact_start IS NOT NULL AND wait_event = 'ClientRead' "
+        "AND state <> 'idle' AND state_change < now() - make_interval(secs => $1::double precision / 1000)";
+    std::int64_t ended = 0;
+    try {
+        onReader([&](Session& s) { ended = s.connection().exec(sql, {static_cast<std::int64_t>(fenceAfter_.count())}).integer(0, 0); });
+    } catch (const std::exception& e) {
+        // The database away: the other paths report that. Refused (a role
+        // that may not end its own sessions): said once.
+        static std::atomic<bool> said{false};
+        if (dynamic_cast<const StoreUnavailable*>(&e) == nullptr && !said.exchange(true)) {
+            static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+            logLine(log, Poco::Message::PRIO_WARNING, std::string("cannot end stale sessions: ") + e.what());
+        }
+        return;
+    }
+    if (ended <= 0) return;
+    fenced_ += static_cast<std::uint64_t>(ended);
+    static Poco::Logger& log = Poco::Logger::get("orderpay.store");
+    logLine(log, Poco::Message::PRIO_WARNING,
+            "ended " + std::to_string(ended) + " session(s) of an orderpay instance that had left a transaction open, "
+            "waiting, for over " + std::to_string(fenceAfter_.count()) +
+                " ms (frozen?): their row locks held up the work taken over from it");
 }
 
 std::vector<std::unique_ptr<sql::Writer>> PgDatabase::makeWriters()
@@ -329,7 +381,11 @@ void PgDatabase::renderMetrics(std::ostream& out) const
         << "# HELP orderpay_postgresql_pool_size Connections of this instance: writers and readers.\n"
         << "# TYPE orderpay_postgresql_pool_size gauge\n"
         << "orderpay_postgresql_pool_size{role=\"writer\"} " << writerCount(settings_.postgresqlPoolSize) << "\n"
-        << "orderpay_postgresql_pool_size{role=\"reader\"} " << readerCount(settings_.postgresqlPoolSize) << "\n";
+        << "orderpay_postgresql_pool_size{role=\"reader\"} " << readerCount(settings_.postgresqlPoolSize) << "\n"
+        << "# HELP orderpay_postgresql_fenced_sessions_total Sessions of a frozen orderpay instance this instance "
+           "ended (a transaction left open, waiting on its client).\n"
+        << "# TYPE orderpay_postgresql_fenced_sessions_total counter\n"
+        << "orderpay_postgresql_fenced_sessions_total " << fenced_.load() << "\n";
 }
 
 }  // namespace orderpay::pg

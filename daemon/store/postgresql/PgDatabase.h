@@ -1,5 +1,6 @@
 #pragma once
 
+#include "common/PeriodicThread.h"
 #include "settings/Settings.h"
 #include "store/postgresql/PgConnection.h"
 #include "store/postgresql/PgStatements.h"
@@ -44,6 +45,7 @@ private:
     std::string conninfo_;
     std::string passwordFile_;
     std::chrono::milliseconds silentFor_;
+    std::string applicationName_;  // "orderpayd <instance.name>": who is who in pg_stat_activity
     std::string sessionSettings_;
     std::string description_;
     std::mutex mutex_;
@@ -147,12 +149,22 @@ private:
     /// `f` on a pooled read session, given back afterwards.
     void onReader(const std::function<void(Session&)>& f);
 
+    /// Ends the sessions of orderpay instances (any, on this database)
+    /// that have waited for their client in the middle of a transaction
+    /// for longer than fenceAfter_: an instance frozen (SIGSTOP) with its
+    /// machine running, whose row locks would otherwise hold up the
+    /// instances that took its work over for as long as it stays frozen.
+    void fenceStaleSessions();
+
     StoreSettings settings_;
     Endpoint endpoint_;
     std::mutex poolMutex_;
     std::condition_variable poolFree_;
     std::vector<std::unique_ptr<Session>> readers_;
     std::vector<Session*> idle_;  // under poolMutex_
+    std::chrono::milliseconds fenceAfter_;
+    std::atomic<std::uint64_t> fenced_{0};
+    PeriodicThread fence_;  // last: stopped before the sessions go
 };
 
 }  // namespace orderpay::pg

@@ -412,7 +412,7 @@ void cutLink(bool rabbit)
             } catch (const std::exception&) {
             }
             answers.emplace_back(status, millisSince(sent));
-            std::this_thread::sleep_for(200ms);  // a client's pace, not a wait for something
+            std::this_thread::sleep_until(sent + 200ms);  // a client's pace: a request every 200 ms at most
         }
     });
     // Meanwhile, from this machine: what d1 held runs out and d2 takes it.

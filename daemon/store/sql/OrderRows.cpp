@@ -65,13 +65,12 @@ void OrderEvents::keepMove(std::string_view from, std::string_view to, const std
 void OrderEvents::flush()
 {
     // One UPDATE of the order's row: each makes a new version of it.
-    if (move_ && stepDue_) {
-        w_("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ?, step_due_at = ? "
-           "WHERE id = ? AND status = ?")
-            .send(move_->to, move_->reason, move_->at, *stepDue_, orderId_, move_->from);
-    } else if (move_) {
-        w_("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ? WHERE id = ? AND status = ?")
-            .send(move_->to, move_->reason, move_->at, orderId_, move_->from);
+    // (Without a due time of its own, the step's stays as it is.)
+    if (move_) {
+        const std::optional<std::string> due = stepDue_ ? std::optional<std::string>(std::to_string(*stepDue_)) : std::nullopt;
+        w_("UPDATE orders SET status = ?, reason = NULLIF(?, ''), updated_at = ?, "
+           "step_due_at = COALESCE(CAST(? AS BIGINT), step_due_at) WHERE id = ? AND status = ?")
+            .send(move_->to, move_->reason, move_->at, due, orderId_, move_->from);
     } else if (stepDue_) {
         w_("UPDATE orders SET step_due_at = ? WHERE id = ?").send(*stepDue_, orderId_);
     }

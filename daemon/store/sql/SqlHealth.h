@@ -25,11 +25,9 @@ public:
     void renderMetrics(std::ostream& out) override;
     int purgeIdempotencyKeys(std::int64_t olderThanMillis) override;
 
-    /// The count of a table's rows by status ("orders" or "payments").
-    static std::string statusCountQuery(const std::string& table);
-
 private:
-    std::map<std::string, std::int64_t> countByStatus(const std::string& table);
+    /// "orders" or "payments" by status, from status_counts.
+    std::map<std::string, std::int64_t> countByStatus(const std::string& kind);
 
     Readers& readers_;
     Committer& committer_;

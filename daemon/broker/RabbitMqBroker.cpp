@@ -479,6 +479,11 @@ void RabbitMqBroker::requeueThroughOutbox(const Delivery& d, const std::string& 
     // idempotent), never a loss. The relay publishes it with confirms.
     outbox_.add(OutboxMessage{0, d.queue, d.body, exchange, routingKey, headers, d.messageId});
     notifyPublished(d.queue);
+    ackOriginal(d);
+}
+
+void RabbitMqBroker::ackOriginal(const Delivery& d)
+{
     Consumer& c = consumerForThisThread(d.queue);
     if (!c.connection) return;  // the original comes back on its own; the copy dedupes
     try {
@@ -498,8 +503,11 @@ void RabbitMqBroker::retry(const Delivery& d, const std::string& reason)
 
 void RabbitMqBroker::deadLetter(const Delivery& d, const std::string& reason)
 {
-    requeueThroughOutbox(d, prefix_ + "dead", d.queue,
-                         {{"x-orderpay-reason", reason}, {"x-orderpay-attempts", std::to_string(d.attempt)}});
+    // Kept in the database, where the operator routes list and replay
+    // it, before the original is acked: a crash in between delivers it
+    // again, and it dies again (its order is failed already).
+    outbox_.deadLetter(OutboxMessage{0, d.queue, d.body, {}, {}, {}, d.messageId}, d.attempt, reason);
+    ackOriginal(d);
     Metrics::instance().deadLetters.fetch_add(1);
     outbox_.forgetDeliveries(d.messageId);
 }
@@ -533,7 +541,10 @@ void RabbitMqBroker::lookAtQueues()
             d.ready += inspector_->messageCount(queueName(q));
             for (int n = 1; n < maxAttempts_; ++n)
                 d.ready += inspector_->messageCount(queueName(q) + ".retry." + std::to_string(n));
-            d.dead = inspector_->messageCount(queueName(q) + ".dead");
+            // Dead letters are kept in the database (pending() counted
+            // them); the dead queue holds only what RabbitMQ dead-lettered
+            // itself (x-delivery-limit) or an older release put there.
+            d.dead += inspector_->messageCount(queueName(q) + ".dead");
         }
         answeredAt_ = clock::steadyMillis();
     } catch (const AmqpError&) {

@@ -38,11 +38,12 @@ namespace orderpay {
 /// committed before the message is handed out (a batch's in one
 /// transaction), so a delivery cut short by a crash counts
 /// toward retry.max_attempts as with the embedded queue. Retry goes through per-attempt delay queues (a TTL
-/// that dead-letters back to the work exchange); dead letters go to
-/// `<prefix><queue>.dead` with the reason in the header x-orderpay-reason.
-/// Both are written to the outbox (committed) before the original is acked,
-/// and published by the relay: consumer channels never publish, so their
-/// frames are only deliveries.
+/// that dead-letters back to the work exchange), written to the outbox
+/// (committed) before the original is acked, and published by the relay:
+/// consumer channels never publish, so their frames are only deliveries.
+/// Dead letters the daemon gives up on are kept in the database (the
+/// operator routes list and replay them); `<prefix><queue>.dead` receives
+/// only what RabbitMQ dead-letters itself (a quorum queue's delivery limit).
 ///
 /// Topology (prefix "orderpay." by default), declared at every connect:
 ///   exchange <p>work (direct)   -> queues <p>orders, <p>payments
@@ -105,6 +106,9 @@ private:
     void dropConsumer(Consumer& consumer, const std::string& why);
     void requeueThroughOutbox(const Delivery& d, const std::string& exchange, const std::string& routingKey,
                               const std::map<std::string, std::string>& headers);
+    /// Acks a delivery whose outcome the store holds now (a copy in the
+    /// outbox, a dead letter).
+    void ackOriginal(const Delivery& d);
     bool ensureConsuming(Consumer& c, std::chrono::milliseconds timeout);
     void recordDeliveries(std::vector<Delivery>& ds);
     /// The monitor's tick: depths of the outbox and of RabbitMQ's queues.

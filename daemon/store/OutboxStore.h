@@ -39,7 +39,12 @@ public:
     virtual void remove(const std::vector<std::int64_t>& ids) = 0;
     /// Adds a message (a retry or a dead letter) to the outbox; committed on return.
     virtual void add(const OutboxMessage& m) = 0;
-    /// Messages not yet published, by queue (ready only: nothing is in flight here).
+    /// Keeps a message given up on as a dead letter (in the database, where
+    /// the operator routes list and replay them), with its attempts and
+    /// reason; committed on return.
+    virtual void deadLetter(const OutboxMessage& m, int attempts, const std::string& reason) = 0;
+    /// Messages not yet published, by queue (ready; nothing is in flight
+    /// here), and the dead letters kept (dead).
     virtual QueueDepths pending() = 0;
 
     /// Counts one more delivery of each message and returns each one's

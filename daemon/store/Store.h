@@ -1,6 +1,7 @@
 #pragma once
 
 #include "settings/Settings.h"
+#include "store/AdminStore.h"
 #include "store/ApiStore.h"
 #include "store/OutboxStore.h"
 #include "store/QueueStore.h"
@@ -14,7 +15,8 @@
 namespace orderpay {
 
 /// The database, reached through one interface per role: the HTTP API,
-/// the workers, the embedded queue, the RabbitMQ outbox, health. Everything
+/// the workers, the embedded queue, the RabbitMQ outbox, health, the
+/// operator's routes. Everything
 /// the daemon keeps is in it; each implementation (SQLite today) provides
 /// every role with the same transactions and guarantees.
 ///
@@ -34,6 +36,7 @@ public:
     virtual QueueStore& queue() = 0;
     virtual OutboxStore& outbox() = 0;
     virtual StoreHealth& health() = 0;
+    virtual AdminStore& admin() = 0;
 
     /// Told after each commit that added a message to `queue`, on the
     /// writer's thread or the committing caller's: it must only wake

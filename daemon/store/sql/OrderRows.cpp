@@ -137,6 +137,15 @@ std::optional<OrderStatus> readOrderStatus(Statements& w, const std::string& id)
     return status;
 }
 
+bool lockOrderOfPayment(Statements& w, const std::string& paymentId)
+{
+    std::string orderId;
+    if (w("SELECT order_id FROM payments WHERE id = ?").query([&](Statement& row) { orderId = row.text(0); },
+                                                            paymentId) == 0)
+        return false;
+    return readOrderStatus(w, orderId).has_value();
+}
+
 std::int64_t processingCount(Statements& s)
 {
     std::int64_t n = 0;

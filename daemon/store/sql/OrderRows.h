@@ -78,6 +78,10 @@ std::string paymentMessage(const std::string& paymentId);
 /// An order's status, its row locked until the transaction ends (in
 /// PostgreSQL; SQLite's one writer needs no lock).
 std::optional<OrderStatus> readOrderStatus(Statements& w, const std::string& id);
+/// Locks the order of a payment (as readOrderStatus does): a payment and a
+/// cancel of its order, or two payments of one order, are settled one
+/// after the other. False if the payment or its order does not exist.
+bool lockOrderOfPayment(Statements& w, const std::string& paymentId);
 /// Orders in processing, as moveOrder counts them.
 std::int64_t processingCount(Statements& s);
 /// Moves an order from `from`, the status the caller read in this

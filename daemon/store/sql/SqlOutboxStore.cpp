@@ -97,6 +97,17 @@ void SqlOutboxStore::add(const OutboxMessage& m)
     });
 }
 
+void SqlOutboxStore::deadLetter(const OutboxMessage& m, int attempts, const std::string& reason)
+{
+    committer_.write([&](Statements& w) {
+        const std::int64_t at = clock::nowMillis();
+        // due_at: when it died (the dead letters are listed by it).
+        w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, last_error, created_at, message_id) "
+          "VALUES (?, ?, 'dead', ?, 0, ?, ?, ?, NULLIF(?, 0))")
+            .send(m.queue, m.body, static_cast<std::int64_t>(attempts), at, reason, at, m.messageId);
+    });
+}
+
 QueueDepths SqlOutboxStore::pending()
 {
     QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}};
@@ -115,6 +126,9 @@ QueueDepths SqlOutboxStore::pending()
                     }
                 },
                 at);
+        q("SELECT queue, COUNT(*) FROM messages WHERE state = 'dead' GROUP BY queue").query([&](Statement& row) {
+            result[row.text(0)].dead = row.integer(1);
+        });
     });
     return result;
 }

@@ -17,6 +17,7 @@ public:
     void unclaim(const std::vector<std::int64_t>& ids) override;
     void remove(const std::vector<std::int64_t>& ids) override;
     void add(const OutboxMessage& m) override;
+    void deadLetter(const OutboxMessage& m, int attempts, const std::string& reason) override;
     QueueDepths pending() override;
     std::vector<int> countDeliveries(const std::vector<std::int64_t>& messageIds) override;
     void uncountDelivery(std::int64_t messageId) override;

@@ -102,7 +102,9 @@ void SqlQueueStore::retry(const StoredMessage& m, std::chrono::milliseconds dela
 void SqlQueueStore::deadLetter(const StoredMessage& m, const std::string& reason)
 {
     committer_.write([&](Statements& w) {
-        w("UPDATE messages SET state = 'dead', last_error = ? WHERE id = ? AND lease = ?").send(reason, m.id, m.lease);
+        // due_at: when it died (the dead letters are listed by it).
+        w("UPDATE messages SET state = 'dead', last_error = ?, due_at = ? WHERE id = ? AND lease = ?")
+            .send(reason, clock::nowMillis(), m.id, m.lease);
     });
 }
 

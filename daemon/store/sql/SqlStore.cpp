@@ -9,7 +9,8 @@ SqlStore::SqlStore(Readers& readers, std::vector<std::unique_ptr<Writer>> writer
       work_(readers, committer_, published_),
       queue_(readers, committer_, soleUser, settings.instance),
       outbox_(readers, committer_, settings.instance),
-      health_(readers, committer_, std::move(extraMetrics))
+      health_(readers, committer_, std::move(extraMetrics)),
+      admin_(readers, committer_, published_)
 {
 }
 

@@ -3,6 +3,7 @@
 #include "store/MessageSignal.h"
 #include "store/Store.h"
 #include "store/sql/Committer.h"
+#include "store/sql/SqlAdminStore.h"
 #include "store/sql/Readers.h"
 #include "store/sql/SqlApiStore.h"
 #include "store/sql/SqlHealth.h"
@@ -36,6 +37,7 @@ public:
     QueueStore& queue() override { return queue_; }
     OutboxStore& outbox() override { return outbox_; }
     StoreHealth& health() override { return health_; }
+    AdminStore& admin() override { return admin_; }
     void setMessageListener(std::function<void(const std::string& queue)> listener) override;
 
     Committer& committer() { return committer_; }
@@ -48,6 +50,7 @@ private:
     SqlQueueStore queue_;
     SqlOutboxStore outbox_;
     SqlHealth health_;
+    SqlAdminStore admin_;
 };
 
 }  // namespace orderpay::sql

@@ -46,17 +46,6 @@ std::optional<OrderState> readOrderState(Statements& w, const std::string& id)
     return state;
 }
 
-/// Locks the row of the order a payment is for (see readOrderStatus);
-/// false if there is no such payment.
-bool lockOrderOfPayment(Statements& w, const std::string& paymentId)
-{
-    std::string orderId;
-    if (w("SELECT order_id FROM payments WHERE id = ?").query([&](Statement& row) { orderId = row.text(0); },
-                                                            paymentId) == 0)
-        return false;
-    return readOrderStatus(w, orderId).has_value();
-}
-
 /// Orders in processing, the count's row locked until the transaction
 /// ends: starts on several writers (PostgreSQL) take places one after the
 /// other, each seeing the count the one before committed.

@@ -150,6 +150,7 @@ const std::vector<std::string>& Config::knownKeys()
         "http.max_queued",
         "http.max_body_bytes",
         "http.auth.token_file",
+        "http.auth.admin_token_file",
         "http.allow_unauthenticated",
         "http.idempotency_ttl",
         "http.read_timeout",
@@ -234,6 +235,7 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     r.integer("http.max_queued", 1, 65536, s.http.maxQueued);
     r.integer("http.max_body_bytes", 256, 64 * 1024 * 1024, s.http.maxBodyBytes);
     r.text("http.auth.token_file", s.http.authTokenFile);
+    r.text("http.auth.admin_token_file", s.http.adminTokenFile);
     r.boolean("http.allow_unauthenticated", s.http.allowUnauthenticated);
     r.duration("http.idempotency_ttl", seconds(1), seconds(1), s.http.idempotencyTtl);
     r.duration("http.read_timeout", seconds(1), milliseconds(100), s.http.readTimeout);
@@ -243,6 +245,13 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
             http::Auth::check(s.http.authTokenFile);
         } catch (const std::exception& e) {
             r.problem("http.auth.token_file", e.what());
+        }
+    }
+    if (!s.http.adminTokenFile.empty()) {
+        try {
+            http::Auth::check(s.http.adminTokenFile);
+        } catch (const std::exception& e) {
+            r.problem("http.auth.admin_token_file", e.what());
         }
     }
     // An open door is refused: a non-loopback address needs tokens, or an

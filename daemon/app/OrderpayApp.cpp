@@ -169,7 +169,8 @@ void OrderpayApp::reload(http::Auth& auth)
         setLogLevel(fresh.logging.level);
         logLine(log, Poco::Message::PRIO_NOTICE,
                 "reloaded: logging.level " + fresh.logging.level +
-                    (auth.enabled() ? ", tokens re-read from " + fresh.http.authTokenFile : ""));
+                    (auth.enabled() ? ", tokens re-read from " + fresh.http.authTokenFile : "") +
+                    (auth.adminEnabled() ? ", admin tokens re-read from " + fresh.http.adminTokenFile : ""));
     } catch (const std::exception& e) {
         logLine(log, Poco::Message::PRIO_ERROR,
                 std::string("reload failed, the previous settings stay: ") + e.what());
@@ -200,10 +201,10 @@ int OrderpayApp::serve(const Settings& settings)
 
     std::unique_ptr<http::Auth> auth;
     try {
-        auth = std::make_unique<http::Auth>(settings.http.authTokenFile);
+        auth = std::make_unique<http::Auth>(settings.http.authTokenFile, settings.http.adminTokenFile);
     } catch (const std::exception& e) {
-        // Checked by Config a moment ago: the file changed since.
-        logLine(log, Poco::Message::PRIO_FATAL, std::string("http.auth.token_file: ") + e.what());
+        // Checked by Config a moment ago: a file changed since.
+        logLine(log, Poco::Message::PRIO_FATAL, std::string("http.auth: ") + e.what());
         return EXIT_CONFIG;
     }
 

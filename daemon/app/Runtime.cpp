@@ -46,7 +46,11 @@ Runtime::Runtime(const Settings& settings, http::Auth& auth)
     workers_ = std::make_unique<Workers>(broker, store_->work(), settings.work);
     workers_->start();
 
-    service_ = std::make_unique<http::Service>(http::Service{store_->api(), store_->health(), broker, settings, auth});
+    status_ = std::make_unique<StatusBoard>(store_->admin(), store_->health(), broker, settings);
+    status_->start();
+
+    service_ = std::make_unique<http::Service>(
+        http::Service{store_->api(), store_->health(), store_->admin(), *status_, broker, settings, auth});
     server_ = std::make_unique<http::HttpServer>(*service_, settings.http, listener_);
     server_->start();
 

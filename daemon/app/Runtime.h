@@ -25,9 +25,10 @@ namespace orderpay {
 ///   2. the store: database opened and migrated, its writer thread
 ///   3. the broker and its threads
 ///   4. the workers
-///   5. the HTTP server's event loops, on the bound socket
-///   6. the systemd watchdog and STATUS=
-///   7. housekeeping: expired idempotency keys, free memory back to the system
+///   5. the status board (samples the counts once a second)
+///   6. the HTTP server's event loops, on the bound socket
+///   7. the systemd watchdog and STATUS=
+///   8. housekeeping: expired idempotency keys, free memory back to the system
 ///
 /// Stopping: no new requests (answers owed are sent), workers finish or
 /// hand back their messages, the broker stops, the writer commits what it
@@ -52,6 +53,7 @@ private:
     std::unique_ptr<Store> store_;
     std::unique_ptr<Broker> broker_;
     std::unique_ptr<Workers> workers_;
+    std::unique_ptr<StatusBoard> status_;
     std::unique_ptr<http::Service> service_;
     std::unique_ptr<http::HttpServer> server_;
     std::unique_ptr<systemd::Watchdog> watchdog_;

@@ -14,8 +14,8 @@
 
 namespace orderpay::http {
 
-ApiHandler::ApiHandler(Service& service, std::string route, bool requiresAuth)
-    : service_(service), route_(std::move(route)), requiresAuth_(requiresAuth)
+ApiHandler::ApiHandler(Service& service, std::string route, Access access)
+    : service_(service), route_(std::move(route)), access_(access)
 {
 }
 
@@ -23,7 +23,12 @@ void ApiHandler::handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net:
 {
     started_ = std::chrono::steady_clock::now();
     try {
-        if (requiresAuth_ && !service_.auth.allows(request)) throw ProblemException(Problem::unauthorized());
+        if (access_ != Access::Open) {
+            const auto verdict = service_.auth.check(
+                request, access_ == Access::Admin ? Auth::Access::Admin : Auth::Access::Client);
+            if (verdict == Auth::Verdict::Unauthorized) throw ProblemException(Problem::unauthorized());
+            if (verdict == Auth::Verdict::Forbidden) throw ProblemException(Problem::forbidden());
+        }
         handle(request, response);
     } catch (const std::exception& e) {
         if (deferred_) {
@@ -132,7 +137,7 @@ void ApiHandler::record(const Poco::Net::HTTPServerResponse& response) const
     Metrics::instance().observeRequest(route_, static_cast<int>(response.getStatus()), elapsed.count());
 }
 
-NotFoundHandler::NotFoundHandler(Service& service) : ApiHandler(service, "unmatched", true) {}
+NotFoundHandler::NotFoundHandler(Service& service) : ApiHandler(service, "unmatched", Access::Client) {}
 
 void NotFoundHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse&)
 {
@@ -140,7 +145,7 @@ void NotFoundHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net::H
 }
 
 MethodNotAllowedHandler::MethodNotAllowedHandler(Service& service, std::string route, std::string allow)
-    : ApiHandler(service, std::move(route), true), allow_(std::move(allow))
+    : ApiHandler(service, std::move(route), Access::Client), allow_(std::move(allow))
 {
 }
 

@@ -19,11 +19,19 @@ namespace orderpay::http {
 /// the request in the metrics under its route pattern.
 class ApiHandler : public Poco::Net::HTTPRequestHandler {
 public:
-    ApiHandler(Service& service, std::string route, bool requiresAuth);
+    /// Who may call the route: anyone (health, metrics, the status page),
+    /// the API's clients, or the operators (see Auth).
+    enum class Access { Open, Client, Admin };
+
+    ApiHandler(Service& service, std::string route, Access access);
     void handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) final;
 
     /// Where handle() defers its answer (the server gives every handler one).
     void setDeferral(Deferral* deferral) { deferral_ = deferral; }
+    /// The answer sent is the head of an event stream: the server keeps
+    /// the connection and sends it the status board's events (see
+    /// EventLoop) until the client goes.
+    bool streams() const { return streams_; }
     /// Sends what a deferred handle() answered, as handleRequest() would
     /// have, and records the request.
     void resume(Poco::Net::HTTPServerResponse& response, const Deferral::Answer& answer);
@@ -43,6 +51,8 @@ protected:
     /// `respond` runs then, on the connection's thread (a read of what
     /// was written is fine there); what the write threw is answered instead.
     void answerWhenDone(Deferral::Answer respond, const std::function<void(ApiStore::Done)>& write);
+    /// Called by handle() once it sent an event stream's head (and first event).
+    void streamAfterAnswer() { streams_ = true; }
 
     Service& service_;
 
@@ -57,9 +67,10 @@ private:
     Deferral& defer();
 
     std::string route_;
-    bool requiresAuth_;
+    Access access_;
     Deferral* deferral_ = nullptr;
     bool deferred_ = false;
+    bool streams_ = false;
     std::chrono::steady_clock::time_point started_;
 };
 

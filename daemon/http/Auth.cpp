@@ -14,9 +14,11 @@
 
 namespace orderpay::http {
 
-Auth::Auth(std::string tokenFile) : tokenFile_(std::move(tokenFile))
+Auth::Auth(std::string tokenFile, std::string adminTokenFile)
+    : tokenFile_(std::move(tokenFile)), adminTokenFile_(std::move(adminTokenFile))
 {
     if (enabled()) tokens_ = load(tokenFile_);
+    if (adminEnabled()) adminTokens_ = load(adminTokenFile_);
 }
 
 Auth::Digest Auth::digest(const std::string& token)
@@ -70,29 +72,44 @@ std::vector<Auth::Digest> Auth::load(const std::string& file)
 
 void Auth::reload()
 {
-    if (!enabled()) return;
-    auto fresh = load(tokenFile_);
+    auto fresh = enabled() ? load(tokenFile_) : std::vector<Digest>{};
+    auto freshAdmin = adminEnabled() ? load(adminTokenFile_) : std::vector<Digest>{};
     std::lock_guard lock(mutex_);
     tokens_ = std::move(fresh);
+    adminTokens_ = std::move(freshAdmin);
 }
 
-bool Auth::allows(const Poco::Net::HTTPServerRequest& request) const
+bool Auth::matches(const std::vector<Digest>& tokens, const Digest& given)
 {
-    if (!enabled()) return true;
-    const std::string header = request.get("Authorization", "");
-    static const std::string kScheme = "Bearer ";
-    if (header.size() <= kScheme.size() || Poco::icompare(header.substr(0, kScheme.size()), kScheme) != 0) {
-        return false;
-    }
-    const Digest given = digest(Poco::trim(header.substr(kScheme.size())));
-    std::lock_guard lock(mutex_);
     unsigned char anyMatch = 0;
-    for (const auto& t : tokens_) {
+    for (const auto& t : tokens) {
         unsigned char diff = 0;
         for (std::size_t i = 0; i < t.size(); ++i) diff |= static_cast<unsigned char>(t[i] ^ given[i]);
         anyMatch |= static_cast<unsigned char>(diff == 0);
     }
     return anyMatch != 0;
+}
+
+Auth::Verdict Auth::check(const Poco::Net::HTTPServerRequest& request, Access access) const
+{
+    const bool adminRoute = access == Access::Admin && adminEnabled();
+    if (!adminRoute && !enabled()) return Verdict::Allowed;
+    const std::string header = request.get("Authorization", "");
+    static const std::string kScheme = "Bearer ";
+    if (header.size() <= kScheme.size() || Poco::icompare(header.substr(0, kScheme.size()), kScheme) != 0) {
+        return Verdict::Unauthorized;
+    }
+    const Digest given = digest(Poco::trim(header.substr(kScheme.size())));
+    bool client = false;
+    bool admin = false;
+    {
+        std::lock_guard lock(mutex_);
+        // Both compared, always: which file matched must not show in the time.
+        client = matches(tokens_, given);
+        admin = matches(adminTokens_, given);
+    }
+    if (adminRoute) return admin ? Verdict::Allowed : client ? Verdict::Forbidden : Verdict::Unauthorized;
+    return client || admin ? Verdict::Allowed : Verdict::Unauthorized;
 }
 
 }  // namespace orderpay::http

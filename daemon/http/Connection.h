@@ -34,6 +34,10 @@ public:
     /// request here, so the descriptor is closed only with the last
     /// reference to this object (SocketImpl's destructor).
     void close() override {}
+    /// Poco shuts the sending side at the end of a body without a length
+    /// (an event stream's): the stream goes on here, and the loop shuts
+    /// a connection down itself when it ends one (EventLoop::linger).
+    void shutdownSend() override {}
     /// The loop never blocks on the socket: no timeouts to set.
     void setSendTimeout(const Poco::Timespan&) override {}
     void setReceiveTimeout(const Poco::Timespan&) override {}
@@ -62,6 +66,7 @@ struct Connection {
         Reading,    // waiting for a whole request (deadline: http.read_timeout)
         Answering,  // its request's write waits for its commit (no deadline)
         Writing,    // the client has not taken the whole answer yet (deadline)
+        Streaming,  // an event stream (/status/stream): sent an event a second until the client goes
         Closing,    // answer sent and send side shut: reading what the client still sends away
         Closed,     // freed once the events that may name it are handled
     };

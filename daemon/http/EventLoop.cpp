@@ -37,6 +37,10 @@ constexpr std::chrono::milliseconds kTick(100);
 /// reads it.
 constexpr std::chrono::milliseconds kLinger(2000);
 constexpr std::size_t kMaxLingerBytes = 16 * 1024 * 1024;
+/// Event streams: one event a second; a client that lets this much of them
+/// pile up unsent (minutes of events) is not listening, and is dropped.
+constexpr std::chrono::milliseconds kStreamInterval(1000);
+constexpr std::size_t kMaxStreamBacklog = 1024 * 1024;
 
 /// The headers every answer starts with.
 void startResponse(Poco::Net::HTTPServerResponse& response, const std::string& version, bool keepAlive)
@@ -166,6 +170,7 @@ void EventLoop::run()
         closed_.clear();
         if (Clock::now() >= nextTick) {
             expire();
+            if (streams_ > 0) pushStreams();
             closed_.clear();
             nextTick = Clock::now() + kTick;
         }
@@ -239,6 +244,10 @@ void EventLoop::onEvents(Connection& c, std::uint32_t events)
         break;
     case Connection::State::Closing:
         if (c.unread) drain(c);
+        break;
+    case Connection::State::Streaming:
+        if (c.unread) discardReceived(c);
+        if (c.state == Connection::State::Streaming && (events & EPOLLOUT)) flush(c);
         break;
     case Connection::State::Answering:  // read once the answer is sent
     case Connection::State::Closed:
@@ -358,6 +367,16 @@ void EventLoop::serve(Connection& c, const Framing& framing)
     else io.consume(io.received.size());
     io.taken = io.limit = 0;
     c.closeAfterAnswer = !keepAlive;
+    if (handler && handler->streams() && !shared_.stopping) {
+        // The head and the first event are in io.toSend; the rest come
+        // from pushStreams(). What the client sends from now on is ignored.
+        c.state = Connection::State::Streaming;
+        ++streams_;
+        if (nextStreamPush_ == Clock::time_point{}) nextStreamPush_ = Clock::now() + kStreamInterval;
+        flush(c);
+        discardReceived(c);
+        return;
+    }
     if (pending->expected) {
         // The writer's thread answers through `pending`; until then the
         // connection reads nothing and cannot be closed.
@@ -481,12 +500,49 @@ void EventLoop::drain(Connection& c)
     close(c);
 }
 
+void EventLoop::pushStreams()
+{
+    const auto now = Clock::now();
+    if (now < nextStreamPush_) return;
+    nextStreamPush_ = now + kStreamInterval;
+    const std::string data = shared_.streamEvent ? shared_.streamEvent() : std::string("{}");
+    if (data.empty()) return;  // nothing sampled yet
+    const std::string event = "event: status\ndata: " + data + "\n\n";
+    std::vector<Connection*> streams;
+    for (auto& [key, c] : connections_)
+        if (c->state == Connection::State::Streaming) streams.push_back(key);
+    for (Connection* c : streams) {
+        if (c->io.toSend.size() - c->io.sent > kMaxStreamBacklog) {
+            close(*c);
+            continue;
+        }
+        c->io.toSend += event;
+        flush(*c);
+    }
+}
+
+void EventLoop::discardReceived(Connection& c)
+{
+    char buffer[4096];
+    c.unread = false;
+    c.io.consume(c.io.received.size() - c.io.start);
+    for (;;) {
+        const ssize_t n = ::recv(c.io.sockfd(), buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n > 0) continue;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        close(c);  // the client went (or reset)
+        return;
+    }
+}
+
 void EventLoop::expire()
 {
     const auto now = Clock::now();
     std::vector<Connection*> due;
     for (auto& [key, c] : connections_) {
-        if (c->state != Connection::State::Answering && c->deadline <= now) due.push_back(key);
+        if (c->state != Connection::State::Answering && c->state != Connection::State::Streaming && c->deadline <= now)
+            due.push_back(key);
     }
     for (Connection* c : due) {
         // Bytes of a request came, but never the whole request: say so.
@@ -501,7 +557,8 @@ void EventLoop::stopIdle()
 {
     std::vector<Connection*> idle;
     for (auto& [key, c] : connections_) {
-        if (c->state == Connection::State::Reading) idle.push_back(key);  // Closing ones end by their deadline
+        // Closing ones end by their deadline; a stream ends with the daemon.
+        if (c->state == Connection::State::Reading || c->state == Connection::State::Streaming) idle.push_back(key);
     }
     for (Connection* c : idle) close(*c);
     closed_.clear();
@@ -509,6 +566,7 @@ void EventLoop::stopIdle()
 
 void EventLoop::close(Connection& c)
 {
+    if (c.state == Connection::State::Streaming) --streams_;
     c.state = Connection::State::Closed;
     auto it = connections_.find(&c);
     if (it == connections_.end()) return;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,9 @@ struct LoopShared {
     Poco::Net::HTTPServerParams::Ptr params;
     std::atomic<bool> stopping{false};
     std::atomic<int> awaitingCommit{0};
+    /// The data of the next event for event streams (the status board's
+    /// latest document): read once a second by each loop with a stream.
+    std::function<std::string()> streamEvent{};
 };
 
 /// One thread that owns a set of connections: it reads them (epoll, edge
@@ -115,6 +119,11 @@ private:
     void linger(Connection& c);
     void drain(Connection& c);
     void expire();
+    /// Once a second: the next event to every stream; a client that does
+    /// not take them (over kMaxStreamBacklog unsent) is dropped.
+    void pushStreams();
+    /// A stream's client sends nothing we read: read away, noticing its end.
+    void discardReceived(Connection& c);
     void close(Connection& c);
     /// Stopping: closes the connections waiting for a request.
     void stopIdle();
@@ -125,6 +134,8 @@ private:
     int wakeFd_ = -1;
     std::thread thread_;
     std::atomic<std::int64_t> tick_{0};
+    std::chrono::steady_clock::time_point nextStreamPush_{};
+    std::size_t streams_ = 0;  // connections Streaming
     std::map<Connection*, std::unique_ptr<Connection>> connections_;
     std::vector<std::unique_ptr<Connection>> closed_;  // freed after the events that may name them
 

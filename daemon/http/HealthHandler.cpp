@@ -12,7 +12,7 @@
 namespace orderpay::http {
 
 HealthHandler::HealthHandler(Service& service, std::string route, bool ready)
-    : ApiHandler(service, std::move(route), false), ready_(ready)
+    : ApiHandler(service, std::move(route), Access::Open), ready_(ready)
 {
 }
 
@@ -36,7 +36,7 @@ void HealthHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerR
     sendJson(response, database && broker ? 200 : 503, toText(body));
 }
 
-MetricsHandler::MetricsHandler(Service& service) : ApiHandler(service, "/metrics", false) {}
+MetricsHandler::MetricsHandler(Service& service) : ApiHandler(service, "/metrics", Access::Open) {}
 
 void MetricsHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerResponse& response)
 {

@@ -39,6 +39,8 @@ Poco::Net::HTTPServerParams::Ptr makeParams(const HttpSettings& settings)
 HttpServer::HttpServer(Service& service, const HttpSettings& settings, Listener& listener)
     : router_(service), settings_(settings), shared_{router_, settings_, makeParams(settings)}, listener_(listener)
 {
+    StatusBoard& board = service.status;
+    shared_.streamEvent = [&board] { return board.latest(); };
     for (int i = 0; i < settings_.maxThreads; ++i) loops_.push_back(std::make_unique<EventLoop>(shared_, i));
 }
 

@@ -12,7 +12,7 @@
 namespace orderpay::http {
 
 PaymentsHandler::PaymentsHandler(Service& service, std::string route, Action action, std::string id)
-    : ApiHandler(service, std::move(route), true), action_(action), id_(std::move(id))
+    : ApiHandler(service, std::move(route), Access::Client), action_(action), id_(std::move(id))
 {
 }
 

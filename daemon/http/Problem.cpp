@@ -30,6 +30,17 @@ Problem Problem::unauthorized()
             false};
 }
 
+Problem Problem::forbidden()
+{
+    return {403,
+            "/problems/forbidden",
+            "Not allowed with this token",
+            "this route needs a token of http.auth.admin_token_file; a client token does not open it",
+            {},
+            {},
+            false};
+}
+
 Problem Problem::notFound(const std::string& detail)
 {
     return {404, "/problems/not-found", "Not found", detail, {}, {}, false};

@@ -25,6 +25,7 @@ struct Problem {
     static Problem malformedJson(const std::string& detail);
     static Problem badRequest(const std::string& detail);
     static Problem unauthorized();
+    static Problem forbidden();
     static Problem notFound(const std::string& detail);
     static Problem methodNotAllowed(const std::string& allow);
     static Problem conflict(const std::string& detail);

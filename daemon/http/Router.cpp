@@ -1,5 +1,6 @@
 #include "http/Router.h"
 
+#include "http/AdminHandlers.h"
 #include "http/ApiHandler.h"
 #include "http/HealthHandler.h"
 #include "http/OrdersHandler.h"
@@ -43,6 +44,21 @@ Route route(const std::string& method, const std::string& uri)
         return either(get, T::Health, "/health/" + parts[1], "GET", parts[1]);
     }
     if (parts.size() == 1 && parts[0] == "metrics") return either(get, T::Metrics, "/metrics", "GET");
+    if (parts.empty() && path == "/") return either(get, T::Page, "/", "GET");
+    if (parts.size() == 1 && parts[0] == "status") return either(get, T::Status, "/status", "GET");
+    if (parts.size() == 2 && parts[0] == "status" && parts[1] == "stream") {
+        return either(get, T::StatusStream, "/status/stream", "GET");
+    }
+    if (!parts.empty() && parts[0] == "dead-letters") {
+        if (parts.size() == 1) return either(get, T::ListDeadLetters, "/dead-letters", "GET");
+        if (parts.size() == 2 && parts[1] == "replay") {
+            return either(post, T::ReplayDeadLetters, "/dead-letters/replay", "POST");
+        }
+        if (parts.size() == 2) return either(get, T::GetDeadLetter, "/dead-letters/{id}", "GET", parts[1]);
+        if (parts.size() == 3 && parts[2] == "replay") {
+            return either(post, T::ReplayDeadLetter, "/dead-letters/{id}/replay", "POST", parts[1]);
+        }
+    }
     return Route{};
 }
 
@@ -52,6 +68,7 @@ ApiHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& req
     using T = Route::Target;
     using Orders = OrdersHandler::Action;
     using Payments = PaymentsHandler::Action;
+    using DeadLetters = DeadLettersHandler::Action;
     switch (r.target) {
     case T::ListOrders: return new OrdersHandler(service_, r.pattern, Orders::List);
     case T::CreateOrder: return new OrdersHandler(service_, r.pattern, Orders::Create);
@@ -61,6 +78,13 @@ ApiHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& req
     case T::GetPayment: return new PaymentsHandler(service_, r.pattern, Payments::Get, r.id);
     case T::Health: return new HealthHandler(service_, r.pattern, r.id == "ready");
     case T::Metrics: return new MetricsHandler(service_);
+    case T::Status: return new StatusHandler(service_, r.pattern, false);
+    case T::StatusStream: return new StatusHandler(service_, r.pattern, true);
+    case T::ListDeadLetters: return new DeadLettersHandler(service_, r.pattern, DeadLetters::List);
+    case T::GetDeadLetter: return new DeadLettersHandler(service_, r.pattern, DeadLetters::Get, r.id);
+    case T::ReplayDeadLetter: return new DeadLettersHandler(service_, r.pattern, DeadLetters::Replay, r.id);
+    case T::ReplayDeadLetters: return new DeadLettersHandler(service_, r.pattern, DeadLetters::ReplayAll);
+    case T::Page: return new PageHandler(service_);
     case T::MethodNotAllowed: return new MethodNotAllowedHandler(service_, r.pattern, r.allow);
     case T::NotFound: break;
     }

@@ -21,6 +21,13 @@ struct Route {
         GetPayment,
         Health,
         Metrics,
+        Status,
+        StatusStream,
+        ListDeadLetters,
+        GetDeadLetter,
+        ReplayDeadLetter,
+        ReplayDeadLetters,
+        Page,
         MethodNotAllowed,
         NotFound,
     };

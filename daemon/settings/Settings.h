@@ -15,6 +15,7 @@ struct HttpSettings {
     int maxQueued = 256;
     std::size_t maxBodyBytes = 64 * 1024;
     std::string authTokenFile;  // empty: auth off
+    std::string adminTokenFile;  // empty: the operator routes take the API's tokens
     bool allowUnauthenticated = false;
     std::chrono::milliseconds idempotencyTtl = std::chrono::hours(24);
     std::chrono::milliseconds readTimeout = std::chrono::seconds(10);

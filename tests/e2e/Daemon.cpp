@@ -725,6 +725,20 @@ FrozenThread::FrozenThread(pid_t pid, const std::string& name)
     }
 }
 
-FrozenThread::~FrozenThread() { ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr); }
+FrozenThread::~FrozenThread()
+{
+    if (tid_ > 0) ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+}
+
+void FrozenThread::reapAfterKill()
+{
+    // The thread's end is told to its tracer first: until this test reads
+    // it, the process cannot be reaped (Daemon::kill would wait forever).
+    int status = 0;
+    while (::waitpid(tid_, &status, __WALL) == tid_ && !WIFEXITED(status) && !WIFSIGNALED(status)) {
+        ::ptrace(PTRACE_CONT, tid_, nullptr, nullptr);
+    }
+    tid_ = -1;
+}
 
 }  // namespace e2e

@@ -79,6 +79,10 @@ public:
     FrozenThread(pid_t pid, const std::string& name);
     ~FrozenThread();
     FrozenThread(const FrozenThread&) = delete;
+    // After the process was sent SIGKILL while the thread was frozen:
+    // takes the thread's end, which goes to this tracer before the process
+    // can be reaped. Call it from the thread that froze it.
+    void reapAfterKill();
     FrozenThread& operator=(const FrozenThread&) = delete;
 
 private:

@@ -45,10 +45,17 @@ void checkRoute(const std::string& method, const std::string& uri, const http::R
     case T::GetOrder:
     case T::GetPayment:
     case T::Health:
-    case T::Metrics: check(isGet, "a read route for " + what); break;
+    case T::Metrics:
+    case T::Status:
+    case T::StatusStream:
+    case T::ListDeadLetters:
+    case T::GetDeadLetter:
+    case T::Page: check(isGet, "a read route for " + what); break;
     case T::CreateOrder:
     case T::CancelOrder:
-    case T::ConfirmPayment: check(isPost, "a write route for " + what); break;
+    case T::ConfirmPayment:
+    case T::ReplayDeadLetter:
+    case T::ReplayDeadLetters: check(isPost, "a write route for " + what); break;
     case T::MethodNotAllowed:
     case T::NotFound: break;
     }

@@ -13,8 +13,8 @@ file(WRITE "${OUTPUT}.tmp"
   "#include \"http/page/StatusPage.h\"\n\n"
   "namespace orderpay::http::page {\n"
   "namespace {\n"
-  "const char kPage[] = {${bytes}};\n"
+  "const unsigned char kPage[] = {${bytes}};\n"
   "}  // namespace\n\n"
-  "std::string_view statusPage() { return std::string_view(kPage, ${size}); }\n\n"
+  "std::string_view statusPage() { return std::string_view(reinterpret_cast<const char*>(kPage), ${size}); }\n\n"
   "}  // namespace orderpay::http::page\n")
 file(RENAME "${OUTPUT}.tmp" "${OUTPUT}")

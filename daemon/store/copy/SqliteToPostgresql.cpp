@@ -152,6 +152,11 @@ std::vector<CopiedTable> copySqliteToPostgresql(const StoreSettings& settings, s
             progress << "  " << t.name << ": " << result.rows << " rows\n";
             copied.push_back(std::move(result));
         }
+        // The counts by status, of what was copied (the writers keep them
+        // from here on).
+        out.run("DELETE FROM status_counts");
+        out.run("INSERT INTO status_counts (kind, status, slot, n) SELECT 'orders', status, 0, COUNT(*) FROM orders GROUP BY status");
+        out.run("INSERT INTO status_counts (kind, status, slot, n) SELECT 'payments', status, 0, COUNT(*) FROM payments GROUP BY status");
         // New messages continue after the highest id SQLite ever gave out,
         // deleted ones included (a delivery count may still name one).
         std::int64_t next = 0;

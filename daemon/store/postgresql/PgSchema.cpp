@@ -134,13 +134,11 @@ const std::vector<std::vector<std::string>> kSteps = {
         "ALTER TABLE messages ADD COLUMN holder TEXT",
     },
     {
-        // Orders and payments by status, kept by triggers in the
-        // transaction of every change, so /status and /metrics read a few
-        // rows instead of counting the tables. Each server process adds to
-        // its own slot of 16 (by its pid), so writers committing in
-        // parallel do not queue for one row lock; a count is the sum of
-        // its slots. The triggers exist before the first count, in the
-        // same transaction, whose lock on the tables holds writers off.
+        // Orders and payments by status, kept by the writers: each
+        // transaction adds what it changed (sql::StatusTally) to its
+        // writer's row, one of 64 picked at random (writers of several
+        // instances then rarely wait on one row's lock); a count is the sum
+        // of its rows. Counted from the tables once, here.
         R"(CREATE TABLE status_counts (
              kind TEXT NOT NULL,
              status TEXT NOT NULL,
@@ -148,26 +146,6 @@ const std::vector<std::vector<std::string>> kSteps = {
              n BIGINT NOT NULL,
              PRIMARY KEY (kind, status, slot))
            WITH (fillfactor = 50, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0))",
-        R"(CREATE FUNCTION orderpay_count_status() RETURNS trigger LANGUAGE plpgsql AS $$
-           DECLARE
-             my_slot INT := pg_backend_pid() % 16;
-           BEGIN
-             IF TG_OP <> 'INSERT' THEN
-               INSERT INTO status_counts AS c (kind, status, slot, n) VALUES (TG_TABLE_NAME, OLD.status, my_slot, -1)
-                 ON CONFLICT (kind, status, slot) DO UPDATE SET n = c.n - 1;
-             END IF;
-             IF TG_OP <> 'DELETE' THEN
-               INSERT INTO status_counts AS c (kind, status, slot, n) VALUES (TG_TABLE_NAME, NEW.status, my_slot, 1)
-                 ON CONFLICT (kind, status, slot) DO UPDATE SET n = c.n + 1;
-             END IF;
-             RETURN NULL;
-           END $$)",
-        "CREATE TRIGGER orders_counted AFTER INSERT OR DELETE ON orders FOR EACH ROW EXECUTE FUNCTION orderpay_count_status()",
-        "CREATE TRIGGER orders_counted_move AFTER UPDATE OF status ON orders FOR EACH ROW "
-        "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION orderpay_count_status()",
-        "CREATE TRIGGER payments_counted AFTER INSERT OR DELETE ON payments FOR EACH ROW EXECUTE FUNCTION orderpay_count_status()",
-        "CREATE TRIGGER payments_counted_move AFTER UPDATE OF status ON payments FOR EACH ROW "
-        "WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION orderpay_count_status()",
         "INSERT INTO status_counts (kind, status, slot, n) SELECT 'orders', status, 0, COUNT(*) FROM orders GROUP BY status",
         "INSERT INTO status_counts (kind, status, slot, n) SELECT 'payments', status, 0, COUNT(*) FROM payments GROUP BY status",
     },

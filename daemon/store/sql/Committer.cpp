@@ -4,13 +4,36 @@
 #include "logging/Log.h"
 
 #include <memory>
+#include <optional>
+#include <random>
 #include <pthread.h>
 
 namespace orderpay::sql {
+namespace {
+
+/// Adds the transaction's changes of status to the writer's slot of
+/// status_counts: one row per status changed, for the whole batch.
+void writeTally(Statements& w, int slot)
+{
+    for (const auto& [key, n] : w.tally.changes) {
+        if (n == 0) continue;
+        w("INSERT INTO status_counts (kind, status, slot, n) VALUES (?, ?, ?, ?) "
+          "ON CONFLICT (kind, status, slot) DO UPDATE SET n = status_counts.n + excluded.n")
+            .send(key.first, key.second, static_cast<std::int64_t>(slot), n);
+    }
+    w.tally.changes.clear();
+}
+
+}  // namespace
 
 Committer::Committer(std::vector<std::unique_ptr<Writer>> writers, bool groupCommit, int maxBatch, const char* name)
     : writers_(std::move(writers)), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
 {
+    // Each writer adds its counts to a row of its own, so writers (of
+    // every instance on one database) rarely wait on one another's; a
+    // count is the sum of its rows.
+    std::random_device random;
+    for (auto& w : writers_) w->countSlot = static_cast<int>(random() % kCountSlots);
     for (std::size_t i = 0; i < writers_.size(); ++i) {
         const std::string thread = i == 0 ? name : std::string(name) + "-" + std::to_string(i + 1);
         threads_.emplace_back([this, i, thread] {
@@ -198,13 +221,18 @@ Committer::Attempt Committer::attempt(Writer& writer, std::deque<Unit*>& batch, 
         return failBatch(writer, batch, std::current_exception(), false);
     }
     Statements& w = *statements;
+    w.tally.changes.clear();  // what a rolled-back attempt noted is gone with it
 
     std::exception_ptr environmental;
     bool unitFailed = false;
     bool conflicted = false;
     for (Unit* u : batch) {
+        std::optional<StatusTally> tallied;  // guarded: what the unit's savepoint takes back
         try {
-            if (guarded) writer.savepoint();
+            if (guarded) {
+                writer.savepoint();
+                tallied = w.tally;
+            }
         } catch (...) {
             environmental = std::current_exception();
             break;
@@ -224,6 +252,7 @@ Committer::Attempt Committer::attempt(Writer& writer, std::deque<Unit*>& batch, 
             }
             unitFailed = true;
             if (!guarded) break;  // the whole batch runs again, guarded
+            if (tallied) w.tally = std::move(*tallied);
             try {
                 writer.rollbackToSavepoint();
                 writer.releaseSavepoint();
@@ -244,6 +273,7 @@ Committer::Attempt Committer::attempt(Writer& writer, std::deque<Unit*>& batch, 
     }
     if (!environmental) {
         try {
+            writeTally(w, writer.countSlot);
             writer.commit();
         } catch (const std::exception& e) {
             if (writer.isTransient(e)) {

@@ -44,6 +44,9 @@ public:
     /// Rows changed since the connection opened, or -1 if the database
     /// cannot tell (then any commit proves it takes writes).
     virtual std::int64_t changeCount() { return -1; }
+
+    /// Its row of each count in status_counts (see Committer).
+    int countSlot = 0;
 };
 
 /// The writers. Callers hand the Committer a unit of work and wait until
@@ -65,6 +68,9 @@ public:
     /// Told how a submitted unit ended: what it threw, or why its commit
     /// failed (StoreUnavailable); nullptr once it committed.
     using Done = std::function<void(std::exception_ptr)>;
+
+    /// How many rows a count of status_counts is spread over.
+    static constexpr int kCountSlots = 64;
 
     /// Upper bounds of the batch-size histogram (units per transaction).
     static constexpr std::array<int, 9> kBatchBounds{1, 2, 4, 8, 16, 32, 64, 128, 256};

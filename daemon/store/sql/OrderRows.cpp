@@ -171,6 +171,7 @@ void moveOrder(OrderEvents& events, OrderStatus from, OrderStatus to, const std:
             .send(toName, reason, at, events.orderId(), fromName);
     }
     events.add("status", {std::string(toName), reason, "", "", ""}, at);
+    w.tally.move("orders", fromName, toName);
     if (count) countProcessing(w, (to == OrderStatus::Processing ? 1 : 0) - (from == OrderStatus::Processing ? 1 : 0));
 }
 
@@ -185,6 +186,7 @@ void rejectHeldPayments(OrderEvents& events)
     const std::string reason(kOrderNotPayable);
     for (const auto& id : ids) {
         w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").send(reason, at, id);
+        w.tally.move("payments", "queued", "rejected");
         events.add("payment", {"rejected", reason, "", id, ""}, at);
     }
 }

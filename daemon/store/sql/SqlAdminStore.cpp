@@ -86,6 +86,7 @@ void replayIn(Statements& w, const DeadLetter& d, std::set<std::string>& queued)
         const bool dispatch = *order == OrderStatus::AwaitingPayment;
         w("UPDATE payments SET status = 'queued', reason = NULL, updated_at = ?, dispatched = ? WHERE id = ?")
             .send(at, dispatch ? 1 : 0, p.id);
+        w.tally.move("payments", toString(p.status), "queued");
         OrderEvents(w, p.orderId).add("payment", {"queued", "replayed", "", p.id, ""}, at);
         if (dispatch) {
             queueMessage(w, kPaymentsQueue, paymentMessage(p.id));

@@ -105,6 +105,7 @@ void SqlApiStore::createOrder(Order order, std::optional<IdempotencyRecord> idem
               "created_at, updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)")
                 .send(o.id, toString(o.status), o.customer, o.currency, o.totalAmount, r->items, r->metadata,
                       o.createdAt, o.updatedAt);
+            w.tally.add("orders", toString(o.status));
             // A new order's first event: no earlier one to count.
             w("INSERT INTO order_events (order_id, seq, at, type, status) VALUES (?, 1, ?, 'status', ?)")
                 .send(o.id, o.createdAt, toString(o.status));
@@ -145,6 +146,7 @@ void SqlApiStore::createPayment(Payment payment, std::optional<IdempotencyRecord
               "dispatched, created_at, updated_at) VALUES (?, ?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)")
                 .send(p.id, p.orderId, static_cast<std::int64_t>(p.amount), p.currency, p.method, p.reference,
                       static_cast<std::int64_t>(r->queued ? 1 : 0), p.createdAt, p.updatedAt);
+            w.tally.add("payments", "queued");
             if (r->queued) queueMessage(w, kPaymentsQueue, paymentMessage(p.id));
         },
         [this, r, then = std::move(then)](std::exception_ptr error) {

@@ -31,7 +31,7 @@ bool SqlHealth::writable()
 
 std::map<std::string, std::int64_t> SqlHealth::countByStatus(const std::string& kind)
 {
-    // The counts the writers' triggers keep (status_counts): a few rows,
+    // The counts the writers keep (status_counts, see StatusTally): a few rows,
     // however many orders there are.
     std::map<std::string, std::int64_t> result;
     readers_.readOutsideTransaction([&](Statements& q) {

@@ -200,6 +200,7 @@ bool SqlWorkStore::startPayment(const std::string& id)
         if (found == 0) throw PoisonMessage("payment " + id + " does not exist");
         if (status == "queued") {
             w("UPDATE payments SET status = 'processing', updated_at = ? WHERE id = ?").send(clock::nowRfc3339(), id);
+            w.tally.move("payments", "queued", "processing");
         }
         started = status == "queued" || status == "processing";
     });
@@ -236,11 +237,13 @@ PaymentOutcome SqlWorkStore::settlePayment(const std::string& id)
         if (rejection) {
             const std::string reason(*rejection);
             w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").send(reason, at, id);
+            w.tally.move("payments", toString(payment.status), "rejected");
             events.add("payment", {"rejected", reason, "", id, ""}, at);
             outcome.status = PaymentStatus::Rejected;
             outcome.reason = reason;
         } else {
             w("UPDATE payments SET status = 'succeeded', updated_at = ? WHERE id = ?").send(at, id);
+            w.tally.move("payments", toString(payment.status), "succeeded");
             events.add("payment", {"succeeded", "", "", id, ""}, at);
             // paymentRejection passes only a payment for an order awaiting it.
             moveOrder(events, OrderStatus::AwaitingPayment, OrderStatus::Paid, "");
@@ -259,6 +262,7 @@ void SqlWorkStore::abandonPayment(const std::string& id)
         const std::string at = clock::nowRfc3339();
         const std::string reason(kProcessingFailed);
         w("UPDATE payments SET status = 'rejected', reason = ?, updated_at = ? WHERE id = ?").send(reason, at, id);
+        w.tally.move("payments", toString(payments.front().status), "rejected");
         OrderEvents(w, payments.front().orderId).add("payment", {"rejected", reason, "", id, ""}, at);
     });
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -122,12 +123,35 @@ private:
     }
 };
 
+/// What a transaction changed in the counts of orders and payments by
+/// status: each unit notes its changes here, and the Committer writes the
+/// sums to status_counts once, just before the commit (one row per status
+/// changed, not one per order).
+struct StatusTally {
+    /// (kind, status) -> change: kind "orders" or "payments".
+    std::map<std::pair<std::string, std::string>, std::int64_t> changes;
+
+    void add(std::string_view kind, std::string_view status, std::int64_t n = 1)
+    {
+        changes[{std::string(kind), std::string(status)}] += n;
+    }
+    void move(std::string_view kind, std::string_view from, std::string_view to)
+    {
+        if (from == to) return;
+        add(kind, from, -1);
+        add(kind, to, 1);
+    }
+};
+
 /// The prepared statements of one connection, by SQL text. Like the
 /// connection, used by one thread at a time.
 class Statements {
 public:
     virtual ~Statements() = default;
     virtual Statement& operator()(std::string_view sql) = 0;
+
+    /// The writer's transaction's changes of status (unused by readers).
+    StatusTally tally;
 };
 
 }  // namespace orderpay::sql

@@ -636,3 +636,30 @@ TEST_CASE("a batch of messages shares one transaction, and a failing order fails
     CHECK(f.count("SELECT COUNT(*) FROM invoices") == 5);
     CHECK(f.count("SELECT COUNT(*) FROM order_events WHERE type = 'step_completed'") == 15);
 }
+
+TEST_CASE("a unit taken back in its batch takes back its changes to the counts by status", "[store]")
+{
+    Fixture f;
+    auto insert = [](const std::string& id) {
+        return [id](sql::Statements& w) {
+            w("INSERT INTO orders (id, status, customer, currency, total_amount, items, metadata, created_at, updated_at) "
+              "VALUES (?, 'queued', 'c', 'EUR', 1, '[]', '{}', 'now', 'now')")
+                .exec(id);
+            w.tally.add("orders", "queued");
+        };
+    };
+    // The second unit notes a change and then fails: the batch runs again,
+    // each unit in a savepoint, and only the others' changes are counted.
+    const auto errors = f.committer().writeAll({insert(ids::newOrderId()),
+                                                [](sql::Statements& w) {
+                                                    w.tally.add("orders", "queued", 100);
+                                                    throw Conflict("this unit fails");
+                                                },
+                                                insert(ids::newOrderId())});
+    REQUIRE(errors.size() == 3);
+    CHECK_FALSE(errors[0]);
+    CHECK(errors[1]);
+    CHECK_FALSE(errors[2]);
+    CHECK(f.store->health().orderCounts().at("queued") == 2);
+    CHECK(f.count("SELECT COUNT(*) FROM orders") == 2);
+}

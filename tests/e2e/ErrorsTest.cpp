@@ -94,7 +94,7 @@ TEST_CASE("Unknown ids and unknown routes are 404 problems", "[errors]")
     requireProblem(c.get("/payments/pay_01JDQ8M4Z3X7K2N9P5R6S8T0VW"), 404, "/problems/not-found");
     requireProblem(c.cancelOrder("ord_01JDQ8M4Z3X7K2N9P5R6S8T0VW"), 404, "/problems/not-found");
     requireProblem(c.get("/nope"), 404, "/problems/not-found");
-    requireProblem(c.get("/"), 404, "/problems/not-found");
+    requireProblem(c.get("/index.html"), 404, "/problems/not-found");  // "/" is the status page
     requireProblem(c.get("/orders/ord_01JDQ8M4Z3X7K2N9P5R6S8T0VW/unknown"), 404, "/problems/not-found");
     requireProblem(c.post("/unknown", "{}"), 404, "/problems/not-found");
 }

@@ -10,7 +10,9 @@ namespace orderpay::fuzz {
 namespace {
 
 const std::set<std::string> kPatterns = {"/orders",         "/orders/{id}",  "/orders/{id}/cancel", "/payment/confirm",
-                                         "/payments/{id}", "/health/live", "/health/ready",       "/metrics"};
+                                         "/payments/{id}", "/health/live", "/health/ready",       "/metrics",
+                                         "/",              "/status",      "/status/stream",      "/dead-letters",
+                                         "/dead-letters/{id}", "/dead-letters/{id}/replay", "/dead-letters/replay"};
 
 void checkRoute(const std::string& method, const std::string& uri, const http::Route& r)
 {

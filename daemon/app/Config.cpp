@@ -179,6 +179,11 @@ const std::vector<std::string>& Config::knownKeys()
         "logging.level",
         "logging.target",
         "instance.name",
+        "webhooks.timeout",
+        "webhooks.max_age",
+        "webhooks.concurrency",
+        "webhooks.allow_private_networks",
+        "webhooks.ca_file",
     };
     return keys;
 }
@@ -196,6 +201,7 @@ bool Config::parseDuration(const std::string& text, std::chrono::milliseconds ba
     else if (unit == "s") out = seconds(n);
     else if (unit == "m") out = minutes(n);
     else if (unit == "h") out = hours(n);
+    else if (unit == "d") out = hours(24 * n);
     else return false;
     return true;
 }
@@ -314,6 +320,15 @@ Settings Config::load(const std::string& file, bool fileRequired, const std::map
     long long backoffMs = s.work.retryBackoff.count();
     r.integer("retry.backoff_ms", 0, 3600 * 1000, backoffMs);
     s.work.retryBackoff = milliseconds(backoffMs);
+
+    r.duration("webhooks.timeout", seconds(1), milliseconds(100), s.webhooks.timeout);
+    if (s.webhooks.timeout > minutes(5)) r.problem("webhooks.timeout", "is over 5m; a receiver should answer at once");
+    r.duration("webhooks.max_age", seconds(1), seconds(1), s.webhooks.maxAge);
+    r.integer("webhooks.concurrency", 1, 1024, s.webhooks.concurrency);
+    r.boolean("webhooks.allow_private_networks", s.webhooks.allowPrivateNetworks);
+    r.text("webhooks.ca_file", s.webhooks.caFile);
+    if (!s.webhooks.caFile.empty() && !Poco::File(s.webhooks.caFile).exists())
+        r.problem("webhooks.ca_file", "'" + s.webhooks.caFile + "' does not exist");
 
     r.choice("logging.level",
              {"fatal", "critical", "error", "warning", "notice", "information", "debug", "trace"}, s.logging.level);

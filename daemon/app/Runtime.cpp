@@ -3,6 +3,7 @@
 #include "broker/EmbeddedBroker.h"
 #include "broker/RabbitMqBroker.h"
 #include "domain/Clock.h"
+#include "domain/Queues.h"
 #include "logging/Log.h"
 
 #include <malloc.h>
@@ -40,17 +41,27 @@ Runtime::Runtime(const Settings& settings, http::Auth& auth)
         broker_ = std::make_unique<EmbeddedBroker>(store_->queue(), settings.work, settings.broker.lease);
     }
     Broker& broker = *broker_;
-    store_->setMessageListener([&broker](const std::string& queue) { broker.notifyPublished(queue); });
+    store_->setMessageListener([this, &broker](const std::string& queue) {
+        if (queue == kWebhooksQueue) {
+            if (auto* w = webhooks_.get()) w->wake();
+        } else {
+            broker.notifyPublished(queue);
+        }
+    });
     broker.start();
 
     workers_ = std::make_unique<Workers>(broker, store_->work(), settings.work);
     workers_->start();
+    webhooks_ = std::make_unique<webhooks::Dispatcher>(store_->queue(), store_->webhooks(), settings.webhooks,
+                                                       settings.broker.lease);
+    webhooks_->start();
 
     status_ = std::make_unique<StatusBoard>(store_->admin(), store_->health(), broker, settings);
     status_->start();
 
     service_ = std::make_unique<http::Service>(
-        http::Service{store_->api(), store_->health(), store_->admin(), *status_, broker, settings, auth});
+        http::Service{store_->api(), store_->health(), store_->admin(), store_->webhooks(), *status_, broker,
+                      settings, auth, webhooks_.get()});
     server_ = std::make_unique<http::HttpServer>(*service_, settings.http, listener_);
     server_->start();
 

@@ -9,6 +9,7 @@
 #include "settings/Settings.h"
 #include "store/Store.h"
 #include "systemd/Watchdog.h"
+#include "webhooks/Dispatcher.h"
 #include "work/Workers.h"
 
 #include <memory>
@@ -24,7 +25,7 @@ namespace orderpay {
 ///   1. the listening socket (bound first: a port in use fails at once)
 ///   2. the store: database opened and migrated, its writer thread
 ///   3. the broker and its threads
-///   4. the workers
+///   4. the workers, and the webhook dispatcher
 ///   5. the status board (samples the counts once a second)
 ///   6. the HTTP server's event loops, on the bound socket
 ///   7. the systemd watchdog and STATUS=
@@ -53,6 +54,7 @@ private:
     std::unique_ptr<Store> store_;
     std::unique_ptr<Broker> broker_;
     std::unique_ptr<Workers> workers_;
+    std::unique_ptr<webhooks::Dispatcher> webhooks_;
     std::unique_ptr<StatusBoard> status_;
     std::unique_ptr<http::Service> service_;
     std::unique_ptr<http::HttpServer> server_;

@@ -13,6 +13,9 @@ namespace orderpay {
 inline constexpr const char* kOrdersQueue = "orders";
 inline constexpr const char* kOrderStepsQueue = "order-steps";
 inline constexpr const char* kPaymentsQueue = "payments";
+/// Webhook deliveries: one message per event and endpoint, always in the
+/// database (whatever the broker), delivered by WebhookDispatcher.
+inline constexpr const char* kWebhooksQueue = "webhooks";
 
 /// How many messages of one queue are where.
 struct QueueDepth {

@@ -31,9 +31,12 @@ Poco::JSON::Object::Ptr deadLetterObject(const DeadLetter& d)
     return o;
 }
 
-bool isQueue(const std::string& q) { return q == kOrdersQueue || q == kOrderStepsQueue || q == kPaymentsQueue; }
+bool isQueue(const std::string& q)
+{
+    return q == kOrdersQueue || q == kOrderStepsQueue || q == kPaymentsQueue || q == kWebhooksQueue;
+}
 
-constexpr const char* kQueueRule = "must be one of orders, order-steps, payments";
+constexpr const char* kQueueRule = "must be one of orders, order-steps, payments, webhooks";
 
 }  // namespace
 

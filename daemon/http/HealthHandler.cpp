@@ -1,5 +1,7 @@
 #include "http/HealthHandler.h"
 
+#include "webhooks/Dispatcher.h"
+
 #include "http/Json.h"
 #include "metrics/Metrics.h"
 
@@ -71,6 +73,7 @@ void MetricsHandler::handle(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServer
         out << "orderpay_payments{status=\"" << status << "\"} " << n << "\n";
     }
     service_.health.renderMetrics(out);
+    if (service_.dispatcher) service_.dispatcher->renderMetrics(out);
     out << "# HELP orderpay_broker_connected 1 while the broker is connected and answering.\n"
         << "# TYPE orderpay_broker_connected gauge\n"
         << "orderpay_broker_connected " << (broker.state == BrokerStatus::State::Ok ? 1 : 0) << "\n";

@@ -4,7 +4,9 @@
 #include "http/ApiHandler.h"
 #include "http/HealthHandler.h"
 #include "http/OrdersHandler.h"
+#include "http/OpenApiHandler.h"
 #include "http/PaymentsHandler.h"
+#include "http/WebhookHandlers.h"
 
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/StringTokenizer.h>
@@ -59,6 +61,27 @@ Route route(const std::string& method, const std::string& uri)
             return either(post, T::ReplayDeadLetter, "/dead-letters/{id}/replay", "POST", parts[1]);
         }
     }
+    if (!parts.empty() && parts[0] == "webhook-endpoints") {
+        if (parts.size() == 1) {
+            if (post) return Route{T::CreateWebhookEndpoint, "/webhook-endpoints", {}, {}};
+            return either(get, T::ListWebhookEndpoints, "/webhook-endpoints", "GET, POST");
+        }
+        if (parts.size() == 2) {
+            const std::string pattern = "/webhook-endpoints/{id}";
+            if (method == "DELETE") return Route{T::DeleteWebhookEndpoint, pattern, parts[1], {}};
+            return either(get, T::GetWebhookEndpoint, pattern, "GET, DELETE", parts[1]);
+        }
+        if (parts.size() == 3 && parts[2] == "rotate") {
+            return either(post, T::RotateWebhookSecret, "/webhook-endpoints/{id}/rotate", "POST", parts[1]);
+        }
+        if (parts.size() == 3 && parts[2] == "deliveries") {
+            return either(get, T::ListWebhookDeliveries, "/webhook-endpoints/{id}/deliveries", "GET", parts[1]);
+        }
+        if (parts.size() == 3 && parts[2] == "test") {
+            return either(post, T::TestWebhookEndpoint, "/webhook-endpoints/{id}/test", "POST", parts[1]);
+        }
+    }
+    if (parts.size() == 1 && parts[0] == "openapi.json") return either(get, T::OpenApi, "/openapi.json", "GET");
     return Route{};
 }
 
@@ -69,6 +92,7 @@ ApiHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& req
     using Orders = OrdersHandler::Action;
     using Payments = PaymentsHandler::Action;
     using DeadLetters = DeadLettersHandler::Action;
+    using Webhooks = WebhookEndpointsHandler::Action;
     switch (r.target) {
     case T::ListOrders: return new OrdersHandler(service_, r.pattern, Orders::List);
     case T::CreateOrder: return new OrdersHandler(service_, r.pattern, Orders::Create);
@@ -85,6 +109,15 @@ ApiHandler* Router::createRequestHandler(const Poco::Net::HTTPServerRequest& req
     case T::ReplayDeadLetter: return new DeadLettersHandler(service_, r.pattern, DeadLetters::Replay, r.id);
     case T::ReplayDeadLetters: return new DeadLettersHandler(service_, r.pattern, DeadLetters::ReplayAll);
     case T::Page: return new PageHandler(service_);
+    case T::ListWebhookEndpoints: return new WebhookEndpointsHandler(service_, r.pattern, Webhooks::List);
+    case T::CreateWebhookEndpoint: return new WebhookEndpointsHandler(service_, r.pattern, Webhooks::Create);
+    case T::GetWebhookEndpoint: return new WebhookEndpointsHandler(service_, r.pattern, Webhooks::Get, r.id);
+    case T::DeleteWebhookEndpoint: return new WebhookEndpointsHandler(service_, r.pattern, Webhooks::Delete, r.id);
+    case T::RotateWebhookSecret: return new WebhookEndpointsHandler(service_, r.pattern, Webhooks::Rotate, r.id);
+    case T::ListWebhookDeliveries:
+        return new WebhookEndpointsHandler(service_, r.pattern, Webhooks::Deliveries, r.id);
+    case T::TestWebhookEndpoint: return new WebhookEndpointsHandler(service_, r.pattern, Webhooks::Test, r.id);
+    case T::OpenApi: return new OpenApiHandler(service_);
     case T::MethodNotAllowed: return new MethodNotAllowedHandler(service_, r.pattern, r.allow);
     case T::NotFound: break;
     }

@@ -7,6 +7,11 @@
 #include "store/AdminStore.h"
 #include "store/ApiStore.h"
 #include "store/StoreHealth.h"
+#include "store/WebhookStore.h"
+
+namespace orderpay::webhooks {
+class Dispatcher;
+}
 
 namespace orderpay::http {
 
@@ -17,10 +22,13 @@ struct Service {
     ApiStore& store;
     StoreHealth& health;
     AdminStore& admin;
+    WebhookStore& webhooks;
     StatusBoard& status;
     const Broker& broker;
     const Settings& settings;
     Auth& auth;
+    /// Its metrics (null in tests that run no dispatcher).
+    const webhooks::Dispatcher* dispatcher = nullptr;
 };
 
 }  // namespace orderpay::http

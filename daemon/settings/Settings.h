@@ -69,6 +69,19 @@ struct WorkSettings {
     static constexpr std::size_t kBatchSize = 64;
 };
 
+/// How webhooks are delivered (docs/webhooks.md).
+struct WebhookSettings {
+    /// A delivery not answered 2xx within this is a failed attempt.
+    std::chrono::milliseconds timeout = std::chrono::seconds(10);
+    /// Retried until this long after the event, then given up.
+    std::chrono::milliseconds maxAge = std::chrono::hours(72);
+    /// Deliveries in flight at once, per instance.
+    int concurrency = 16;
+    /// http:// and loopback, private and link-local addresses allowed.
+    bool allowPrivateNetworks = false;
+    std::string caFile;  // PEM of the CAs to trust; empty: the system's
+};
+
 struct LoggingSettings {
     std::string level = "information";
     std::string target = "auto";  // auto | journal | console
@@ -84,6 +97,7 @@ struct Settings {
     StoreSettings store;
     WorkSettings work;
     LoggingSettings logging;
+    WebhookSettings webhooks;
 };
 
 }  // namespace orderpay

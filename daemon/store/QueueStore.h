@@ -16,6 +16,7 @@ struct StoredMessage {
     std::string body;
     int attempt = 1;         // this delivery's number, counting those cut short
     std::int64_t lease = 0;  // which lease of the message this delivery holds
+    std::int64_t createdAt = 0;  // milliseconds since the epoch
 };
 
 /// The embedded queue: the messages the store writes with each state

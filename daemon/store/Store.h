@@ -6,6 +6,7 @@
 #include "store/OutboxStore.h"
 #include "store/QueueStore.h"
 #include "store/StoreHealth.h"
+#include "store/WebhookStore.h"
 #include "store/WorkStore.h"
 
 #include <functional>
@@ -37,6 +38,7 @@ public:
     virtual OutboxStore& outbox() = 0;
     virtual StoreHealth& health() = 0;
     virtual AdminStore& admin() = 0;
+    virtual WebhookStore& webhooks() = 0;
 
     /// Told after each commit that added a message to `queue`, on the
     /// writer's thread or the committing caller's: it must only wake

@@ -9,10 +9,27 @@
 namespace orderpay::fuzz {
 namespace {
 
-const std::set<std::string> kPatterns = {"/orders",         "/orders/{id}",  "/orders/{id}/cancel", "/payment/confirm",
-                                         "/payments/{id}", "/health/live", "/health/ready",       "/metrics",
-                                         "/",              "/status",      "/status/stream",      "/dead-letters",
-                                         "/dead-letters/{id}", "/dead-letters/{id}/replay", "/dead-letters/replay"};
+const std::set<std::string> kPatterns = {"/orders",
+                                         "/orders/{id}",
+                                         "/orders/{id}/cancel",
+                                         "/payment/confirm",
+                                         "/payments/{id}",
+                                         "/health/live",
+                                         "/health/ready",
+                                         "/metrics",
+                                         "/",
+                                         "/openapi.json",
+                                         "/status",
+                                         "/status/stream",
+                                         "/dead-letters",
+                                         "/dead-letters/{id}",
+                                         "/dead-letters/{id}/replay",
+                                         "/dead-letters/replay",
+                                         "/webhook-endpoints",
+                                         "/webhook-endpoints/{id}",
+                                         "/webhook-endpoints/{id}/rotate",
+                                         "/webhook-endpoints/{id}/deliveries",
+                                         "/webhook-endpoints/{id}/test"};
 
 void checkRoute(const std::string& method, const std::string& uri, const http::Route& r)
 {
@@ -52,12 +69,20 @@ void checkRoute(const std::string& method, const std::string& uri, const http::R
     case T::StatusStream:
     case T::ListDeadLetters:
     case T::GetDeadLetter:
-    case T::Page: check(isGet, "a read route for " + what); break;
+    case T::Page:
+    case T::OpenApi:
+    case T::ListWebhookEndpoints:
+    case T::GetWebhookEndpoint:
+    case T::ListWebhookDeliveries: check(isGet, "a read route for " + what); break;
     case T::CreateOrder:
     case T::CancelOrder:
     case T::ConfirmPayment:
     case T::ReplayDeadLetter:
-    case T::ReplayDeadLetters: check(isPost, "a write route for " + what); break;
+    case T::ReplayDeadLetters:
+    case T::CreateWebhookEndpoint:
+    case T::RotateWebhookSecret:
+    case T::TestWebhookEndpoint: check(isPost, "a write route for " + what); break;
+    case T::DeleteWebhookEndpoint: check(method == "DELETE", "a delete route for " + what); break;
     case T::MethodNotAllowed:
     case T::NotFound: break;
     }

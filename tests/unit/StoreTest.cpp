@@ -64,6 +64,12 @@ struct Fixture : test::TestStore {
 
 /// Takes back what schema version 8 added: the counts by status.
 void dropStatusCounts(sql::Statements& w) { w("DROP TABLE status_counts").exec(); }
+/// Takes back what schema version 9 added: the webhook endpoints and log.
+void dropWebhookTables(sql::Statements& w)
+{
+    w("DROP TABLE webhook_attempts").exec();
+    w("DROP TABLE webhook_endpoints").exec();
+}
 
 }  // namespace
 
@@ -96,7 +102,8 @@ TEST_CASE("a version 2 database loses its step ledger table and keeps resuming o
     REQUIRE(test::advance(f.work(), o.id, "validate", test::slowPlan()).completed ==
             std::vector<std::string>{"validate"});
     f.committer().write([&](sql::Statements& w) {
-        // What versions 3 to 8 added, taken back.
+        // What versions 3 to 9 added, taken back.
+        dropWebhookTables(w);
         dropStatusCounts(w);
         w("ALTER TABLE messages DROP COLUMN holder").exec();
         w("ALTER TABLE order_events DROP COLUMN instance").exec();
@@ -554,6 +561,7 @@ TEST_CASE("the counts by status behind /status and /metrics are kept by every ch
     // A database from before the counts (version 7) is counted once, as it
     // is migrated.
     f.committer().write([&](sql::Statements& w) {
+        dropWebhookTables(w);
         dropStatusCounts(w);
         w("PRAGMA user_version = 7").exec();
     });

@@ -56,6 +56,17 @@ const std::vector<Table>& tables()
          {false, false, true, false, false, true},
          {"key"}},
         {"work_counters", {"name", "value"}, {false, true}, {"name"}},
+        {"webhook_endpoints",
+         {"id", "url", "events", "secret", "previous_secret", "previous_until", "enabled", "disabled_reason",
+          "created_at"},
+         {false, false, false, false, false, true, true, false, false},
+         {"id"}},
+        {"webhook_attempts",
+         {"id", "endpoint_id", "event_id", "event_type", "attempt", "at", "at_ms", "status_code", "error",
+          "duration_ms"},
+         {true, false, false, false, true, false, true, true, false, true},
+         {"id"},
+         true},
     };
     return all;
 }
@@ -165,6 +176,8 @@ std::vector<CopiedTable> copySqliteToPostgresql(const StoreSettings& settings, s
         out.exec("SELECT setval(pg_get_serial_sequence('messages', 'id'), GREATEST($1::bigint, "
                  "(SELECT COALESCE(MAX(id), 0) FROM messages), 1))",
                  {next});
+        out.run("SELECT setval(pg_get_serial_sequence('webhook_attempts', 'id'), "
+                "GREATEST((SELECT COALESCE(MAX(id), 0) FROM webhook_attempts), 1))");
 
         // Read back what this transaction wrote and compare.
         for (const CopiedTable& c : copied) {

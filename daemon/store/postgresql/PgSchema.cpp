@@ -149,6 +149,33 @@ const std::vector<std::vector<std::string>> kSteps = {
         "INSERT INTO status_counts (kind, status, slot, n) SELECT 'orders', status, 0, COUNT(*) FROM orders GROUP BY status",
         "INSERT INTO status_counts (kind, status, slot, n) SELECT 'payments', status, 0, COUNT(*) FROM payments GROUP BY status",
     },
+    {
+        // Webhooks: the endpoints, and the log of delivery attempts. The
+        // deliveries themselves are messages of the 'webhooks' queue.
+        R"(CREATE TABLE webhook_endpoints (
+             id TEXT PRIMARY KEY,
+             url TEXT NOT NULL,
+             events TEXT NOT NULL,
+             secret TEXT NOT NULL,
+             previous_secret TEXT,
+             previous_until BIGINT NOT NULL DEFAULT 0,
+             enabled BIGINT NOT NULL DEFAULT 1,
+             disabled_reason TEXT,
+             created_at TEXT NOT NULL))",
+        R"(CREATE TABLE webhook_attempts (
+             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             endpoint_id TEXT NOT NULL,
+             event_id TEXT NOT NULL,
+             event_type TEXT NOT NULL,
+             attempt BIGINT NOT NULL,
+             at TEXT NOT NULL,
+             at_ms BIGINT NOT NULL,
+             status_code BIGINT,
+             error TEXT,
+             duration_ms BIGINT NOT NULL))",
+        "CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, id)",
+        "CREATE INDEX webhook_attempts_by_age ON webhook_attempts(at_ms)",
+    },
 };
 
 /// Runs `f` in one transaction holding the migration lock.

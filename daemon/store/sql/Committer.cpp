@@ -1,5 +1,7 @@
 #include "store/sql/Committer.h"
 
+#include "store/WebhookStore.h"
+
 #include "domain/Errors.h"
 #include "logging/Log.h"
 
@@ -26,8 +28,9 @@ void writeTally(Statements& w, int slot)
 
 }  // namespace
 
-Committer::Committer(std::vector<std::unique_ptr<Writer>> writers, bool groupCommit, int maxBatch, const char* name)
-    : writers_(std::move(writers)), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1))
+Committer::Committer(std::vector<std::unique_ptr<Writer>> writers, bool groupCommit, int maxBatch, const char* name,
+                     const WebhookSubscriptions* webhooks)
+    : writers_(std::move(writers)), maxBatch_(static_cast<std::size_t>(groupCommit ? maxBatch : 1)), webhooks_(webhooks)
 {
     // Each writer adds its counts to a row of its own, so writers (of
     // every instance on one database) rarely wait on one another's; a
@@ -222,6 +225,8 @@ Committer::Attempt Committer::attempt(Writer& writer, std::deque<Unit*>& batch, 
     }
     Statements& w = *statements;
     w.tally.changes.clear();  // what a rolled-back attempt noted is gone with it
+    w.webhooks = webhooks_;
+    w.webhooksQueued = false;
 
     std::exception_ptr environmental;
     bool unitFailed = false;
@@ -275,6 +280,7 @@ Committer::Attempt Committer::attempt(Writer& writer, std::deque<Unit*>& batch, 
         try {
             writeTally(w, writer.countSlot);
             writer.commit();
+            if (w.webhooksQueued) webhooks_->announced();
         } catch (const std::exception& e) {
             if (writer.isTransient(e)) {
                 writer.rollback();

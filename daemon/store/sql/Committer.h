@@ -91,7 +91,10 @@ public:
     };
 
     /// One thread per writer, each named `name` (the first) or `name`-N.
-    Committer(std::vector<std::unique_ptr<Writer>> writers, bool groupCommit, int maxBatch, const char* name = "writer");
+    /// `webhooks`: which endpoints take which events, for the units that
+    /// announce them (OrderEvents); null: none do.
+    Committer(std::vector<std::unique_ptr<Writer>> writers, bool groupCommit, int maxBatch, const char* name = "writer",
+              const WebhookSubscriptions* webhooks = nullptr);
     ~Committer();
     Committer(const Committer&) = delete;
     Committer& operator=(const Committer&) = delete;
@@ -163,6 +166,7 @@ private:
 
     std::vector<std::unique_ptr<Writer>> writers_;
     const std::size_t maxBatch_;
+    const WebhookSubscriptions* webhooks_ = nullptr;
 
     mutable std::mutex mutex_;
     std::condition_variable pending_;

@@ -4,6 +4,7 @@
 #include "domain/Errors.h"
 #include "domain/Queues.h"
 #include "store/JsonText.h"
+#include "store/WebhookStore.h"
 
 #include <algorithm>
 
@@ -47,6 +48,7 @@ void OrderEvents::add(const std::string& type, const EventFields& f, const std::
            "VALUES (?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''))")
             .send(orderId_, next_, at, type, f.status, f.reason, f.step, f.paymentId, f.instance);
     }
+    if (w_.webhooks) announceWebhooks(w_, orderId_, next_, type, f);
     ++next_;
 }
 
@@ -99,6 +101,29 @@ void OrderEvents::flush()
         }
     }
     kept_.clear();
+}
+
+void announceWebhooks(Statements& w, const std::string& orderId, std::int64_t seq, const std::string& type,
+                      const EventFields& f)
+{
+    std::string eventType;
+    if (type == "status") {
+        static constexpr std::string_view kAnnounced[] = {"processing", "awaiting_payment", "paid", "failed", "cancelled"};
+        if (std::find(std::begin(kAnnounced), std::end(kAnnounced), f.status) == std::end(kAnnounced)) return;
+        eventType = "order." + f.status;
+    } else if (type == "payment") {
+        if (f.status != "succeeded" && f.status != "rejected") return;
+        eventType = "payment." + f.status;
+    } else {
+        return;
+    }
+    for (const auto& endpoint : w.webhooks->subscribers(eventType)) {
+        std::string body = R"({"endpoint_id":")" + endpoint + R"(","order_id":")" + orderId +
+                           R"(","seq":)" + std::to_string(seq) + R"(,"type":")" + eventType + '"';
+        if (!f.paymentId.empty()) body += R"(,"payment_id":")" + f.paymentId + '"';
+        queueMessage(w, kWebhooksQueue, body + "}");
+        w.webhooksQueued = true;
+    }
 }
 
 namespace {

@@ -65,6 +65,12 @@ private:
     std::optional<std::int64_t> stepDue_;           // batched: orders.step_due_at to write
 };
 
+/// Queues the webhook deliveries of an order's event `seq` (one message of
+/// the webhooks queue per endpoint subscribed to it, see WebhookStore), if
+/// it is one that webhooks announce: a status or payment event.
+void announceWebhooks(Statements& w, const std::string& orderId, std::int64_t seq, const std::string& type,
+                      const EventFields& f);
+
 /// Adds a message to `queue`'s table of messages (the embedded queue, or
 /// the outbox with RabbitMQ), in the caller's transaction.
 void queueMessage(Statements& w, const std::string& queue, const std::string& body);

@@ -55,6 +55,16 @@ DeadLetter deadFromRow(const Statement& row)
 void replayIn(Statements& w, const DeadLetter& d, std::set<std::string>& queued)
 {
     const std::string at = clock::nowRfc3339();
+    if (d.queue == kWebhooksQueue) {
+        // A delivery given up on: tried again from now, with a fresh
+        // attempt count and a fresh webhooks.max_age.
+        const std::int64_t now = clock::nowMillis();
+        w("UPDATE messages SET state = 'ready', attempts = 0, due_at = ?, created_at = ?, last_error = NULL "
+          "WHERE id = ? AND state = 'dead'")
+            .send(now, now, d.id);
+        queued.insert(kWebhooksQueue);
+        return;
+    }
     if (!d.orderId.empty()) {
         const auto status = readOrderStatus(w, d.orderId);
         if (!status) throw Conflict("order " + d.orderId + " no longer exists");

@@ -110,19 +110,24 @@ void SqlOutboxStore::deadLetter(const OutboxMessage& m, int attempts, const std:
 
 QueueDepths SqlOutboxStore::pending()
 {
-    QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}};
+    QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}, {kWebhooksQueue, {}}};
     const std::int64_t at = clock::nowMillis();
     readers_.readOutsideTransaction([&](Statements& q) {
-        q("SELECT queue, CASE WHEN due_at > ? AND state = 'ready' THEN 1 ELSE 0 END, COUNT(*), MIN(created_at) "
-          "FROM messages WHERE state IN ('ready', 'publishing') GROUP BY 1, 2")
+        // 'leased': the webhooks queue's deliveries in flight (it stays in
+        // the database whatever the broker).
+        q("SELECT queue, CASE WHEN state = 'leased' THEN 2 WHEN due_at > ? AND state = 'ready' THEN 1 ELSE 0 END, "
+          "COUNT(*), MIN(created_at) FROM messages WHERE state IN ('ready', 'publishing', 'leased') GROUP BY 1, 2")
             .query(
                 [&](Statement& row) {
                     QueueDepth& depth = result[row.text(0)];
-                    if (row.integer(1) != 0) {
+                    if (row.integer(1) == 2) {
+                        depth.inFlight = row.integer(2);
+                        depth.oldestAgeMs = std::max(depth.oldestAgeMs, at - row.integer(3));
+                    } else if (row.integer(1) != 0) {
                         depth.delayed = row.integer(2);  // a step's timer, not due yet
                     } else {
                         depth.ready = row.integer(2);
-                        depth.oldestAgeMs = at - row.integer(3);
+                        depth.oldestAgeMs = std::max(depth.oldestAgeMs, at - row.integer(3));
                     }
                 },
                 at);

@@ -52,13 +52,13 @@ std::vector<StoredMessage> SqlQueueStore::lease(const std::string& queue, std::s
         };
         std::vector<Due> due;
         for (std::string_view state : {"ready", "leased"}) {
-            w("SELECT id, body, attempts, lease, due_at FROM messages "
+            w("SELECT id, body, attempts, lease, due_at, created_at FROM messages "
               "WHERE queue = ? AND state = ? AND due_at <= ? ORDER BY due_at, id LIMIT ? /*FOR UPDATE SKIP LOCKED*/")
                 .query(
                     [&](Statement& row) {
                         due.push_back({row.integer(4), StoredMessage{row.integer(0), queue, row.text(1),
                                                                      static_cast<int>(row.integer(2) + 1),
-                                                                     row.integer(3) + 1}});
+                                                                     row.integer(3) + 1, row.integer(5)}});
                     },
                     queue, state, at, static_cast<std::int64_t>(max));
         }
@@ -122,7 +122,7 @@ void SqlQueueStore::release(const StoredMessage& m)
 
 QueueDepths SqlQueueStore::depths()
 {
-    QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}};
+    QueueDepths result{{kOrdersQueue, {}}, {kOrderStepsQueue, {}}, {kPaymentsQueue, {}}, {kWebhooksQueue, {}}};
     const std::int64_t at = clock::nowMillis();
     // Counted on the index alone (queue, state, due_at: covering); the
     // oldest of a group is its lowest id, whose row is then read for its age.

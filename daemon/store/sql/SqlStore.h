@@ -9,6 +9,7 @@
 #include "store/sql/SqlHealth.h"
 #include "store/sql/SqlOutboxStore.h"
 #include "store/sql/SqlQueueStore.h"
+#include "store/sql/SqlWebhookStore.h"
 #include "store/sql/SqlWorkStore.h"
 
 #include <functional>
@@ -38,11 +39,13 @@ public:
     OutboxStore& outbox() override { return outbox_; }
     StoreHealth& health() override { return health_; }
     AdminStore& admin() override { return admin_; }
+    WebhookStore& webhooks() override { return webhooks_; }
     void setMessageListener(std::function<void(const std::string& queue)> listener) override;
 
     Committer& committer() { return committer_; }
 
 private:
+    WebhookSubscriptions subscriptions_;  // read by the committer's writers
     Committer committer_;
     MessageSignal published_;
     SqlApiStore api_;
@@ -51,6 +54,7 @@ private:
     SqlOutboxStore outbox_;
     SqlHealth health_;
     SqlAdminStore admin_;
+    SqlWebhookStore webhooks_;
 };
 
 }  // namespace orderpay::sql

@@ -17,6 +17,10 @@
 /// reads a row the transaction goes on to change: a comment to SQLite,
 /// whose single writer needs no row lock, and a row lock in PostgreSQL,
 /// where instances' transactions on one order would otherwise interleave.
+namespace orderpay {
+class WebhookSubscriptions;
+}
+
 namespace orderpay::sql {
 
 class Statement {
@@ -152,6 +156,12 @@ public:
 
     /// The writer's transaction's changes of status (unused by readers).
     StatusTally tally;
+    /// Which webhook endpoints take which events (set by the Committer on
+    /// its writers; null for readers).
+    const WebhookSubscriptions* webhooks = nullptr;
+    /// The transaction queued webhook deliveries: the Committer tells
+    /// WebhookSubscriptions once it committed.
+    bool webhooksQueued = false;
 };
 
 }  // namespace orderpay::sql

@@ -165,6 +165,33 @@ const std::vector<std::vector<std::string>> kMigrations = {
         "INSERT INTO status_counts (kind, status, slot, n) SELECT 'orders', status, 0, COUNT(*) FROM orders GROUP BY status",
         "INSERT INTO status_counts (kind, status, slot, n) SELECT 'payments', status, 0, COUNT(*) FROM payments GROUP BY status",
     },
+    {
+        // Webhooks: the endpoints, and the log of delivery attempts. The
+        // deliveries themselves are messages of the 'webhooks' queue.
+        R"(CREATE TABLE webhook_endpoints (
+             id TEXT PRIMARY KEY,
+             url TEXT NOT NULL,
+             events TEXT NOT NULL,
+             secret TEXT NOT NULL,
+             previous_secret TEXT,
+             previous_until INT64 NOT NULL DEFAULT 0,
+             enabled INT64 NOT NULL DEFAULT 1,
+             disabled_reason TEXT,
+             created_at TEXT NOT NULL) WITHOUT ROWID)",
+        R"(CREATE TABLE webhook_attempts (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             endpoint_id TEXT NOT NULL,
+             event_id TEXT NOT NULL,
+             event_type TEXT NOT NULL,
+             attempt INT64 NOT NULL,
+             at TEXT NOT NULL,
+             at_ms INT64 NOT NULL,
+             status_code INT64,
+             error TEXT,
+             duration_ms INT64 NOT NULL))",
+        "CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, id)",
+        "CREATE INDEX webhook_attempts_by_age ON webhook_attempts(at_ms)",
+    },
 };
 
 /// What SQLite may keep on the heap, all connections together. Each

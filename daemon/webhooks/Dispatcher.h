@@ -1,0 +1,112 @@
+#pragma once
+
+#include "settings/Settings.h"
+#include "store/QueueStore.h"
+#include "store/WebhookStore.h"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace orderpay::webhooks {
+
+/// The delay before attempt `attempt + 1`, after attempt `attempt` failed
+/// (docs/webhooks.md): 5 s, 5 min, 30 min, 2 h, 5 h, then 10 h.
+std::chrono::milliseconds retryDelay(int attempt);
+/// A Retry-After value (seconds, or an HTTP date) as a delay from `nowMillis`,
+/// clamped to 1 s .. 10 h; nothing if it cannot be read.
+std::optional<std::chrono::milliseconds> parseRetryAfter(const std::string& value, std::int64_t nowMillis);
+
+/// Delivers the webhooks queue's messages: one thread driving libcurl's
+/// multi interface, so up to webhooks.concurrency deliveries are in flight
+/// at once. One endpoint has at most half of them in flight, and one slow
+/// to answer (its oldest delivery in flight began over a second ago) a
+/// quarter: a receiver that never answers holds only its share. Each message names
+/// an endpoint and an event; the event's body is rendered from the order's
+/// event as it was, signed with the endpoint's secret(s), POSTed, and the
+/// attempt logged and settled in one transaction with its message. Leases
+/// on the messages (QueueStore) make each delivery one instance's when
+/// several share the database.
+class Dispatcher {
+public:
+    /// Outcomes counted in orderpay_webhook_deliveries_total.
+    struct Stats {
+        std::uint64_t delivered = 0;
+        std::uint64_t failed = 0;    // an attempt that failed (to be retried)
+        std::uint64_t gaveUp = 0;    // past webhooks.max_age: a dead letter
+        std::uint64_t disabled = 0;  // answered 410: the endpoint was disabled
+        std::uint64_t dropped = 0;   // its endpoint was removed or disabled
+        std::int64_t inFlight = 0;
+        /// Attempts by duration: [i] counts those of at most kSecondsBounds[i]
+        /// (cumulative); sum in seconds.
+        std::array<std::uint64_t, 10> upTo{};
+        std::uint64_t count = 0;
+        double sumSeconds = 0;
+    };
+    static constexpr std::array<double, 10> kSecondsBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+
+    Dispatcher(QueueStore& queue, WebhookStore& store, const WebhookSettings& settings,
+               std::chrono::milliseconds brokerLease);
+    ~Dispatcher();
+    Dispatcher(const Dispatcher&) = delete;
+    Dispatcher& operator=(const Dispatcher&) = delete;
+
+    void start();
+    /// Returns once the thread is gone; deliveries in flight are abandoned
+    /// (their leases run out and they are attempted again).
+    void stop();
+    /// A message was queued: look now rather than at the next poll.
+    void wake();
+
+    Stats stats() const;
+    void renderMetrics(std::ostream& out) const;
+
+private:
+    struct Transfer;
+    void run();
+    void refreshEndpoints(std::int64_t now);
+    void fill(std::int64_t now);
+    /// Starts a delivery of `m`, leased at `leasedAt` (or settles it at
+    /// once: its endpoint removed, or at its share of the slots).
+    void begin(const StoredMessage& m, std::int64_t now, std::int64_t leasedAt);
+    void finish(Transfer& t, int curlCode);
+    /// A delivery to `endpointId` ended: the next of its waiting begins.
+    void startWaiting(const std::string& endpointId);
+    void settleLater(const StoredMessage& m, const WebhookAttempt& attempt, const WebhookSettlement& settlement);
+    void flushSettlements();
+
+    QueueStore& queue_;
+    WebhookStore& store_;
+    const WebhookSettings settings_;
+    const std::chrono::milliseconds leaseTime_;
+    const int perEndpoint_;      // in flight to one endpoint
+    const int perSlowEndpoint_;  // ... to one slow to answer
+    void* multi_ = nullptr;  // CURLM*
+
+    std::map<std::string, WebhookEndpoint> endpoints_;
+    std::int64_t refreshedAt_ = 0;
+    std::int64_t prunedAt_ = 0;
+    /// Endpoint -> when each of its deliveries in flight began.
+    std::map<std::string, std::vector<std::int64_t>> busy_;
+    /// Leased messages of endpoints at their share, started as their
+    /// deliveries end (a quick endpoint's wait milliseconds).
+    std::map<std::string, std::vector<StoredMessage>> waiting_;
+    std::vector<std::unique_ptr<Transfer>> transfers_;
+    std::vector<std::pair<StoredMessage, WebhookAttempt>> toSettle_;
+    std::vector<WebhookSettlement> settlements_;
+
+    mutable std::mutex statsMutex_;
+    Stats stats_;
+    std::atomic<bool> stopping_{false};
+    std::thread thread_;
+};
+
+}  // namespace orderpay::webhooks

@@ -5,6 +5,7 @@
 
 #include <Poco/JSON/Object.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <sstream>
@@ -62,8 +63,10 @@ std::pair<double, double> StatusBoard::rates(const std::deque<Sample>& samples)
     const Sample& last = samples.back();
     const double seconds = static_cast<double>(last.at - first.at) / 1000.0;
     if (seconds <= 0) return {0.0, 0.0};
-    return {static_cast<double>(last.accepted - first.accepted) / seconds,
-            static_cast<double>(last.processed - first.processed) / seconds};
+    // A replay takes orders back from failed to queued: the count of those
+    // processed falls, but nothing was processed backwards.
+    return {std::max(0.0, static_cast<double>(last.accepted - first.accepted) / seconds),
+            std::max(0.0, static_cast<double>(last.processed - first.processed) / seconds)};
 }
 
 void StatusBoard::sample()

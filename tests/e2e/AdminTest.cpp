@@ -4,6 +4,7 @@
 // past retry.max_attempts.
 #include "Daemon.h"
 #include "HttpClient.h"
+#include "WebhookReceiver.h"
 
 #include <catch2/catch.hpp>
 
@@ -324,6 +325,60 @@ TEST_CASE("Without an admin token file the operator routes take the client token
     Daemon d({"http.auth.token_file=" + clientFile});
     CHECK(HttpClient(d.port(), "client-token-1").get("/status").status == 200);
     requireProblem(HttpClient(d.port()).get("/status"), 401, "/problems/unauthorized");
+}
+
+TEST_CASE("An order given up on is announced as order.failed, and a webhook given up on is a dead letter that replays",
+          "[admin][deadletter][webhooks]")
+{
+    WebhookReceiver receiver;
+    Daemon d({"orders.processing_ms=3000", "retry.backoff_ms=100", "webhooks.allow_private_networks=true"});
+    HttpClient c(d.port());
+    const auto created = c.post("/webhook-endpoints",
+                                "{\"url\":" + quote(receiver.url("/failed")) + ",\"events\":[\"order.failed\"]}");
+    REQUIRE(created.status == 201);
+    const std::string endpoint = getString(created.obj(), "id").value_or("");
+    receiver.configure("/failed", "ok", {getString(created.obj(), "secret").value_or("")});
+
+    const auto id = makeDeadOrders(d, c, 1).front();
+    REQUIRE(eventually([&] { return !receiver.log("/failed").empty(); }, 10s, 50ms));
+    const auto announced = receiver.log("/failed").front();
+    CHECK(announced.verified == std::vector<bool>{true});
+    CHECK(getString(announced.json(), "type") == "order.failed");
+    CHECK(getString(getObject(announced.json(), "data"), "id") == id);
+    CHECK(getString(getObject(announced.json(), "data"), "status") == "failed");
+
+    // A receiver failing past webhooks.max_age: its delivery is given up on
+    // after the first attempt (the next would be 5 s on), kept as a dead
+    // letter of the webhooks queue, and delivered when replayed.
+    d.restart({"webhooks.max_age=2s"});
+    receiver.configure("/failed", "fail", {getString(created.obj(), "secret").value_or("")}, -1);
+    REQUIRE(c.post("/webhook-endpoints/" + endpoint + "/test", "").status == 202);
+    REQUIRE(eventually([&] { return deadLetters(c, "queue=webhooks").size() == 1; }, 15s, 100ms));
+    const auto letter = deadLetters(c, "queue=webhooks").front();
+    INFO(stringify(letter));
+    CHECK(getString(letter, "reason").value_or("").find("gave up after 1 attempt") != std::string::npos);
+    CHECK(getString(letter, "reason").value_or("").find("answered 500") != std::string::npos);
+    receiver.configure("/failed", "ok", {getString(created.obj(), "secret").value_or("")});
+    REQUIRE(c.post("/dead-letters/" + getString(letter, "id").value_or("") + "/replay", "").status == 202);
+    REQUIRE(eventually(
+        [&] {
+            const auto log = receiver.log("/failed");
+            return !log.empty() && log.back().answered == 204;
+        },
+        10s, 50ms));
+    CHECK(getString(receiver.log("/failed").back().json(), "type") == "webhook.test");
+    CHECK(deadLetters(c, "queue=webhooks").empty());
+}
+
+TEST_CASE("GET /openapi.json serves the OpenAPI description compiled in, byte for byte the source file", "[admin]")
+{
+    Daemon d;
+    const auto r = HttpClient(d.port()).get("/openapi.json");
+    REQUIRE(r.status == 200);
+    CHECK(r.contentType().find("application/json") == 0);
+    CHECK(r.body == readFile(sourceDir() + "/daemon/http/openapi.json"));
+    CHECK(getString(r.obj(), "openapi") == "3.1.0");
+    requireProblem(HttpClient(d.port()).post("/openapi.json", "{}"), 405);
 }
 
 TEST_CASE("GET / serves the status page with a Content-Security-Policy that allows only its own code",

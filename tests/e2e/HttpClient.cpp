@@ -14,11 +14,16 @@
 #include <Poco/StreamCopier.h>
 #include <Poco/Timespan.h>
 
+#include <Poco/Base64Encoder.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <sstream>
 #include <strings.h>
+#include <unistd.h>
 
 namespace e2e {
 
@@ -162,12 +167,15 @@ Response perform(const std::string& host, unsigned short port, std::chrono::mill
         else
             it->second += ", " + v;
     }
+    bool complete = true;
     try {
         Poco::StreamCopier::copyToString(in, r.body);
     } catch (const Poco::Exception&) {
         // connection closed mid-body: keep what arrived
+        complete = false;
     }
     fillJson(r);
+    recordExchange(method, path, r.status, r.headers, r.body, complete);
     return r;
 }
 
@@ -274,6 +282,181 @@ std::vector<std::string> HttpClient::listAllOrderIds(const std::string& query) c
     return ids;
 }
 
+// ---------------------------------------------------------------- recording
+
+namespace {
+
+// Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF):
+// what a JSON reader takes as text.
+bool validUtf8(const std::string& s)
+{
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t n = 0;
+        unsigned char low = 0x80, high = 0xBF;  // the range of the byte after the lead
+        if (c < 0x80) n = 0;
+        else if (c >= 0xC2 && c <= 0xDF) n = 1;
+        else if (c >= 0xE0 && c <= 0xEF) n = 2, low = c == 0xE0 ? 0xA0 : 0x80, high = c == 0xED ? 0x9F : 0xBF;
+        else if (c >= 0xF0 && c <= 0xF4) n = 3, low = c == 0xF0 ? 0x90 : 0x80, high = c == 0xF4 ? 0x8F : 0xBF;
+        else return false;
+        if (s.size() - i <= n) return false;
+        for (std::size_t k = 1; k <= n; ++k) {
+            const auto b = static_cast<unsigned char>(s[i + k]);
+            if (k == 1 ? (b < low || b > high) : (b & 0xC0) != 0x80) return false;
+        }
+        i += n + 1;
+    }
+    return true;
+}
+
+// A JSON string for any bytes (recording needs more than `quote`: every control byte, and
+// the caller guarantees UTF-8).
+std::string jsonString(const std::string& s)
+{
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7F) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+// Which of the four e2e configurations this process runs (coverage is
+// counted over all of them together).
+std::string configuration()
+{
+    const char* pg = std::getenv("ORDERPAY_E2E_POSTGRESQL_DIR");
+    const char* mq = std::getenv("ORDERPAY_E2E_RABBITMQ_ENV");
+    const bool postgresql = pg && *pg, rabbitmq = mq && *mq;
+    if (postgresql && rabbitmq) return "postgresql-rabbitmq";
+    if (postgresql) return "postgresql";
+    return rabbitmq ? "rabbitmq" : "embedded";
+}
+
+std::string currentTest()
+{
+    try {
+        return Catch::getResultCapture().getCurrentTestName();
+    } catch (...) {
+        return {};  // outside a test case
+    }
+}
+
+class Recorder {
+public:
+    static Recorder& instance()
+    {
+        static Recorder recorder;
+        return recorder;
+    }
+
+    void write(const std::string& line)
+    {
+        if (!file_) return;
+        std::lock_guard lock(mutex_);
+        // One write and a flush a line: a test that fails (or a process that
+        // dies) keeps what it recorded so far.
+        std::fwrite(line.data(), 1, line.size(), file_);
+        std::fflush(file_);
+    }
+
+private:
+    Recorder()
+    {
+        const char* dir = std::getenv("ORDERPAY_API_RECORD");
+        if (!dir || !*dir) return;
+        const std::string path = std::string(dir) + "/answers-" + std::to_string(::getpid()) + ".jsonl";
+        file_ = std::fopen(path.c_str(), "a");
+        if (!file_) std::fprintf(stderr, "ORDERPAY_API_RECORD: cannot open %s\n", path.c_str());
+    }
+    ~Recorder()
+    {
+        if (file_) std::fclose(file_);
+    }
+
+    std::mutex mutex_;
+    std::FILE* file_ = nullptr;
+};
+
+// The first answer of a raw exchange, recorded with the request line of
+// what was sent (a request that has none is recorded with an empty method).
+void recordRaw(const std::string& sent, const RawResult& r)
+{
+    if (r.status < 200) return;  // nothing parsed, or an interim 100 Continue
+    std::string method, target;
+    const auto eol = sent.find("\r\n");
+    std::istringstream line(sent.substr(0, eol));
+    std::string version;
+    if (!(line >> method >> target >> version) || version.rfind("HTTP/", 0) != 0) method.clear(), target.clear();
+    Headers headers;
+    const auto end = r.data.find("\r\n\r\n");
+    std::istringstream lines(r.data.substr(0, end));
+    std::string h;
+    std::getline(lines, h);  // the status line
+    while (std::getline(lines, h)) {
+        if (!h.empty() && h.back() == '\r') h.pop_back();
+        const auto colon = h.find(':');
+        if (colon == std::string::npos) continue;
+        std::string value = h.substr(colon + 1);
+        value.erase(0, value.find_first_not_of(" \t"));
+        headers.emplace(h.substr(0, colon), value);
+    }
+    // Only the first answer: what follows a Content-Length body is the next one.
+    std::string body = r.body;
+    bool complete = end != std::string::npos;
+    if (const auto it = headers.find("Content-Length"); it != headers.end()) {
+        const auto length = static_cast<std::size_t>(std::strtoull(it->second.c_str(), nullptr, 10));
+        complete = complete && body.size() >= length;
+        if (body.size() > length) body.resize(length);
+    } else if (headers.find("Transfer-Encoding") == headers.end()) {
+        complete = complete && r.closed;  // delimited by the end of the connection
+    }
+    recordExchange(method, target, r.status, headers, body, complete);
+}
+
+} // namespace
+
+void recordExchange(const std::string& method, const std::string& target, int status, const Headers& headers,
+                    const std::string& body, bool complete)
+{
+    Recorder& recorder = Recorder::instance();
+    constexpr std::size_t kMaxBody = 256 * 1024;  // an event stream or a metrics page need not be kept whole
+    const std::string test = currentTest();
+    std::string line = "{\"configuration\":" + jsonString(configuration()) + ",\"test\":" +
+                       jsonString(validUtf8(test) ? test : std::string()) +
+                       ",\"method\":" + jsonString(validUtf8(method) ? method : std::string()) +
+                       ",\"target\":" + jsonString(validUtf8(target) ? target : std::string()) +
+                       ",\"status\":" + std::to_string(status) + ",\"headers\":{";
+    bool first = true;
+    for (const auto& [name, value] : headers) {
+        if (!validUtf8(name) || !validUtf8(value)) continue;
+        line += (first ? "" : ",") + jsonString(lower(name)) + ":" + jsonString(value);
+        first = false;
+    }
+    line += "},\"complete\":";
+    line += complete && body.size() <= kMaxBody ? "true" : "false";
+    const std::string kept = body.substr(0, kMaxBody);
+    if (validUtf8(kept)) {
+        line += ",\"body\":" + jsonString(kept);
+    } else {
+        std::ostringstream b64;
+        Poco::Base64Encoder encoder(b64);
+        encoder.rdbuf()->setLineLength(0);
+        encoder << kept;
+        encoder.close();
+        line += ",\"body_base64\":" + jsonString(b64.str());
+    }
+    recorder.write(line + "}\n");
+}
+
 // ---------------------------------------------------------------- raw socket
 
 void parseRaw(RawResult& r)
@@ -355,6 +538,7 @@ RawResult rawExchange(unsigned short port, const std::string& bytes,
         }
     }
     parseRaw(result);
+    recordRaw(bytes, result);
     return result;
 }
 

@@ -123,6 +123,17 @@ RawResult rawExchange(unsigned short port, const std::string& bytes,
 // Parses the first HTTP response in `data` (status, content type, body).
 void parseRaw(RawResult& r);
 
+// ---------------------------------------------------------------- recording
+
+// When ORDERPAY_API_RECORD names a directory, every answer received through
+// this file (HttpClient, rawExchange) is appended there as one JSON line
+// (method, target, status, headers, body) to answers-<pid>.jsonl, for
+// tests/openapi/check-answers.py to validate against daemon/http/openapi.json.
+// Other clients of the suite (a raw socket of a test) may record theirs with
+// this; `complete` is false when the body was cut short (a stream). Thread-safe.
+void recordExchange(const std::string& method, const std::string& target, int status, const Headers& headers,
+                    const std::string& body, bool complete = true);
+
 // ---------------------------------------------------------------- polling
 
 // Evaluates `pred` until it returns true or `timeout` passes; returns the

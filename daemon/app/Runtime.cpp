@@ -35,25 +35,22 @@ Runtime::Runtime(const Settings& settings, http::Auth& auth)
       sweeper_("sweeper", std::chrono::seconds(2), [this] { sweep(++sweeps_); })
 {
     store_ = Store::open(settings.store);
+    webhooks_ = std::make_unique<webhooks::Dispatcher>(store_->queue(), store_->webhooks(), settings.webhooks,
+                                                       settings.broker.lease);
     if (settings.broker.kind == "rabbitmq") {
         broker_ = std::make_unique<RabbitMqBroker>(store_->outbox(), settings.broker, settings.work);
     } else {
         broker_ = std::make_unique<EmbeddedBroker>(store_->queue(), settings.work, settings.broker.lease);
     }
     Broker& broker = *broker_;
-    store_->setMessageListener([this, &broker](const std::string& queue) {
-        if (queue == kWebhooksQueue) {
-            if (auto* w = webhooks_.get()) w->wake();
-        } else {
-            broker.notifyPublished(queue);
-        }
+    store_->setMessageListener([&broker, &dispatcher = *webhooks_](const std::string& queue) {
+        if (queue == kWebhooksQueue) dispatcher.wake();
+        else broker.notifyPublished(queue);
     });
     broker.start();
 
     workers_ = std::make_unique<Workers>(broker, store_->work(), settings.work);
     workers_->start();
-    webhooks_ = std::make_unique<webhooks::Dispatcher>(store_->queue(), store_->webhooks(), settings.webhooks,
-                                                       settings.broker.lease);
     webhooks_->start();
 
     status_ = std::make_unique<StatusBoard>(store_->admin(), store_->health(), broker, settings);

@@ -52,9 +52,12 @@ private:
     const Settings& settings_;
     http::Listener listener_;
     std::unique_ptr<Store> store_;
+    /// Gone after everything that may commit a status change (the workers,
+    /// the broker's consumers), before the store: its wake-up is called
+    /// from the store's commits.
+    std::unique_ptr<webhooks::Dispatcher> webhooks_;
     std::unique_ptr<Broker> broker_;
     std::unique_ptr<Workers> workers_;
-    std::unique_ptr<webhooks::Dispatcher> webhooks_;
     std::unique_ptr<StatusBoard> status_;
     std::unique_ptr<http::Service> service_;
     std::unique_ptr<http::HttpServer> server_;

@@ -147,8 +147,6 @@ Dispatcher::Dispatcher(QueueStore& queue, WebhookStore& store, const WebhookSett
 Dispatcher::~Dispatcher()
 {
     stop();
-    for (auto& t : transfers_) curl_multi_remove_handle(multiOf(multi_), t->easy);
-    transfers_.clear();
     curl_multi_cleanup(multiOf(multi_));
 }
 
@@ -164,7 +162,21 @@ void Dispatcher::stop()
 {
     stopping_ = true;
     wake();
-    if (thread_.joinable()) thread_.join();
+    if (!thread_.joinable()) return;
+    thread_.join();
+    // What it held goes back, due at once and not counted: the next start
+    // (or another instance) delivers it, rather than after its lease.
+    WebhookSettlement back;
+    back.kind = WebhookSettlement::Kind::Postpone;
+    for (auto& t : transfers_) {
+        curl_multi_remove_handle(multiOf(multi_), t->easy);
+        settleLater(t->message, t->attempt, back);
+    }
+    transfers_.clear();
+    for (const auto& [endpoint, messages] : waiting_)
+        for (const auto& m : messages) settleLater(m, WebhookAttempt{}, back);
+    waiting_.clear();
+    flushSettlements();
 }
 
 void Dispatcher::wake()

@@ -60,8 +60,8 @@ public:
     Dispatcher& operator=(const Dispatcher&) = delete;
 
     void start();
-    /// Returns once the thread is gone; deliveries in flight are abandoned
-    /// (their leases run out and they are attempted again).
+    /// Returns once the thread is gone; deliveries in flight and waiting
+    /// are handed back (due at once, the attempt not counted).
     void stop();
     /// A message was queued: look now rather than at the next poll.
     void wake();

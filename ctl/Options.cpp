@@ -42,7 +42,7 @@ std::string commandUsage(const std::string& command)
          "orderpayctl [GLOBAL OPTIONS] replay ID\n"
          "       orderpayctl [GLOBAL OPTIONS] replay --all [--queue Q] [--reason-contains TEXT] [--dry-run] [--yes]"},
         {"webhooks", "orderpayctl [GLOBAL OPTIONS] webhooks list | add URL [--events E,...] | remove ID | rotate ID |\n"
-                     "       deliveries ID [--limit N]"},
+                     "       test ID | deliveries ID [--limit N]"},
     };
     const auto it = synopsis.find(command);
     return (it == synopsis.end() ? std::string() : "Usage: " + it->second + "\n") +
@@ -64,7 +64,11 @@ std::string usageText()
            "  replay ID                           put one dead letter back on its queue\n"
            "  replay --all [--queue Q] [--reason-contains TEXT] [--dry-run] [--yes]\n"
            "                                      replay (or only count) every match\n"
-           "  webhooks list | add URL [--events E,...] | remove ID | rotate ID | deliveries ID\n"
+           "  webhooks list                       the webhook endpoints\n"
+           "  webhooks add URL [--events E,...]   register one (its secret is shown once)\n"
+           "  webhooks remove ID | rotate ID | test ID\n"
+           "                                      remove one, give it a new secret, send it a test event\n"
+           "  webhooks deliveries ID [--limit N]  its delivery attempts, newest first (N: 1-100, default 20)\n"
            "\n"
            "Global options (before the command):\n"
            "  --url URL          the daemon, e.g. http://127.0.0.1:1212 (default: http.host and\n"
@@ -77,7 +81,9 @@ std::string usageText()
            "  --json             print the API's JSON answer instead of a table\n"
            "\n"
            "Statuses: queued processing awaiting_payment paid failed cancelled\n"
-           "Queues:   orders order-steps payments\n"
+           "Queues:   orders order-steps payments webhooks\n"
+           "Events:   order.processing order.awaiting_payment order.paid order.failed order.cancelled\n"
+           "          payment.succeeded payment.rejected\n"
            "Exit status: 0 done, 1 the API answered an error, 2 usage, 3 daemon unreachable.\n";
 }
 
@@ -188,13 +194,13 @@ void CommandArgs::atMost(std::size_t n) const
     if (positionals_.size() > n) fail("unexpected argument '" + positionals_[n] + "' for '" + command_ + "'");
 }
 
-std::optional<int> CommandArgs::limit() const
+std::optional<int> CommandArgs::limit(int max) const
 {
     const auto v = value("--limit");
     if (!v) return std::nullopt;
     int n = 0;
-    if (!Poco::NumberParser::tryParse(*v, n) || n < 1 || n > 200)
-        fail("--limit must be a whole number from 1 to 200, not '" + *v + "'");
+    if (!Poco::NumberParser::tryParse(*v, n) || n < 1 || n > max)
+        fail("--limit must be a whole number from 1 to " + std::to_string(max) + ", not '" + *v + "'");
     return n;
 }
 

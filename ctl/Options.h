@@ -53,8 +53,8 @@ public:
     std::string require(std::size_t index, const std::string& what) const;
     // A usage error if more than `n` positionals were given.
     void atMost(std::size_t n) const;
-    // --limit: an integer from 1 to 200 (the API's bounds), if given.
-    std::optional<int> limit() const;
+    // --limit: an integer from 1 to `max` (the route's bound), if given.
+    std::optional<int> limit(int max = 200) const;
     // A usage error about this command (its synopsis follows the message).
     [[noreturn]] void fail(const std::string& message) const;
 

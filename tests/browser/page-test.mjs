@@ -8,6 +8,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import net from 'node:net';
 
 const env = process.env;
 for (const name of ['BROWSER_WORK', 'ORIGIN', 'CLIENT_TOKEN', 'ADMIN_TOKEN', 'DAEMON_ARGS', 'DAEMON_PID_FILE',
@@ -70,6 +71,16 @@ async function order(id) {
     const r = await api('GET', `/orders/${id}`, { token: clientToken });
     check(r.status === 200, `GET /orders/${id} answered ${r.status}: ${r.text}`);
     return r.json;
+}
+
+// A loopback port nothing listens on (free a moment ago): a webhook
+// endpoint there fails each delivery at once, connection refused.
+function closedPort() {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.on('error', reject);
+        s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    });
 }
 
 // ---- the daemon: killed and restarted by the test; its pid in the file -----
@@ -162,6 +173,7 @@ const sel = {
     row: (id) => `#orders-table tr[data-order-id="${id}"]`,
     status: (id) => `#orders-table tr[data-order-id="${id}"] td.status`,
     deadLetter: (id) => `#dead-letters [data-dead-letter-id="${id}"]`,
+    webhook: (id) => `#webhooks [data-webhook-id="${id}"]`,
 };
 
 async function main() {
@@ -224,8 +236,8 @@ async function main() {
         check((await page.textContent('#version')).trim().length > 0, 'no version shown');
         await page.locator('#health-database[data-status="ok"]').waitFor();
         await page.locator('#health-broker[data-status="ok"]').waitFor();
-        await page.locator('#webhooks-unavailable').waitFor();
-        check(/not available in this version/.test(await page.textContent('#webhooks')), 'webhooks section text');
+        await eventually('the webhooks card to say there are none', async () =>
+            /No webhook endpoints\./.test(await page.textContent('#webhooks-body')));
         const stored = await page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
         check(stored[0] === 0 && stored[1] === 0 && stored[2] === '', `the page stored something: ${JSON.stringify(stored)}`);
         check((await context.cookies()).length === 0, 'the page set a cookie');
@@ -291,8 +303,18 @@ async function main() {
             `UPDATE messages SET state = 'leased', attempts = 2, lease = 2 WHERE queue = 'order-steps' AND body LIKE '%${poison}%'; SELECT changes();`],
         { encoding: 'utf8' }).trim();
         check(changed === '1', `the UPDATE of the order's timer changed ${changed} rows, not 1`);
-        await startDaemon(['-D', 'retry.max_attempts=1']);
+        // webhooks.allow_private_networks: an http:// endpoint on loopback (step 3b).
+        await startDaemon(['-D', 'retry.max_attempts=1', '-D', 'webhooks.allow_private_networks=true']);
         log('   restarted with retry.max_attempts=1');
+        // 3b (waited for below): a webhook endpoint on a port nothing listens
+        // on, sent a test event: its delivery fails, and the card says so.
+        const hookUrl = `http://127.0.0.1:${await closedPort()}/hook`;
+        const hook = await api('POST', '/webhook-endpoints', { token: adminToken, body: { url: hookUrl, events: ['order.paid'] } });
+        check(hook.status === 201, `POST /webhook-endpoints answered ${hook.status}: ${hook.text}`);
+        const hookId = hook.json.id;
+        const sent = await api('POST', `/webhook-endpoints/${hookId}/test`, { token: adminToken });
+        check(sent.status === 202, `POST /webhook-endpoints/${hookId}/test answered ${sent.status}: ${sent.text}`);
+        log(`   webhook endpoint ${hookId} at ${hookUrl}, test event ${sent.json.event_id} sent`);
         await eventually(`${poison} to fail`, async () => (await order(poison)).status === 'failed', 20000);
         const listed = await api('GET', '/dead-letters?limit=200', { token: adminToken });
         check(listed.status === 200, `GET /dead-letters answered ${listed.status}`);
@@ -300,11 +322,34 @@ async function main() {
         log(`   ${poison} failed: dead letter ${dead.id} (${dead.reason})`);
         await page.locator('#connection[data-state="live"]').waitFor({ timeout: 30000 });
         await page.locator(sel.deadLetter(dead.id)).waitFor({ timeout: 30000 });
-        await page.locator('#errors').waitFor({ state: 'hidden', timeout: 15000 });
+        // Every poller has run since the restart (the webhooks card's every 15 s).
+        await page.locator('#errors').waitFor({ state: 'hidden', timeout: 30000 });
         phase = 'after-restart';
         await page.locator(`${sel.status(poison)}[data-status="failed"]`).waitFor();
         const group = page.locator('#dead-letters .dl-group', { has: page.locator(`[data-dead-letter-id="${dead.id}"]`) });
         check(await group.getAttribute('data-reason') === dead.reason, 'the dead letter is not grouped by its reason');
+
+        // 3b. The webhook endpoint, with its failed delivery.
+        const failure = await eventually('the test event\'s failed attempt in the delivery log', async () => {
+            const r = await api('GET', `/webhook-endpoints/${hookId}/deliveries?limit=20`, { token: adminToken });
+            check(r.status === 200, `GET deliveries answered ${r.status}: ${r.text}`);
+            return r.json.deliveries.find((d) => d.event_id === sent.json.event_id && d.error);
+        }, 20000);
+        log(`   attempt ${failure.attempt} failed: ${failure.error}`);
+        const card = page.locator(sel.webhook(hookId));
+        // The card is read every 15 s.
+        await page.locator(`${sel.webhook(hookId)}:not([data-failures="0"])`).waitFor({ timeout: 40000 });
+        const cardText = await card.textContent();
+        check(cardText.includes(hookUrl), `the webhooks card does not show the URL: ${cardText}`);
+        check(await card.getAttribute('data-enabled') === 'true', 'the endpoint is not shown enabled');
+        check(/\benabled\b/.test(await card.locator('.pill').textContent()), 'no "enabled" pill');
+        check(/order\.paid/.test(await card.locator('.wh-events').textContent()), `the card does not show the events: ${cardText}`);
+        check(/^\d+ of the last \d+ attempts? failed/.test(await card.locator('.wh-failures').textContent()),
+              `the card does not count the failures: ${cardText}`);
+        check(Number(await card.getAttribute('data-failures')) >= 1, 'data-failures is not a count');
+        check(cardText.includes(failure.error.slice(0, 30)), `the card does not show the last error "${failure.error}": ${cardText}`);
+        log('   the webhooks card shows the endpoint and its failed attempt');
+
         await page.evaluate(() => window.scrollTo(0, 0));  // the sticky header at the top of the picture
         await page.screenshot({ path: path.join(env.ARTIFACTS, 'status-page.png'), fullPage: true });
         log(`   screenshot: ${path.join(env.ARTIFACTS, 'status-page.png')}`);
@@ -366,9 +411,29 @@ async function main() {
         await page.reload();
         await page.locator('#connection[data-state="live"]').waitFor();
         await page.locator(`${sel.status(poison)}[data-status="awaiting_payment"]`).waitFor();
-        await page.locator('#webhooks-unavailable').waitFor();
+        await page.locator(sel.webhook(hookId)).waitFor();
         check(!(await page.locator('#auth').isVisible()), 'the page asked for a token with auth off');
         log('   live without a token');
+
+        // 7. A daemon without webhook routes (404): the card says so, once,
+        // and the page stops asking.
+        noProblemsSoFar();
+        log('7. no webhooks (404)');
+        let asked = 0;
+        await page.route(`${origin}/webhook-endpoints`, (route) => {
+            asked++;
+            route.fulfill({
+                status: 404, contentType: 'application/problem+json',
+                body: JSON.stringify({ type: 'about:blank', title: 'Not Found', status: 404, detail: 'no route' }),
+            });
+        });
+        await page.reload();
+        await page.locator('#connection[data-state="live"]').waitFor();
+        await page.locator('#webhooks-unavailable').waitFor();
+        check(/not available in this version/.test(await page.textContent('#webhooks')), 'webhooks section text');
+        check(asked === 1, `GET /webhook-endpoints was asked ${asked} times`);
+        await page.unroute(`${origin}/webhook-endpoints`);
+        log('   "not available in this version"');
 
         noProblemsSoFar();
         await context.close();

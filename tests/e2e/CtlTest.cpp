@@ -10,6 +10,7 @@
 
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include <cerrno>
@@ -260,6 +261,17 @@ TEST_CASE("orderpayctl --help and --version exit 0, a wrong command line exits 2
         {"webhooks", "add"},
         {"webhooks", "remove"},
         {"webhooks", "list", "--events", "order.paid"},
+        {"webhooks", "list", "extra"},
+        {"webhooks", "rotate"},
+        {"webhooks", "test"},
+        {"webhooks", "deliveries"},
+        {"webhooks", "remove", "we_a", "we_b"},
+        {"webhooks", "add", "https://example.com/hook", "--events", "order.shipped"},
+        {"webhooks", "add", "https://example.com/hook", "--events", ","},
+        {"webhooks", "test", "we_a", "--limit", "5"},
+        {"webhooks", "deliveries", "we_a", "--limit", "0"},
+        {"webhooks", "deliveries", "we_a", "--limit", "101"}, // the route's bound is 100
+        {"webhooks", "deliveries", "we_a", "--events", "order.paid"},
     };
     for (const auto& args : wrong) {
         std::vector<std::string> all{"--config", config, "--url", url};
@@ -659,33 +671,190 @@ TEST_CASE("orderpayctl dead-letters lists a dead letter and replay puts it back 
     CHECK(getArray(emptyJson.obj(), "dead_letters")->size() == 0);
 }
 
-TEST_CASE("orderpayctl webhooks says so when the daemon has no webhook routes", "[ctl]")
+TEST_CASE("orderpayctl webhooks lists, adds, rotates, tests and removes endpoints and shows their deliveries",
+          "[ctl][admin][webhooks]")
 {
-    Daemon d({"orders.processing_ms=0"});
-    HttpClient c(d.port());
+    // http:// to loopback is refused without allow_private_networks; the
+    // endpoint is a port nothing listens on, so each attempt fails at once.
+    Daemon d({"orders.processing_ms=0", "webhooks.allow_private_networks=true"});
     Ctl ctl(d);
-    if (c.get("/webhook-endpoints").status == 404) {
-        for (const std::vector<std::string>& args :
-             {std::vector<std::string>{"webhooks", "list"},
-              {"webhooks", "add", "https://example.com/hook", "--events", "order.paid"},
-              {"webhooks", "remove", "whe_1"},
-              {"webhooks", "rotate", "whe_1"},
-              {"--json", "webhooks", "deliveries", "whe_1"}}) {
+    const std::string closedUrl = "http://127.0.0.1:" + std::to_string(freePort()) + "/x";
+    const std::string otherUrl = "http://127.0.0.1:" + std::to_string(freePort()) + "/other";
+
+    // None yet.
+    auto none = ctl({"webhooks", "list"});
+    requireExit(none, 0);
+    CHECK(none.out == "No webhook endpoints.\n");
+    auto noneJson = ctl({"--json", "webhooks", "list"});
+    requireExit(noneJson, 0);
+    REQUIRE(getArray(noneJson.obj(), "webhook_endpoints"));
+    CHECK(getArray(noneJson.obj(), "webhook_endpoints")->size() == 0);
+
+    // Added as a table (two event types, given as a list and as a repeat)...
+    auto added = ctl({"webhooks", "add", otherUrl, "--events", "order.paid", "--events", "order.failed"});
+    requireExit(added, 0);
+    INFO(added.describe());
+    std::smatch m;
+    REQUIRE(std::regex_search(added.out, m, std::regex("^Added: +(we_[0-9A-Z]{26}) " + std::regex_replace(otherUrl, std::regex("[.]"), "\\.") + "\n")));
+    const std::string other = m[1];
+    CHECK(contains(added.out, "Events:   order.paid,order.failed\n"));
+    CHECK(std::regex_search(added.out, std::regex("\nSecret: +whsec_[A-Za-z0-9+/]{43}=\n")));
+    CHECK(contains(added.out, "shown only now"));
+
+    // ...and as JSON (every event type: none given).
+    auto addedJson = ctl({"--json", "webhooks", "add", closedUrl});
+    requireExit(addedJson, 0);
+    const auto endpoint = addedJson.obj();
+    const std::string id = getString(endpoint, "id").value_or("");
+    CHECK(id.rfind("we_", 0) == 0);
+    CHECK(getString(endpoint, "url").value_or("") == closedUrl);
+    REQUIRE(getArray(endpoint, "events"));
+    CHECK(getArray(endpoint, "events")->size() == 7);
+    CHECK(endpoint->getValue<bool>("enabled"));
+    CHECK(isNull(endpoint, "disabled_reason"));
+    CHECK(std::regex_match(getString(endpoint, "created_at").value_or(""), std::regex("\\d{4}-\\d\\d-\\d\\dT.*")));
+    const std::string firstSecret = getString(endpoint, "secret").value_or("");
+    CHECK(firstSecret.rfind("whsec_", 0) == 0);
+
+    // Listed, oldest first, without their secrets.
+    auto listed = ctl({"webhooks", "list"});
+    requireExit(listed, 0);
+    {
+        INFO(listed.out);
+        const auto header = lineWith(listed.out, "STATE");
+        CHECK(std::regex_search(header, std::regex("^ID +STATE +EVENTS +CREATED +URL")));
+        const auto otherLine = lineWith(listed.out, other);
+        CHECK(std::regex_search(otherLine, std::regex(" enabled +order\\.paid,order\\.failed +\\d{4}-")));
+        CHECK(contains(otherLine, otherUrl));
+        const auto line = lineWith(listed.out, id);
+        CHECK(std::regex_search(line, std::regex(" enabled +all +\\d{4}-")));
+        CHECK(contains(line, closedUrl));
+        CHECK(listed.out.find(other) < listed.out.find(id));
+        CHECK_FALSE(contains(listed.out, "whsec_"));
+    }
+    auto listedJson = ctl({"--json", "webhooks", "list"});
+    requireExit(listedJson, 0);
+    const auto endpoints = getArray(listedJson.obj(), "webhook_endpoints");
+    REQUIRE(endpoints);
+    REQUIRE(endpoints->size() == 2);
+    CHECK(getString(arrayObject(endpoints, 0), "id").value_or("") == other);
+    CHECK(getString(arrayObject(endpoints, 1), "id").value_or("") == id);
+    CHECK_FALSE(arrayObject(endpoints, 1)->has("secret"));
+
+    // Rotated: a new secret, and until when the old one still signs.
+    auto rotated = ctl({"webhooks", "rotate", id});
+    requireExit(rotated, 0);
+    {
+        INFO(rotated.out);
+        CHECK(contains(rotated.out, "Rotated:  " + id));
+        CHECK(std::regex_search(rotated.out, std::regex("\nSecret: +whsec_[A-Za-z0-9+/]{43}=\n")));
+        CHECK_FALSE(contains(rotated.out, firstSecret));
+        CHECK(std::regex_search(rotated.out, std::regex("The previous secret signs beside it until \\d{4}-\\d\\d-\\d\\dT")));
+    }
+    auto rotatedJson = ctl({"--json", "webhooks", "rotate", id});
+    requireExit(rotatedJson, 0);
+    CHECK(getString(rotatedJson.obj(), "id").value_or("") == id);
+    CHECK(getString(rotatedJson.obj(), "secret").value_or("").rfind("whsec_", 0) == 0);
+    CHECK(std::regex_match(getString(rotatedJson.obj(), "previous_secret_expires_at").value_or(""),
+                           std::regex("\\d{4}-\\d\\d-\\d\\dT.*")));
+
+    // No deliveries yet: nothing was sent to it.
+    auto quiet = ctl({"webhooks", "deliveries", other});
+    requireExit(quiet, 0);
+    CHECK(quiet.out == "No deliveries to " + other + " yet.\n");
+    auto quietJson = ctl({"--json", "webhooks", "deliveries", other});
+    requireExit(quietJson, 0);
+    REQUIRE(getArray(quietJson.obj(), "deliveries"));
+    CHECK(getArray(quietJson.obj(), "deliveries")->size() == 0);
+    CHECK(isNull(quietJson.obj(), "next"));
+
+    // Two test events, one as a table and one as JSON; both fail (nothing
+    // listens) and the delivery log shows each attempt with its error.
+    auto tested = ctl({"webhooks", "test", id});
+    requireExit(tested, 0);
+    std::smatch ev;
+    REQUIRE(std::regex_search(tested.out, ev, std::regex("Queued a webhook\\.test event (evt_test_[0-9A-Z]+) for " + id)));
+    const std::string testEvent = ev[1];
+    auto testedJson = ctl({"--json", "webhooks", "test", id});
+    requireExit(testedJson, 0);
+    const std::string secondEvent = getString(testedJson.obj(), "event_id").value_or("");
+    CHECK(secondEvent.rfind("evt_test_", 0) == 0);
+    CHECK(secondEvent != testEvent);
+
+    std::string failedError;
+    const bool attempted = eventually(
+        [&] {
+            auto r = ctl({"--json", "webhooks", "deliveries", id, "--limit", "100"});
+            if (r.code != 0) return false;
+            auto list = getArray(r.obj(), "deliveries");
+            std::set<std::string> failed;
+            for (std::size_t i = 0; list && i < list->size(); ++i) {
+                auto a = arrayObject(list, i);
+                if (getString(a, "event_type").value_or("") != "webhook.test") continue;
+                if (!isNull(a, "status_code") || isNull(a, "error")) continue;
+                failed.insert(getString(a, "event_id").value_or(""));
+                failedError = getString(a, "error").value_or("");
+            }
+            return failed.count(testEvent) && failed.count(secondEvent);
+        },
+        30s, 200ms);
+    INFO(d.logTail());
+    REQUIRE(attempted);
+    CHECK_FALSE(failedError.empty());
+
+    auto log = ctl({"webhooks", "deliveries", id});
+    requireExit(log, 0);
+    {
+        INFO(log.out);
+        CHECK(std::regex_search(lineWith(log.out, "EVENT ID"),
+                                std::regex("^ID +AT +EVENT +EVENT ID +ATTEMPT +STATUS +MS +ERROR$")));
+        const auto line = lineWith(log.out, testEvent);
+        CHECK(std::regex_search(line, std::regex("^whd_\\d+ +\\d{4}-\\S+ +webhook\\.test +" + testEvent + " +\\d+ +- +\\d+ +\\S")));
+        CHECK(contains(line, failedError.substr(0, 20)));
+    }
+    // One at a time: the rest is said to be there.
+    auto one = ctl({"--json", "webhooks", "deliveries", id, "--limit", "1"});
+    requireExit(one, 0);
+    REQUIRE(getArray(one.obj(), "deliveries"));
+    CHECK(getArray(one.obj(), "deliveries")->size() == 1);
+    CHECK(getString(one.obj(), "next").value_or("").find("/webhook-endpoints/" + id + "/deliveries?") == 0);
+    auto oneTable = ctl({"webhooks", "deliveries", id, "--limit", "1"});
+    requireExit(oneTable, 0);
+    CHECK(contains(oneTable.out, "(the newest 1 shown; there are more: --limit takes up to 100)"));
+
+    // Removed: as a table, and with --json (204: nothing to print).
+    auto removed = ctl({"webhooks", "remove", other});
+    requireExit(removed, 0);
+    CHECK(contains(removed.out, "Removed " + other));
+    auto removedJson = ctl({"--json", "webhooks", "remove", id});
+    requireExit(removedJson, 0);
+    CHECK(removedJson.out.empty());
+    auto after = ctl({"--json", "webhooks", "list"});
+    requireExit(after, 0);
+    CHECK(getArray(after.obj(), "webhook_endpoints")->size() == 0);
+
+    // An endpoint that does not exist (removed, or never was): the API's 404,
+    // exit 1, nothing on stdout.
+    for (const std::string& missing : {id, std::string("we_01ARZ3NDEKTSV4RRFFQ69G5FAV"), std::string("nonsense")}) {
+        for (const std::vector<std::string>& args : {std::vector<std::string>{"webhooks", "remove", missing},
+                                                     {"webhooks", "rotate", missing},
+                                                     {"webhooks", "test", missing},
+                                                     {"webhooks", "deliveries", missing},
+                                                     {"--json", "webhooks", "deliveries", missing},
+                                                     {"--json", "webhooks", "remove", missing}}) {
             auto r = ctl(args);
             INFO("orderpayctl " << Catch::Detail::stringify(args));
             requireExit(r, 1);
             CHECK(r.out.empty());
-            CHECK(contains(r.err, "webhooks are not available in this orderpayd"));
+            CHECK(contains(r.err, "orderpayctl: "));
+            CHECK(contains(r.err, "does not exist"));
         }
-        return;
     }
-    // A daemon with webhooks: register, list, remove.
-    auto added = ctl({"--json", "webhooks", "add", "http://127.0.0.1:9/hook", "--events", "order.paid,order.failed"});
-    requireExit(added, 0);
-    const auto id = getString(added.obj(), "id").value_or("");
-    CHECK(getString(added.obj(), "secret").value_or("").rfind("whsec_", 0) == 0);
-    auto listed = ctl({"webhooks", "list"});
-    requireExit(listed, 0);
-    CHECK(contains(listed.out, id));
-    requireExit(ctl({"webhooks", "remove", id}), 0);
+
+    // A URL the daemon refuses: its 422, exit 1, the field named; nothing stored.
+    auto refused = ctl({"webhooks", "add", "ftp://example.com/hook"});
+    requireExit(refused, 1);
+    CHECK(refused.out.empty());
+    CHECK(contains(refused.err, "url"));
+    CHECK(getArray(ctl({"--json", "webhooks", "list"}).obj(), "webhook_endpoints")->size() == 0);
 }

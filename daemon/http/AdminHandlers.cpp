@@ -110,12 +110,7 @@ void DeadLettersHandler::handle(Poco::Net::HTTPServerRequest& request, Poco::Net
 
 void DeadLettersHandler::list(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
 {
-    Poco::URI::QueryParameters params;
-    try {
-        params = Poco::URI(request.getURI()).getQueryParameters();
-    } catch (const Poco::Exception& e) {
-        throw ProblemException(Problem::badRequest("the query string cannot be decoded: " + e.message()));
-    }
+    const Poco::URI::QueryParameters params = queryParameters(request.getURI());
     std::string queue;
     int limit = 50;
     std::int64_t after = 0;

@@ -195,6 +195,15 @@ private:
 
 }  // namespace
 
+Poco::URI::QueryParameters queryParameters(const std::string& uri)
+{
+    try {
+        return Poco::URI(uri).getQueryParameters();
+    } catch (const Poco::Exception& e) {
+        throw ProblemException(Problem::badRequest("the query string cannot be decoded: " + e.message()));
+    }
+}
+
 std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes)
 {
     const std::string contentType = request.getContentType();

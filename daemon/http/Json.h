@@ -6,6 +6,7 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/URI.h>
 
 #include <optional>
 #include <string>
@@ -18,6 +19,8 @@ namespace orderpay::http {
 /// byte offset of the first error (400). Throws ProblemException.
 std::string readBody(Poco::Net::HTTPServerRequest& request, std::size_t maxBytes);
 Poco::Dynamic::Var parseJson(const std::string& body);
+/// The query parameters of a request target, decoded (400 if they cannot be).
+Poco::URI::QueryParameters queryParameters(const std::string& uri);
 
 /// The resources as JSON text, as the API answers them.
 std::string orderJson(const Order& order, bool withDetails);

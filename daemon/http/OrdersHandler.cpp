@@ -87,12 +87,7 @@ void OrdersHandler::cancel(Poco::Net::HTTPServerRequest&, Poco::Net::HTTPServerR
 
 ListQuery parseListQuery(const std::string& uri)
 {
-    Poco::URI::QueryParameters params;
-    try {
-        params = Poco::URI(uri).getQueryParameters();
-    } catch (const Poco::Exception& e) {
-        throw ProblemException(Problem::badRequest("the query string cannot be decoded: " + e.message()));
-    }
+    const Poco::URI::QueryParameters params = queryParameters(uri);
     ListQuery query;
     std::vector<FieldError> errors;
     for (const auto& [name, value] : params) {

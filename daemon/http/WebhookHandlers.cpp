@@ -191,12 +191,7 @@ void WebhookEndpointsHandler::create(Poco::Net::HTTPServerRequest& request, Poco
 
 void WebhookEndpointsHandler::deliveries(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response)
 {
-    Poco::URI::QueryParameters params;
-    try {
-        params = Poco::URI(request.getURI()).getQueryParameters();
-    } catch (const Poco::Exception& e) {
-        throw ProblemException(Problem::badRequest("the query string cannot be decoded: " + e.message()));
-    }
+    const Poco::URI::QueryParameters params = queryParameters(request.getURI());
     int limit = 20;
     std::int64_t after = 0;
     std::vector<FieldError> errors;

@@ -142,8 +142,8 @@ void ConsumerTask::deadLetter(const Delivery& d, const std::string& reason)
 bool ConsumerTask::gaveUp(const Delivery& d)
 {
     if (d.attempt <= maxAttempts_) return false;
-    deadLetter(d, "gave up after " + std::to_string(maxAttempts_) +
-                      " deliveries (retry.max_attempts); the last one never finished");
+    deadLetter(d, "gave up after " + std::to_string(maxAttempts_) + (maxAttempts_ == 1 ? " delivery" : " deliveries") +
+                      " (retry.max_attempts); the last one never finished");
     return true;
 }
 

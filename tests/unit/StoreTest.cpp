@@ -10,6 +10,7 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <future>
@@ -670,4 +671,58 @@ TEST_CASE("a unit taken back in its batch takes back its changes to the counts b
     CHECK_FALSE(errors[2]);
     CHECK(f.store->health().orderCounts().at("queued") == 2);
     CHECK(f.count("SELECT COUNT(*) FROM orders") == 2);
+}
+
+TEST_CASE("a status change queues one webhook delivery per endpoint subscribed to it, in its own transaction",
+          "[store][webhooks]")
+{
+    Fixture f;
+    std::atomic<int> woken{0};
+    f.store->setMessageListener([&](const std::string& queue) {
+        if (queue == "webhooks") ++woken;
+    });
+    const auto instant = test::plan(std::chrono::milliseconds(0));
+    auto deliveries = [&](const std::string& endpoint) {
+        return f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks' AND body LIKE '%" + endpoint + "%'");
+    };
+    // No endpoint: nothing queued, nothing told.
+    const Order before = f.newOrder();
+    REQUIRE(test::advance(f.work(), before.id, "", instant).finished);
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks'") == 0);
+    CHECK(woken == 0);
+
+    WebhookStore& webhooks = f.store->webhooks();
+    auto endpoint = [&](const std::string& id, std::vector<std::string> events) {
+        WebhookEndpoint e;
+        e.id = id;
+        e.url = "https://203.0.113.10/" + id;
+        e.events = std::move(events);
+        e.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        e.createdAt = clock::nowRfc3339();
+        webhooks.addEndpoint(e);
+    };
+    endpoint("we_all", {"order.processing", "order.awaiting_payment", "order.paid", "order.cancelled"});
+    endpoint("we_paid", {"order.paid"});
+    const Order o = f.newOrder();
+    REQUIRE(test::advance(f.work(), o.id, "", instant).finished);
+    // processing and awaiting_payment, to the endpoint that takes them.
+    CHECK(deliveries("we_all") == 2);
+    CHECK(deliveries("we_paid") == 0);
+    CHECK(woken >= 1);
+    // The event as it was: processing, though the order went on.
+    std::int64_t seq = 0;
+    f.db().localReader()("SELECT seq FROM order_events WHERE order_id = ? AND status = 'processing'")
+        .query([&](sql::Statement& row) { seq = row.integer(0); }, o.id);
+    const auto snapshot = webhooks.orderEvent(o.id, seq, "");
+    REQUIRE(snapshot);
+    CHECK(snapshot->order.status == OrderStatus::Processing);
+    CHECK(snapshot->order.updatedAt == snapshot->at);
+    CHECK_FALSE(webhooks.orderEvent(o.id, 999, "").has_value());
+
+    // Removed: the next order's events go nowhere, at once.
+    REQUIRE(webhooks.removeEndpoint("we_all"));
+    const Order after = f.newOrder();
+    REQUIRE(test::advance(f.work(), after.id, "", instant).finished);
+    CHECK(deliveries("we_all") == 2);
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks' AND body LIKE '%" + after.id + "%'") == 0);
 }

@@ -568,6 +568,7 @@ TEST_CASE("Bad operator requests get clear problems", "[admin][badinput]")
     requireProblem(c.post("/dead-letters/replay", R"({"dry_run": tru)"), 400, "/problems/malformed-json");
     requireProblem(c.post("/dead-letters/replay", "x", {{"Content-Type", "text/plain"}}), 415,
                    "/problems/unsupported-media-type");
+    requireProblem(c.post("/dead-letters/replay", std::string(70000, ' ')), 413);
     requireProblem(c.post("/status", "{}"), 405, "/problems/method-not-allowed");
     requireProblem(c.get("/dead-letters/replay"), 405, "/problems/method-not-allowed");
     requireProblem(c.post("/dead-letters", "{}"), 405, "/problems/method-not-allowed");

@@ -211,6 +211,8 @@ TEST_CASE("100,000-deep nesting is refused and the daemon survives", "[badinput]
     auto r = c.postOrder(std::string(depth, '['));
     requireProblem(r, 400, "/problems/malformed-json");
     requireAlive(d);
+    requireProblem(c.postPayment(std::string(depth, '[')), 400, "/problems/malformed-json");
+    requireAlive(d);
 
     r = c.postOrder(R"({"customer":)" + std::string(depth, '['));
     requireProblem(r, 400, "/problems/malformed-json");

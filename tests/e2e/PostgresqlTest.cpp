@@ -414,8 +414,11 @@ TEST_CASE("PostgreSQL stopped mid-run and started again: 503 while it is down, n
             return byStatus[503] >= 20;
         },
         30s, 20ms));
-    // Reads are refused too, and readiness names the database.
+    // Reads are refused too, payments as orders, and readiness names the database.
     CHECK(c.getOrder(accepted.front()).status == 503);
+    const auto payment = c.postPayment(paymentJson(accepted.front(), 2500, "EUR", "card", "psp-outage"));
+    CHECK(payment.status == 503);
+    CHECK_FALSE(payment.header("Retry-After").empty());
     // Readiness follows within its probe's second.
     Response ready;
     CHECK(eventually(

@@ -467,6 +467,7 @@ TEST_CASE("Endpoints: bad input is a 422 problem naming the field, and nothing i
         CHECK(std::find(fields.begin(), fields.end(), field) != fields.end());
     }
     requireProblem(c.post("/webhook-endpoints", "{\"url\":"), 400);
+    requireProblem(c.post("/webhook-endpoints", std::string(70000, ' ')), 413);
     requireProblem(c.post("/webhook-endpoints", "[]"), 422);
     requireProblem(c.request("POST", "/webhook-endpoints", R"({"url":"https://203.0.113.10/x"})",
                              {{"Content-Type", "text/plain"}}),

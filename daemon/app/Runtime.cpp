@@ -36,7 +36,7 @@ Runtime::Runtime(const Settings& settings, http::Auth& auth)
 {
     store_ = Store::open(settings.store);
     webhooks_ = std::make_unique<webhooks::Dispatcher>(store_->queue(), store_->webhooks(), settings.webhooks,
-                                                       settings.broker.lease);
+                                                       settings.broker.lease, settings.store.kind == "postgresql");
     if (settings.broker.kind == "rabbitmq") {
         broker_ = std::make_unique<RabbitMqBroker>(store_->outbox(), settings.broker, settings.work);
     } else {

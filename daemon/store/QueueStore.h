@@ -36,6 +36,12 @@ public:
     /// Leases up to `max` due messages of `queue`, oldest due first, for `leaseTime`.
     virtual std::vector<StoredMessage> lease(const std::string& queue, std::size_t max,
                                              std::chrono::milliseconds leaseTime) = 0;
+    /// Reads (without leasing) up to `max` due ready messages of `queue`,
+    /// oldest due first: for the one consumer of a queue in a database no
+    /// other instance uses (the webhooks on SQLite), who keeps track of what
+    /// it holds itself. `attempt` is the delivery's number, `lease` the
+    /// message's as it stands.
+    virtual std::vector<StoredMessage> due(const std::string& queue, std::size_t max) = 0;
     /// Done: the message goes. With `wait` false the caller does not wait
     /// for the commit (losing it means one more delivery, which is harmless).
     virtual void ack(const StoredMessage& m, bool wait) = 0;

@@ -140,9 +140,12 @@ public:
                                                          const std::string& paymentId) = 0;
     /// Logs each attempt and settles its message, all in one transaction,
     /// without waiting for the commit (a settlement lost to a crash means
-    /// one more delivery, which receivers deduplicate).
+    /// one more delivery, which receivers deduplicate); `done` is told on
+    /// the writer's thread once it committed or failed. A message's attempt
+    /// count becomes its `attempt` (the delivery's number; one less when
+    /// put off), whether or not it was leased.
     virtual void settle(const std::vector<std::pair<StoredMessage, WebhookAttempt>>& attempts,
-                        const std::vector<WebhookSettlement>& settlements) = 0;
+                        const std::vector<WebhookSettlement>& settlements, std::function<void()> done) = 0;
     /// Forgets log entries older than `before` (milliseconds since the epoch).
     virtual void pruneAttempts(std::int64_t before) = 0;
     /// Which endpoints take which events, as the writers read it.

@@ -128,7 +128,7 @@ struct Dispatcher::Transfer {
 };
 
 Dispatcher::Dispatcher(QueueStore& queue, WebhookStore& store, const WebhookSettings& settings,
-                       std::chrono::milliseconds brokerLease)
+                       std::chrono::milliseconds brokerLease, bool shared)
     : queue_(queue),
       store_(store),
       settings_(settings),
@@ -136,7 +136,9 @@ Dispatcher::Dispatcher(QueueStore& queue, WebhookStore& store, const WebhookSett
       // abandoned, by a crash) well before another instance may take it.
       leaseTime_(settings.timeout + brokerLease),
       perEndpoint_(std::max(1, settings.concurrency / 2)),
-      perSlowEndpoint_(std::max(1, settings.concurrency / 4))
+      perSlowEndpoint_(std::max(1, settings.concurrency / 4)),
+      buffer_(std::max(64, 4 * settings.concurrency)),
+      shared_(shared)
 {
     static std::once_flag global;
     std::call_once(global, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -176,6 +178,7 @@ void Dispatcher::stop()
     for (const auto& [endpoint, messages] : waiting_)
         for (const auto& m : messages) settleLater(m, WebhookAttempt{}, back);
     waiting_.clear();
+    waitingCount_ = 0;
     flushSettlements();
 }
 
@@ -194,6 +197,11 @@ void Dispatcher::run()
 {
     while (!stopping_) {
         const std::int64_t now = clock::nowMillis();
+        {
+            std::lock_guard lock(settled_->mutex);
+            for (const auto id : settled_->ids) held_.erase(id);
+            settled_->ids.clear();
+        }
         try {
             if (now - refreshedAt_ >= kRefreshEveryMs) refreshEndpoints(now);
             if (now - prunedAt_ >= kPruneEveryMs) {
@@ -201,13 +209,15 @@ void Dispatcher::run()
                 prunedAt_ = now;
                 store_.pruneAttempts(now - settings_.maxAge.count() - 24 * 3600 * 1000LL);
             }
-            fill(now);
+            fetch(now);
         } catch (const std::exception& e) {
             // The database is away: the store logs it; try again at the next poll.
             logLine(logger(), Poco::Message::PRIO_DEBUG, std::string("webhooks: ") + e.what());
         }
+        pump(now);
         int running = 0;
         curl_multi_perform(multiOf(multi_), &running);
+        bool ended = false;
         int left = 0;
         while (CURLMsg* msg = curl_multi_info_read(multiOf(multi_), &left)) {
             if (msg->msg != CURLMSG_DONE) continue;
@@ -216,17 +226,24 @@ void Dispatcher::run()
             if (it == transfers_.end()) continue;
             const int code = msg->data.result;
             curl_multi_remove_handle(multiOf(multi_), (*it)->easy);
-            const std::string endpoint = (*it)->attempt.endpointId;
             finish(**it, code);
             transfers_.erase(it);
-            startWaiting(endpoint);
+            ended = true;
         }
-        flushSettlements();
+        if (ended) {
+            pump(clock::nowMillis());  // the slots just freed
+            curl_multi_perform(multiOf(multi_), &running);
+        }
+        // Settled in batches: one transaction for many deliveries, at most
+        // 20 ms after the first (at once when nothing else is in flight).
+        const std::int64_t after = clock::nowMillis();
+        if (!toSettle_.empty() && (toSettle_.size() >= 64 || after - flushedAt_ >= 20 || transfers_.empty()))
+            flushSettlements();
         {
             std::lock_guard lock(statsMutex_);
             stats_.inFlight = static_cast<std::int64_t>(transfers_.size());
         }
-        curl_multi_poll(multiOf(multi_), nullptr, 0, kPollMs, nullptr);
+        curl_multi_poll(multiOf(multi_), nullptr, 0, toSettle_.empty() ? kPollMs : 20, nullptr);
     }
 }
 
@@ -238,22 +255,94 @@ void Dispatcher::refreshEndpoints(std::int64_t now)
     endpoints_ = std::move(fresh);
 }
 
-void Dispatcher::fill(std::int64_t now)
+bool Dispatcher::slow(const std::string& endpointId, std::int64_t now) const
 {
-    const auto free = [&] { return settings_.concurrency - static_cast<int>(transfers_.size()); };
-    // A few leases a turn: those postponed (endpoints at their share) are
-    // put off, so the next lease reaches other endpoints' messages.
-    for (int round = 0; round < 4 && free() > 0 && !stopping_; ++round) {
-        if (!queue_.anythingDue(kWebhooksQueue)) return;
-        const std::int64_t leasedAt = clock::nowMillis();
-        const auto leased = queue_.lease(kWebhooksQueue, static_cast<std::size_t>(free()), leaseTime_);
-        if (leased.empty()) return;
-        for (const auto& m : leased) begin(m, now, leasedAt);
-        flushSettlements();
+    const auto b = busy_.find(endpointId);
+    return b != busy_.end() && !b->second.empty() && now - *std::min_element(b->second.begin(), b->second.end()) > 1000;
+}
+
+void Dispatcher::fetch(std::int64_t now)
+{
+    // An endpoint slow to answer gives back what waits for it, put off a
+    // second and not counted: it would hold the buffer, and so every other
+    // endpoint's deliveries.
+    WebhookSettlement putOff;
+    putOff.kind = WebhookSettlement::Kind::Postpone;
+    putOff.delay = std::chrono::seconds(1);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+        if (!slow(it->first, now)) {
+            ++it;
+            continue;
+        }
+        for (const auto& m : it->second) settleLater(m, WebhookAttempt{}, putOff);
+        waitingCount_ -= it->second.size();
+        it = waiting_.erase(it);
+    }
+    if (static_cast<int>(waitingCount_) > buffer_ / 2 || !queue_.anythingDue(kWebhooksQueue)) return;
+    const std::int64_t fetchedAt = clock::nowMillis();
+    const std::size_t want = static_cast<std::size_t>(buffer_) - waitingCount_;
+    // Shared: leased in the database (one instance's). Alone: read, and
+    // what is in hand skipped (it stays due until settled).
+    auto fetched = shared_ ? queue_.lease(kWebhooksQueue, want, leaseTime_)
+                           : queue_.due(kWebhooksQueue, want + held_.size());
+    for (auto& m : fetched) {
+        if (!held_.insert(m.id).second) continue;
+        std::string endpointId;
+        try {
+            Poco::JSON::Parser parser;
+            endpointId = parser.parse(m.body).extract<Poco::JSON::Object::Ptr>()->optValue<std::string>("endpoint_id", "");
+        } catch (const Poco::Exception& e) {
+            logLine(logger(), Poco::Message::PRIO_ERROR,
+                    "webhooks: a message that cannot be read is dropped: " + e.message(),
+                    {{"QUEUE", kWebhooksQueue}, {"MESSAGE_ID", std::to_string(m.id)}});
+            settleLater(m, WebhookAttempt{}, dropped());
+            continue;
+        }
+        auto endpoint = endpoints_.find(endpointId);
+        if (endpoint == endpoints_.end() && refreshedAt_ <= fetchedAt) {
+            // Registered since the last read: a read now sees it (the
+            // message committed after its endpoint). Still missing: removed.
+            refreshEndpoints(clock::nowMillis());
+            endpoint = endpoints_.find(endpointId);
+        }
+        if (endpoint == endpoints_.end() || !endpoint->second.enabled) {
+            {
+                std::lock_guard lock(statsMutex_);
+                ++stats_.dropped;
+            }
+            settleLater(m, WebhookAttempt{}, dropped());
+            continue;
+        }
+        waiting_[endpointId].push_back(std::move(m));
+        ++waitingCount_;
     }
 }
 
-void Dispatcher::begin(const StoredMessage& m, std::int64_t now, std::int64_t leasedAt)
+void Dispatcher::pump(std::int64_t now)
+{
+    // Endpoint by endpoint, one delivery each a round, so one endpoint's
+    // backlog does not go before every other's.
+    for (bool started = true; started;) {
+        started = false;
+        for (auto it = waiting_.begin(); it != waiting_.end();) {
+            if (static_cast<int>(transfers_.size()) >= settings_.concurrency) return;
+            const auto b = busy_.find(it->first);
+            const int inFlight = b == busy_.end() ? 0 : static_cast<int>(b->second.size());
+            if (inFlight >= (slow(it->first, now) ? perSlowEndpoint_ : perEndpoint_)) {
+                ++it;
+                continue;
+            }
+            const StoredMessage m = std::move(it->second.front());
+            it->second.pop_front();
+            --waitingCount_;
+            it = it->second.empty() ? waiting_.erase(it) : std::next(it);
+            begin(m, now);
+            started = true;
+        }
+    }
+}
+
+void Dispatcher::begin(const StoredMessage& m, std::int64_t now)
 {
     WebhookAttempt a;
     a.attempt = m.attempt;
@@ -270,43 +359,16 @@ void Dispatcher::begin(const StoredMessage& m, std::int64_t now, std::int64_t le
         seq = o->optValue<Poco::Int64>("seq", 0);
         a.eventId = o->optValue<std::string>("event_id", "");
         createdAt = o->optValue<std::string>("created_at", "");
-    } catch (const Poco::Exception& e) {
-        logLine(logger(), Poco::Message::PRIO_ERROR, "webhooks: a message that cannot be read is dropped: " + e.message(),
-                {{"QUEUE", kWebhooksQueue}, {"MESSAGE_ID", std::to_string(m.id)}});
-        return settleLater(m, a, dropped());
+    } catch (const Poco::Exception&) {
+        return settleLater(m, a, dropped());  // read once already, in fetch()
     }
-    auto endpoint = endpoints_.find(a.endpointId);
-    if (endpoint == endpoints_.end() && refreshedAt_ <= leasedAt) {
-        // Registered since the last read: a read after the lease sees it
-        // (the message committed after its endpoint). Still missing: removed.
-        refreshEndpoints(clock::nowMillis());
-        endpoint = endpoints_.find(a.endpointId);
-    }
+    const auto endpoint = endpoints_.find(a.endpointId);
     if (endpoint == endpoints_.end() || !endpoint->second.enabled) {
         std::lock_guard lock(statsMutex_);
         ++stats_.dropped;
         return settleLater(m, a, dropped());
     }
     const WebhookEndpoint& e = endpoint->second;
-    // An endpoint slow to answer (its oldest delivery in flight began over a
-    // second ago) gets its share of the slots and no more; a quick one is
-    // not held back.
-    const auto& starts = busy_[e.id];
-    const bool slow = !starts.empty() && now - *std::min_element(starts.begin(), starts.end()) > 1000;
-    const int share = slow ? perSlowEndpoint_ : perEndpoint_;
-    if (static_cast<int>(starts.size()) >= share) {
-        auto& waiting = waiting_[e.id];
-        if (!slow && static_cast<int>(waiting.size()) < share) {
-            // Its next delivery to end starts this one.
-            waiting.push_back(m);
-            return;
-        }
-        // Put off, and not counted: the next lease reaches other endpoints'.
-        WebhookSettlement later;
-        later.kind = WebhookSettlement::Kind::Postpone;
-        later.delay = slow ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(200);
-        return settleLater(m, a, later);
-    }
 
     auto t = std::make_unique<Transfer>();
     t->message = m;
@@ -433,17 +495,6 @@ void Dispatcher::finish(Transfer& t, int curlCode)
     settleLater(t.message, a, s);
 }
 
-void Dispatcher::startWaiting(const std::string& endpointId)
-{
-    const auto it = waiting_.find(endpointId);
-    if (it == waiting_.end()) return;
-    const StoredMessage next = it->second.front();
-    it->second.erase(it->second.begin());
-    if (it->second.empty()) waiting_.erase(it);
-    const std::int64_t now = clock::nowMillis();
-    begin(next, now, now);  // its endpoint was known when it began waiting
-}
-
 void Dispatcher::settleLater(const StoredMessage& m, const WebhookAttempt& attempt, const WebhookSettlement& settlement)
 {
     toSettle_.emplace_back(m, attempt);
@@ -452,12 +503,22 @@ void Dispatcher::settleLater(const StoredMessage& m, const WebhookAttempt& attem
 
 void Dispatcher::flushSettlements()
 {
+    flushedAt_ = clock::nowMillis();
     if (toSettle_.empty()) return;
+    std::vector<std::int64_t> ids;
+    for (const auto& [m, attempt] : toSettle_) ids.push_back(m.id);
+    // Committed (or failed: then they are due again, delivered again):
+    // no longer in hand. Told on the writer's thread, maybe after this
+    // dispatcher is gone, so through a state of its own.
+    auto done = [settled = settled_, ids] {
+        std::lock_guard lock(settled->mutex);
+        settled->ids.insert(settled->ids.end(), ids.begin(), ids.end());
+    };
     try {
-        store_.settle(toSettle_, settlements_);
+        store_.settle(toSettle_, settlements_, done);
     } catch (const std::exception& e) {
-        // Unsettled, the messages come due again when their leases run out.
         logLine(logger(), Poco::Message::PRIO_WARNING, std::string("webhooks: settling deliveries failed: ") + e.what());
+        done();
     }
     toSettle_.clear();
     settlements_.clear();

@@ -8,7 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <ostream>
@@ -53,8 +55,12 @@ public:
     };
     static constexpr std::array<double, 10> kSecondsBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
+    /// `shared`: other instances use the database (PostgreSQL), so each
+    /// message is leased in it before its delivery; otherwise this is the
+    /// queue's one consumer and keeps what it holds in memory (a write less
+    /// per delivery; a delivery cut short by a crash is then not counted).
     Dispatcher(QueueStore& queue, WebhookStore& store, const WebhookSettings& settings,
-               std::chrono::milliseconds brokerLease);
+               std::chrono::milliseconds brokerLease, bool shared);
     ~Dispatcher();
     Dispatcher(const Dispatcher&) = delete;
     Dispatcher& operator=(const Dispatcher&) = delete;
@@ -71,16 +77,27 @@ public:
 
 private:
     struct Transfer;
+    /// Ids whose settlement committed (told on the writer's thread).
+    struct Settled {
+        std::mutex mutex;
+        std::vector<std::int64_t> ids;
+    };
+
     void run();
     void refreshEndpoints(std::int64_t now);
-    void fill(std::int64_t now);
-    /// Starts a delivery of `m`, leased at `leasedAt` (or settles it at
-    /// once: its endpoint removed, or at its share of the slots).
-    void begin(const StoredMessage& m, std::int64_t now, std::int64_t leasedAt);
+    /// Takes due messages (a lease, or a read) into the endpoints' waiting
+    /// lists while they hold less than half a buffer; puts off those of an
+    /// endpoint turned slow.
+    void fetch(std::int64_t now);
+    /// Starts waiting deliveries, endpoint by endpoint, while slots are free
+    /// and each endpoint is within its share.
+    void pump(std::int64_t now);
+    /// Starts a delivery of `m` (or settles it at once: its endpoint removed).
+    void begin(const StoredMessage& m, std::int64_t now);
     void finish(Transfer& t, int curlCode);
-    /// A delivery to `endpointId` ended: the next of its waiting begins.
-    void startWaiting(const std::string& endpointId);
+    bool slow(const std::string& endpointId, std::int64_t now) const;
     void settleLater(const StoredMessage& m, const WebhookAttempt& attempt, const WebhookSettlement& settlement);
+    /// Hands the settlements gathered to the store, in one transaction.
     void flushSettlements();
 
     QueueStore& queue_;
@@ -89,6 +106,8 @@ private:
     const std::chrono::milliseconds leaseTime_;
     const int perEndpoint_;      // in flight to one endpoint
     const int perSlowEndpoint_;  // ... to one slow to answer
+    const int buffer_;           // messages taken in hand ahead of the slots
+    const bool shared_;
     void* multi_ = nullptr;  // CURLM*
 
     std::map<std::string, WebhookEndpoint> endpoints_;
@@ -96,9 +115,14 @@ private:
     std::int64_t prunedAt_ = 0;
     /// Endpoint -> when each of its deliveries in flight began.
     std::map<std::string, std::vector<std::int64_t>> busy_;
-    /// Leased messages of endpoints at their share, started as their
-    /// deliveries end (a quick endpoint's wait milliseconds).
-    std::map<std::string, std::vector<StoredMessage>> waiting_;
+    /// Messages taken in hand, by endpoint, waiting for a slot.
+    std::map<std::string, std::deque<StoredMessage>> waiting_;
+    std::size_t waitingCount_ = 0;
+    /// Every message in hand (waiting, in flight, or settled but not yet
+    /// committed): a read of the due messages skips them.
+    std::set<std::int64_t> held_;
+    std::shared_ptr<Settled> settled_ = std::make_shared<Settled>();
+    std::int64_t flushedAt_ = 0;
     std::vector<std::unique_ptr<Transfer>> transfers_;
     std::vector<std::pair<StoredMessage, WebhookAttempt>> toSettle_;
     std::vector<WebhookSettlement> settlements_;

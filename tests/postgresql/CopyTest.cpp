@@ -76,6 +76,13 @@ struct SourceDatabase : test::TestStore {
             w("UPDATE messages SET state = 'dead', last_error = 'poison' WHERE id % 7 = 0").exec();
             w("UPDATE messages SET state = 'leased', attempts = 2, lease = 3 WHERE id % 7 = 1").exec();
             w("INSERT INTO deliveries (message_id, attempts, last_at) VALUES (42, 3, 1000)").exec();
+            w("INSERT INTO webhook_endpoints (id, url, events, secret, previous_secret, previous_until, enabled, "
+              "disabled_reason, created_at) VALUES ('we_1', 'https://203.0.113.10/h', 'order.paid,order.failed', "
+              "'whsec_a', 'whsec_b', 99, 0, 'gone', '2026-12-07T00:00:00.000Z')")
+                .exec();
+            w("INSERT INTO webhook_attempts (endpoint_id, event_id, event_type, attempt, at, at_ms, status_code, error, "
+              "duration_ms) VALUES ('we_1', 'evt_1', 'order.paid', 2, '2026-12-07T00:00:00.000Z', 5, NULL, 'x', 12)")
+                .exec();
             w("DELETE FROM messages WHERE id = (SELECT MAX(id) FROM messages)").exec();  // ids are not reused
         });
     }
@@ -121,8 +128,10 @@ TEST_CASE("a SQLite database with orders in every state is copied into PostgreSQ
     CHECK(c.exec("SELECT metadata FROM orders WHERE metadata LIKE '%ünïcødé 7\"%' LIMIT 1").rows() == 1);
     // The next message id follows the highest SQLite gave out, deleted ones too.
     CHECK(count("SELECT nextval(pg_get_serial_sequence('messages', 'id'))") == lastMessageId + 1);
+    CHECK(count("SELECT previous_until FROM webhook_endpoints WHERE id = 'we_1' AND enabled = 0") == 99);
+    CHECK(count("SELECT duration_ms FROM webhook_attempts WHERE event_id = 'evt_1' AND status_code IS NULL") == 12);
     // Every table reported, with a digest of its rows.
-    REQUIRE(copied.size() == 9);
+    REQUIRE(copied.size() == 11);
     for (const auto& t : copied) CHECK(t.digest.size() == 64);
 
     // A second copy into the same database is refused: it is not empty.

@@ -82,6 +82,24 @@ std::vector<StoredMessage> SqlQueueStore::lease(const std::string& queue, std::s
     return leased;
 }
 
+std::vector<StoredMessage> SqlQueueStore::due(const std::string& queue, std::size_t max)
+{
+    std::vector<StoredMessage> found;
+    const std::int64_t at = clock::nowMillis();
+    readers_.readOutsideTransaction([&](Statements& q) {
+        found.clear();
+        q("SELECT id, body, attempts, lease, created_at FROM messages "
+          "WHERE queue = ? AND state = 'ready' AND due_at <= ? ORDER BY due_at, id LIMIT ?")
+            .query(
+                [&](Statement& row) {
+                    found.push_back(StoredMessage{row.integer(0), queue, row.text(1), static_cast<int>(row.integer(2) + 1),
+                                                  row.integer(3), row.integer(4)});
+                },
+                queue, at, static_cast<std::int64_t>(max));
+    });
+    return found;
+}
+
 void SqlQueueStore::ack(const StoredMessage& m, bool wait)
 {
     auto remove = [id = m.id, lease = m.lease](Statements& w) {

@@ -19,6 +19,7 @@ public:
     bool anythingDue(const std::string& queue) override;
     std::vector<StoredMessage> lease(const std::string& queue, std::size_t max,
                                      std::chrono::milliseconds leaseTime) override;
+    std::vector<StoredMessage> due(const std::string& queue, std::size_t max) override;
     void ack(const StoredMessage& m, bool wait) override;
     void retry(const StoredMessage& m, std::chrono::milliseconds delay, const std::string& reason) override;
     void deadLetter(const StoredMessage& m, const std::string& reason) override;

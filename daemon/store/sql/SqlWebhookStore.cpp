@@ -7,6 +7,8 @@
 #include <Poco/String.h>
 #include <Poco/StringTokenizer.h>
 
+#include <algorithm>
+
 namespace orderpay::sql {
 namespace {
 
@@ -193,10 +195,10 @@ std::optional<OrderEventSnapshot> SqlWebhookStore::orderEvent(const std::string&
 }
 
 void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookAttempt>>& attempts,
-                             const std::vector<WebhookSettlement>& settlements)
+                             const std::vector<WebhookSettlement>& settlements, std::function<void()> done)
 {
     const std::int64_t now = clock::nowMillis();
-    committer_.post([attempts, settlements, now](Statements& w) {
+    committer_.submit([attempts, settlements, now](Statements& w) {
         for (std::size_t i = 0; i < attempts.size(); ++i) {
             const StoredMessage& m = attempts[i].first;
             const WebhookAttempt& a = attempts[i].second;
@@ -216,17 +218,16 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
                 w("DELETE FROM messages WHERE id = ? AND lease = ?").send(m.id, m.lease);
                 break;
             case WebhookSettlement::Kind::Retry:
-                w("UPDATE messages SET state = 'ready', due_at = ?, last_error = ? WHERE id = ? AND lease = ?")
-                    .send(now + s.delay.count(), s.reason, m.id, m.lease);
+                w("UPDATE messages SET state = 'ready', due_at = ?, last_error = ?, attempts = ? WHERE id = ? AND lease = ?")
+                    .send(now + s.delay.count(), s.reason, static_cast<std::int64_t>(m.attempt), m.id, m.lease);
                 break;
             case WebhookSettlement::Kind::Postpone:
-                w("UPDATE messages SET state = 'ready', due_at = ?, "
-                  "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ? AND lease = ?")
-                    .send(now + s.delay.count(), m.id, m.lease);
+                w("UPDATE messages SET state = 'ready', due_at = ?, attempts = ? WHERE id = ? AND lease = ?")
+                    .send(now + s.delay.count(), static_cast<std::int64_t>(std::max(0, m.attempt - 1)), m.id, m.lease);
                 break;
             case WebhookSettlement::Kind::GiveUp:
-                w("UPDATE messages SET state = 'dead', last_error = ?, due_at = ? WHERE id = ? AND lease = ?")
-                    .send(s.reason, now, m.id, m.lease);
+                w("UPDATE messages SET state = 'dead', last_error = ?, due_at = ?, attempts = ? WHERE id = ? AND lease = ?")
+                    .send(s.reason, now, static_cast<std::int64_t>(m.attempt), m.id, m.lease);
                 break;
             }
             if (s.disableReason) {
@@ -234,7 +235,7 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
                     .send(*s.disableReason, a.endpointId);
             }
         }
-    });
+    }, [done = std::move(done)](std::exception_ptr) { done(); });
 }
 
 void SqlWebhookStore::pruneAttempts(std::int64_t before)

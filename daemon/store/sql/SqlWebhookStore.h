@@ -28,7 +28,7 @@ public:
     std::optional<OrderEventSnapshot> orderEvent(const std::string& orderId, std::int64_t seq,
                                                  const std::string& paymentId) override;
     void settle(const std::vector<std::pair<StoredMessage, WebhookAttempt>>& attempts,
-                const std::vector<WebhookSettlement>& settlements) override;
+                const std::vector<WebhookSettlement>& settlements, std::function<void()> done) override;
     void pruneAttempts(std::int64_t before) override;
     WebhookSubscriptions& subscriptions() override { return subscriptions_; }
 

@@ -379,7 +379,17 @@ void Dispatcher::begin(const StoredMessage& m, std::int64_t now)
                   R"(","sequence":0,"data":{"endpoint_id":")" + e.id + R"("}})";
     } else {
         a.eventId = eventIdOf(orderId, seq);
-        const auto snapshot = store_.orderEvent(orderId, seq, paymentId);
+        std::optional<OrderEventSnapshot> snapshot;
+        try {
+            snapshot = store_.orderEvent(orderId, seq, paymentId);
+        } catch (const std::exception& e) {
+            // The database is away: tried again in a second, not counted.
+            logLine(logger(), Poco::Message::PRIO_DEBUG, std::string("webhooks: ") + e.what());
+            WebhookSettlement later;
+            later.kind = WebhookSettlement::Kind::Postpone;
+            later.delay = std::chrono::seconds(1);
+            return settleLater(m, a, later);
+        }
         if (!snapshot) {
             logLine(logger(), Poco::Message::PRIO_ERROR, "webhooks: the event " + a.eventId + " is gone; dropped",
                     {{"ORDER_ID", orderId}, {"QUEUE", kWebhooksQueue}});

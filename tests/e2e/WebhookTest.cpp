@@ -563,3 +563,43 @@ TEST_CASE("Three instances on one PostgreSQL deliver every event, each by one in
     INFO(duplicates << " duplicate deliveries");
     CHECK(duplicates == 0);  // nothing failed or froze: at least once is exactly once here
 }
+
+TEST_CASE("PostgreSQL stopped while deliveries are in hand: the dispatcher waits it out and delivers every event after",
+          "[.postgresql][outage]")
+{
+    if (!usingPostgresql()) FAIL("runs only against the suite's PostgreSQL (\"e2e-postgresql: ...\")");
+    TempDir dir;
+    PrivatePostgresql server(dir.path() + "/server");
+    WebhookReceiver receiver;
+    std::vector<std::string> defines = webhookDefines({"store.kind=postgresql", "store.postgresql.uri=" + server.uri(),
+                                                       "orders.processing_ms=0", "webhooks.concurrency=1",
+                                                       "webhooks.timeout=2s"});
+    if (usingRabbitMq()) defines.push_back("broker.rabbitmq.prefix=" + uniqueBrokerPrefix());
+    Daemon d(defines);
+    HttpClient c(d.port());
+    const Endpoint e = registerEndpoint(c, receiver.url("/outage"), R"(["order.awaiting_payment"])");
+    // One delivery in flight that never answers, the others in hand waiting.
+    receiver.configure("/outage", "hang", {e.secret});
+    std::vector<std::string> orders;
+    for (int i = 0; i < 10; ++i) orders.push_back(createOrder(c, "outage-" + std::to_string(i)));
+    for (const auto& id : orders) c.waitForOrderStatus(id, "awaiting_payment", 20s);
+    REQUIRE(eventually([&] { return !receiver.log("/outage").empty(); }, 10s, 50ms));
+
+    // Down while the hung delivery times out and the next ones read their
+    // events: nothing is lost, the daemon stays up.
+    server.stop();
+    receiver.configure("/outage", "ok", {e.secret});
+    REQUIRE(eventually([&] { return d.log().find("no answer within webhooks.timeout") != std::string::npos; }, 10s,
+                       100ms));
+    REQUIRE(d.running());
+    server.start();
+    REQUIRE(eventually(
+        [&] {
+            std::set<std::string> delivered;
+            for (const auto& entry : receiver.log("/outage"))
+                if (entry.answered == 204) delivered.insert(getString(getObject(entry.json(), "data"), "id").value_or(""));
+            return delivered == std::set<std::string>(orders.begin(), orders.end());
+        },
+        60s, 200ms));
+    REQUIRE(d.running());
+}

@@ -144,6 +144,9 @@ Dispatcher::Dispatcher(QueueStore& queue, WebhookStore& store, const WebhookSett
     std::call_once(global, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     multi_ = curl_multi_init();
     if (!multi_) throw std::runtime_error("curl_multi_init failed");
+    // Connections kept open for reuse: by default libcurl keeps four per
+    // transfer added, and closes what is over as transfers end.
+    curl_multi_setopt(multiOf(multi_), CURLMOPT_MAXCONNECTS, static_cast<long>(4 * settings.concurrency));
 }
 
 Dispatcher::~Dispatcher()
@@ -215,24 +218,36 @@ void Dispatcher::run()
             logLine(logger(), Poco::Message::PRIO_DEBUG, std::string("webhooks: ") + e.what());
         }
         pump(now);
-        int running = 0;
-        curl_multi_perform(multiOf(multi_), &running);
-        bool ended = false;
-        int left = 0;
-        while (CURLMsg* msg = curl_multi_info_read(multiOf(multi_), &left)) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            const auto it = std::find_if(transfers_.begin(), transfers_.end(),
-                                         [&](const auto& t) { return t->easy == msg->easy_handle; });
-            if (it == transfers_.end()) continue;
-            const int code = msg->data.result;
-            curl_multi_remove_handle(multiOf(multi_), (*it)->easy);
-            finish(**it, code);
-            transfers_.erase(it);
-            ended = true;
-        }
-        if (ended) {
-            pump(clock::nowMillis());  // the slots just freed
+        // Until a turn ends nothing: a transfer started in the slots just
+        // freed may end within the same perform (a receiver on the same
+        // machine answers in microseconds), and its end is read only here,
+        // not by the poll below.
+        for (bool ended = true; ended;) {
+            int running = 0;
             curl_multi_perform(multiOf(multi_), &running);
+            ended = false;
+            int left = 0;
+            while (CURLMsg* msg = curl_multi_info_read(multiOf(multi_), &left)) {
+                if (msg->msg != CURLMSG_DONE) continue;
+                const auto it = std::find_if(transfers_.begin(), transfers_.end(),
+                                             [&](const auto& t) { return t->easy == msg->easy_handle; });
+                if (it == transfers_.end()) continue;
+                const int code = msg->data.result;
+                curl_multi_remove_handle(multiOf(multi_), (*it)->easy);
+                finish(**it, code);
+                transfers_.erase(it);
+                ended = true;
+            }
+            if (!ended) break;
+            // The slots just freed, from what waits, taken in hand anew
+            // when it runs low (not after the next poll's wait).
+            const std::int64_t later = clock::nowMillis();
+            try {
+                fetch(later);
+            } catch (const std::exception& e) {
+                logLine(logger(), Poco::Message::PRIO_DEBUG, std::string("webhooks: ") + e.what());
+            }
+            pump(later);
         }
         // Settled in batches: one transaction for many deliveries, at most
         // 20 ms after the first (at once when nothing else is in flight).

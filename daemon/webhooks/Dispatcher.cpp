@@ -222,7 +222,7 @@ void Dispatcher::run()
         // freed may end within the same perform (a receiver on the same
         // machine answers in microseconds), and its end is read only here,
         // not by the poll below.
-        for (bool ended = true; ended;) {
+        for (bool ended = true; ended && !stopping_;) {
             int running = 0;
             curl_multi_perform(multiOf(multi_), &running);
             ended = false;
@@ -239,9 +239,10 @@ void Dispatcher::run()
                 ended = true;
             }
             if (!ended) break;
+            const std::int64_t later = clock::nowMillis();
+            if (toSettle_.size() >= 64 || later - flushedAt_ >= 20) flushSettlements();
             // The slots just freed, from what waits, taken in hand anew
             // when it runs low (not after the next poll's wait).
-            const std::int64_t later = clock::nowMillis();
             try {
                 fetch(later);
             } catch (const std::exception& e) {

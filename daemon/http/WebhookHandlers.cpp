@@ -92,7 +92,6 @@ void WebhookEndpointsHandler::handle(Poco::Net::HTTPServerRequest& request, Poco
         return;
     }
     case Action::Rotate: {
-        existing();
         const std::string secret = webhooks::newSecret();
         const std::int64_t until = clock::nowMillis() + kRotationOverlapMs;
         const auto rotated = service_.webhooks.rotate(id_, secret, until);

@@ -60,7 +60,9 @@ bool isPublicV6(const std::uint8_t* b)
     return true;
 }
 
-std::string textOf(const sockaddr* address)
+}  // namespace
+
+std::string addressText(const sockaddr* address)
 {
     char text[INET6_ADDRSTRLEN] = "?";
     if (address->sa_family == AF_INET)
@@ -69,8 +71,6 @@ std::string textOf(const sockaddr* address)
         ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr, text, sizeof text);
     return text;
 }
-
-}  // namespace
 
 bool isPublicAddress(const sockaddr* address)
 {
@@ -111,7 +111,7 @@ std::optional<std::string> checkEndpointUrl(const std::string& url, bool allowPr
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
     for (const addrinfo* a = found; a; a = a->ai_next) {
         if (!isPublicAddress(a->ai_addr))
-            return "resolves to " + textOf(a->ai_addr) +
+            return "resolves to " + addressText(a->ai_addr) +
                    ", a loopback, private or link-local address (allowed only with webhooks.allow_private_networks = true)";
     }
     return std::nullopt;

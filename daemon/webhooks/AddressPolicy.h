@@ -21,6 +21,8 @@ inline constexpr std::size_t kMaxUrlLength = 2048;
 /// fc00::/7, fe80::/10, fec0::/10, ff00::/8, and IPv4-mapped or NAT64
 /// addresses of the IPv4 ranges.
 bool isPublicAddress(const sockaddr* address);
+/// An IPv4 or IPv6 address as text ("10.0.0.1", "::1"); "?" for another family.
+std::string addressText(const sockaddr* address);
 
 /// What is wrong with `url` as an endpoint's (for a 422), or nothing:
 /// not an absolute http(s) URL with a host, user info or a fragment, too

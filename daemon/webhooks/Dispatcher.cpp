@@ -7,14 +7,12 @@
 #include "webhooks/AddressPolicy.h"
 #include "webhooks/Signature.h"
 
-#include <Poco/DateTimeFormatter.h>
 #include <Poco/DateTimeParser.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/NumberParser.h>
 #include <Poco/String.h>
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -37,11 +35,6 @@ std::string eventIdOf(const std::string& orderId, std::int64_t seq)
 {
     // Stable: every attempt, and every endpoint, gets the same webhook-id.
     return "evt_" + orderId.substr(orderId.find('_') + 1) + "_" + std::to_string(seq);
-}
-
-std::string rfc3339(std::int64_t millis)
-{
-    return Poco::DateTimeFormatter::format(Poco::Timestamp(millis * 1000), "%Y-%m-%dT%H:%M:%S.%iZ");
 }
 
 WebhookSettlement dropped()
@@ -115,12 +108,7 @@ struct Dispatcher::Transfer {
     {
         auto* t = static_cast<Transfer*>(self);
         if (!t->allowPrivate && !isPublicAddress(&address->addr)) {
-            char text[64] = "?";
-            if (address->family == AF_INET)
-                ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&address->addr)->sin_addr, text, sizeof text);
-            else if (address->family == AF_INET6)
-                ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&address->addr)->sin6_addr, text, sizeof text);
-            t->refused = text;
+            t->refused = addressText(&address->addr);
             return CURL_SOCKET_BAD;
         }
         return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
@@ -362,7 +350,7 @@ void Dispatcher::begin(const StoredMessage& m, std::int64_t now)
 {
     WebhookAttempt a;
     a.attempt = m.attempt;
-    a.at = rfc3339(now);
+    a.at = clock::rfc3339(now);
     std::string orderId, paymentId, createdAt;
     std::int64_t seq = 0;
     try {

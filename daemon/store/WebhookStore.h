@@ -3,6 +3,7 @@
 #include "domain/Order.h"
 #include "store/QueueStore.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -76,7 +77,11 @@ public:
         auto next = std::make_shared<const std::vector<Subscriber>>(std::move(subscribers));
         std::lock_guard lock(mutex_);
         current_ = std::move(next);
+        ++generation_;
     }
+    /// Counts the replacements: the dispatcher reads the endpoints again
+    /// when it changed (a rotation's new secret signs at once).
+    std::uint64_t generation() const { return generation_; }
     /// The endpoints subscribed to `eventType`, in no particular order.
     std::vector<std::string> subscribers(std::string_view eventType) const
     {
@@ -108,6 +113,7 @@ public:
 
 private:
     std::function<void()> listener_;
+    std::atomic<std::uint64_t> generation_{0};
     mutable std::mutex mutex_;
     std::shared_ptr<const std::vector<Subscriber>> current_ = std::make_shared<const std::vector<Subscriber>>();
 };

@@ -194,7 +194,8 @@ void Dispatcher::run()
             settled_->ids.clear();
         }
         try {
-            if (now - refreshedAt_ >= kRefreshEveryMs) refreshEndpoints(now);
+            if (now - refreshedAt_ >= kRefreshEveryMs || store_.subscriptions().generation() != seenGeneration_)
+                refreshEndpoints(now);
             if (now - prunedAt_ >= kPruneEveryMs) {
                 // The log keeps what a delivery could still be retried for.
                 prunedAt_ = now;
@@ -257,6 +258,7 @@ void Dispatcher::refreshEndpoints(std::int64_t now)
     std::map<std::string, WebhookEndpoint> fresh;
     for (auto& e : store_.endpoints()) fresh.emplace(e.id, std::move(e));
     endpoints_ = std::move(fresh);
+    seenGeneration_ = store_.subscriptions().generation();
 }
 
 bool Dispatcher::slow(const std::string& endpointId, std::int64_t now) const

@@ -112,6 +112,7 @@ private:
 
     std::map<std::string, WebhookEndpoint> endpoints_;
     std::int64_t refreshedAt_ = 0;
+    std::uint64_t seenGeneration_ = 0;  // of the subscriptions, at the last read
     std::int64_t prunedAt_ = 0;
     /// Endpoint -> when each of its deliveries in flight began.
     std::map<std::string, std::vector<std::int64_t>> busy_;

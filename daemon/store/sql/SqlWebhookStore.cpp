@@ -110,6 +110,7 @@ std::optional<WebhookEndpoint> SqlWebhookStore::rotate(const std::string& id, co
             return;
         rotated = readEndpoint(w, id);
     });
+    endpoints();
     return rotated;
 }
 

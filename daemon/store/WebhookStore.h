@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace orderpay {
@@ -72,6 +73,9 @@ public:
         std::string endpointId;
         std::vector<std::string> events;
     };
+    /// `outboxTable`: see outboxTable().
+    explicit WebhookSubscriptions(bool outboxTable = false) : outboxTable_(outboxTable) {}
+
     void replace(std::vector<Subscriber> subscribers)
     {
         auto next = std::make_shared<const std::vector<Subscriber>>(std::move(subscribers));
@@ -96,6 +100,9 @@ public:
                 if (e == eventType) ids.push_back(s.endpointId);
         return ids;
     }
+    /// Whether announced deliveries go to webhook_outbox (SQLite: the one
+    /// dispatcher using the file reads it) rather than into messages.
+    bool outboxTable() const { return outboxTable_; }
     /// Who delivers the webhooks queue, told after each commit that queued
     /// deliveries (on the writer's thread: it must only wake it). Set before
     /// the store is used by other threads.
@@ -113,15 +120,18 @@ public:
 
 private:
     std::function<void()> listener_;
+    const bool outboxTable_;
     std::atomic<std::uint64_t> generation_{0};
     mutable std::mutex mutex_;
     std::shared_ptr<const std::vector<Subscriber>> current_ = std::make_shared<const std::vector<Subscriber>>();
 };
 
 /// The webhook endpoints, their delivery log, and what a delivery reads
-/// and writes. The deliveries themselves are messages of the `webhooks`
-/// queue (QueueStore), one per event and endpoint, written with the state
-/// change the event announces.
+/// and writes. The deliveries themselves, one per event and endpoint, are
+/// written with the state change the event announces: as messages of the
+/// `webhooks` queue (QueueStore) when instances share the database; on
+/// SQLite as rows of webhook_outbox (announced()), which become messages
+/// only when they have to wait (a retry, a delivery put off, a dead letter).
 class WebhookStore {
 public:
     virtual ~WebhookStore() = default;
@@ -141,6 +151,10 @@ public:
     /// Queues a webhook.test event for one endpoint.
     virtual void queueTest(const std::string& endpointId, const std::string& eventId) = 0;
 
+    /// SQLite: the first `max` deliveries announced and not yet tried, oldest
+    /// first, as messages whose id is the outbox row's, negated (so never
+    /// one of a message's). Nothing where instances share the database.
+    virtual std::vector<StoredMessage> announced(std::size_t max) = 0;
     /// The order event `seq` of `orderId` as it was: nothing if either is gone.
     virtual std::optional<OrderEventSnapshot> orderEvent(const std::string& orderId, std::int64_t seq,
                                                          const std::string& paymentId) = 0;
@@ -154,6 +168,10 @@ public:
                         const std::vector<WebhookSettlement>& settlements, std::function<void()> done) = 0;
     /// Forgets log entries older than `before` (milliseconds since the epoch).
     virtual void pruneAttempts(std::int64_t before) = 0;
+    /// Microseconds the database's writers spent on transactions so far, and
+    /// how many writers there are: the dispatcher steps back while writing
+    /// is saturated (the API's writes wait for the same writers).
+    virtual std::pair<std::uint64_t, std::size_t> writersBusy() const = 0;
     /// Which endpoints take which events, as the writers read it.
     virtual WebhookSubscriptions& subscriptions() = 0;
 };

@@ -15,9 +15,13 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 
 namespace orderpay::webhooks {
@@ -28,6 +32,7 @@ Poco::Logger& logger() { return Poco::Logger::get("orderpay.webhooks"); }
 constexpr std::int64_t kRefreshEveryMs = 1000;  // other instances' endpoint changes
 constexpr std::int64_t kPruneEveryMs = 3600 * 1000;
 constexpr int kPollMs = 100;  // for messages queued by other units and instances
+constexpr int kNice = 19;  // the delivering thread's
 
 CURLM* multiOf(void* p) { return static_cast<CURLM*>(p); }
 
@@ -147,6 +152,13 @@ void Dispatcher::start()
 {
     thread_ = std::thread([this] {
         pthread_setname_np(pthread_self(), "webhooks");
+        // The API first: a thread at the lowest priority runs when the
+        // writers and the HTTP loops leave a core to it, and is put off
+        // when they want one. Lowering one's own priority takes no
+        // privilege (the unit allows setpriority for this alone).
+        if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice) != 0)
+            logLine(logger(), Poco::Message::PRIO_NOTICE,
+                    std::string("webhooks: could not lower the delivering thread's priority: ") + std::strerror(errno));
         run();
     });
 }
@@ -193,6 +205,7 @@ void Dispatcher::run()
             for (const auto id : settled_->ids) held_.erase(id);
             settled_->ids.clear();
         }
+        watchWriters(now);
         try {
             if (now - refreshedAt_ >= kRefreshEveryMs || store_.subscriptions().generation() != seenGeneration_)
                 refreshEndpoints(now);
@@ -229,6 +242,7 @@ void Dispatcher::run()
             }
             if (!ended) break;
             const std::int64_t later = clock::nowMillis();
+            watchWriters(later);
             if (toSettle_.size() >= 64 || later - flushedAt_ >= 20) flushSettlements();
             // The slots just freed, from what waits, taken in hand anew
             // when it runs low (not after the next poll's wait).
@@ -247,8 +261,10 @@ void Dispatcher::run()
         {
             std::lock_guard lock(statsMutex_);
             stats_.inFlight = static_cast<std::int64_t>(transfers_.size());
+            stats_.yielding = pacer_.yielding();
         }
-        curl_multi_poll(multiOf(multi_), nullptr, 0, toSettle_.empty() ? kPollMs : 20, nullptr);
+        curl_multi_poll(multiOf(multi_), nullptr, 0, pacer_.waitMs(after, static_cast<int>(transfers_.size()) < settings_.concurrency ? waitingCount_ : 0,
+                                  toSettle_.empty() ? kPollMs : 20), nullptr);
     }
 }
 
@@ -259,6 +275,13 @@ void Dispatcher::refreshEndpoints(std::int64_t now)
     for (auto& e : store_.endpoints()) fresh.emplace(e.id, std::move(e));
     endpoints_ = std::move(fresh);
     seenGeneration_ = store_.subscriptions().generation();
+}
+
+void Dispatcher::watchWriters(std::int64_t now)
+{
+    if (!pacer_.due(now)) return;
+    const auto [busyMicros, writers] = store_.writersBusy();
+    pacer_.watch(now, busyMicros, writers);
 }
 
 bool Dispatcher::slow(const std::string& endpointId, std::int64_t now) const
@@ -284,13 +307,21 @@ void Dispatcher::fetch(std::int64_t now)
         waitingCount_ -= it->second.size();
         it = waiting_.erase(it);
     }
-    if (static_cast<int>(waitingCount_) > buffer_ / 2 || !queue_.anythingDue(kWebhooksQueue)) return;
+    if (static_cast<int>(waitingCount_) > buffer_ / 2) return;
     const std::int64_t fetchedAt = clock::nowMillis();
     const std::size_t want = static_cast<std::size_t>(buffer_) - waitingCount_;
     // Shared: leased in the database (one instance's). Alone: read, and
-    // what is in hand skipped (it stays due until settled).
-    auto fetched = shared_ ? queue_.lease(kWebhooksQueue, want, leaseTime_)
-                           : queue_.due(kWebhooksQueue, want + held_.size());
+    // what is in hand skipped (it stays due until settled): the messages
+    // due (retries, put off), then the deliveries announced since.
+    std::vector<StoredMessage> fetched;
+    if (shared_) {
+        if (!queue_.anythingDue(kWebhooksQueue)) return;
+        fetched = queue_.lease(kWebhooksQueue, want, leaseTime_);
+    } else {
+        fetched = queue_.due(kWebhooksQueue, want + held_.size());
+        auto announced = store_.announced(want + held_.size());
+        fetched.insert(fetched.end(), std::make_move_iterator(announced.begin()), std::make_move_iterator(announced.end()));
+    }
     for (auto& m : fetched) {
         if (!held_.insert(m.id).second) continue;
         std::string endpointId;
@@ -338,6 +369,7 @@ void Dispatcher::pump(std::int64_t now)
                 ++it;
                 continue;
             }
+            if (!pacer_.take(now)) return;
             const StoredMessage m = std::move(it->second.front());
             it->second.pop_front();
             --waitingCount_;
@@ -563,6 +595,10 @@ void Dispatcher::renderMetrics(std::ostream& out) const
         << "# HELP orderpay_webhook_deliveries_in_flight Webhook deliveries this instance has in flight.\n"
         << "# TYPE orderpay_webhook_deliveries_in_flight gauge\n"
         << "orderpay_webhook_deliveries_in_flight " << s.inFlight << "\n"
+        << "# HELP orderpay_webhook_deliveries_yielding 1 while deliveries yield to the API (the database's writers "
+           "are saturated): at most " << kYieldingRate << " start a second.\n"
+        << "# TYPE orderpay_webhook_deliveries_yielding gauge\n"
+        << "orderpay_webhook_deliveries_yielding " << (s.yielding ? 1 : 0) << "\n"
         << "# HELP orderpay_webhook_endpoints Enabled webhook endpoints this instance announces events to.\n"
         << "# TYPE orderpay_webhook_endpoints gauge\n"
         << "orderpay_webhook_endpoints " << store_.subscriptions().size() << "\n";

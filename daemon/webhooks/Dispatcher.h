@@ -3,6 +3,7 @@
 #include "settings/Settings.h"
 #include "store/QueueStore.h"
 #include "store/WebhookStore.h"
+#include "webhooks/Pacer.h"
 
 #include <array>
 #include <atomic>
@@ -37,8 +38,14 @@ std::optional<std::chrono::milliseconds> parseRetryAfter(const std::string& valu
 /// attempt logged and settled in one transaction with its message. Leases
 /// on the messages (QueueStore) make each delivery one instance's when
 /// several share the database.
+///
+/// Deliveries yield to the API: the thread runs at nice 19, and while the
+/// database's writers are saturated (Pacer) at most kYieldingRate deliveries
+/// start a second; the backlog goes at full speed once the writers have room
+/// again (docs/architecture.md, docs/performance.md).
 class Dispatcher {
 public:
+    static constexpr int kYieldingRate = 2000;
     /// Outcomes counted in orderpay_webhook_deliveries_total.
     struct Stats {
         std::uint64_t delivered = 0;
@@ -47,6 +54,7 @@ public:
         std::uint64_t disabled = 0;  // answered 410: the endpoint was disabled
         std::uint64_t dropped = 0;   // its endpoint was removed or disabled
         std::int64_t inFlight = 0;
+        bool yielding = false;  // paced to kYieldingRate: the writers are saturated
         /// Attempts by duration: [i] counts those of at most kSecondsBounds[i]
         /// (cumulative); sum in seconds.
         std::array<std::uint64_t, 10> upTo{};
@@ -96,6 +104,8 @@ private:
     void begin(const StoredMessage& m, std::int64_t now);
     void finish(Transfer& t, int curlCode);
     bool slow(const std::string& endpointId, std::int64_t now) const;
+    /// Every Pacer::kWatchEveryMs: whether the writers are saturated.
+    void watchWriters(std::int64_t now);
     void settleLater(const StoredMessage& m, const WebhookAttempt& attempt, const WebhookSettlement& settlement);
     /// Hands the settlements gathered to the store, in one transaction.
     void flushSettlements();
@@ -124,6 +134,7 @@ private:
     std::set<std::int64_t> held_;
     std::shared_ptr<Settled> settled_ = std::make_shared<Settled>();
     std::int64_t flushedAt_ = 0;
+    Pacer pacer_{kYieldingRate};
     std::vector<std::unique_ptr<Transfer>> transfers_;
     std::vector<std::pair<StoredMessage, WebhookAttempt>> toSettle_;
     std::vector<WebhookSettlement> settlements_;

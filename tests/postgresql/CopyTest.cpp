@@ -84,6 +84,10 @@ struct SourceDatabase : test::TestStore {
               "duration_ms) VALUES ('we_1', 'evt_1', 'order.paid', 2, '2026-12-07T00:00:00.000Z', 5, NULL, 'x', 12)")
                 .exec();
             w("DELETE FROM messages WHERE id = (SELECT MAX(id) FROM messages)").exec();  // ids are not reused
+            // Two deliveries announced and not yet tried (SQLite keeps them
+            // apart from the messages until they have to wait).
+            w("INSERT INTO webhook_outbox (body, created_at) VALUES ('{\"endpoint_id\":\"we_1\",\"n\":1}', 7001)").exec();
+            w("INSERT INTO webhook_outbox (body, created_at) VALUES ('{\"endpoint_id\":\"we_1\",\"n\":2}', 7002)").exec();
         });
     }
 };
@@ -112,7 +116,7 @@ TEST_CASE("a SQLite database with orders in every state is copied into PostgreSQ
     auto count = [&](const std::string& sql) { return c.exec(sql).integer(0, 0); };
     CHECK(count("SELECT COUNT(*) FROM orders") == orders);
     CHECK(count("SELECT COUNT(*) FROM order_events") == events);
-    CHECK(count("SELECT COUNT(*) FROM messages") == messages);
+    CHECK(count("SELECT COUNT(*) FROM messages") == messages + 2);
     for (const char* status : {"queued", "processing", "awaiting_payment", "paid", "failed", "cancelled"}) {
         INFO(status);
         CHECK(c.exec("SELECT COUNT(*) FROM orders WHERE status = $1", {std::string(status)}).integer(0, 0) >=
@@ -126,12 +130,24 @@ TEST_CASE("a SQLite database with orders in every state is copied into PostgreSQ
     CHECK(count("SELECT attempts FROM deliveries WHERE message_id = 42") == 3);
     CHECK(count("SELECT value FROM work_counters WHERE name = 'processing'") == SourceDatabase::kPerState);
     CHECK(c.exec("SELECT metadata FROM orders WHERE metadata LIKE '%ünïcødé 7\"%' LIMIT 1").rows() == 1);
-    // The next message id follows the highest SQLite gave out, deleted ones too.
-    CHECK(count("SELECT nextval(pg_get_serial_sequence('messages', 'id'))") == lastMessageId + 1);
+    // The announced deliveries are ready messages of the webhooks queue, in
+    // their order, after the highest id SQLite gave out (deleted ones too).
+    CHECK(count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks'") == 2);
+    const auto outbox = c.exec("SELECT id, body, state, attempts, due_at, created_at FROM messages "
+                               "WHERE queue = 'webhooks' ORDER BY id");
+    REQUIRE(outbox.rows() == 2);
+    CHECK(outbox.integer(0, 0) == lastMessageId + 1);
+    CHECK(outbox.text(0, 1) == R"({"endpoint_id":"we_1","n":1})");
+    CHECK(outbox.text(1, 1) == R"({"endpoint_id":"we_1","n":2})");
+    CHECK(outbox.text(1, 2) == "ready");
+    CHECK(outbox.integer(1, 3) == 0);
+    CHECK(outbox.integer(1, 4) == 7002);
+    CHECK(outbox.integer(1, 5) == 7002);
+    CHECK(count("SELECT nextval(pg_get_serial_sequence('messages', 'id'))") == lastMessageId + 3);
     CHECK(count("SELECT previous_until FROM webhook_endpoints WHERE id = 'we_1' AND enabled = 0") == 99);
     CHECK(count("SELECT duration_ms FROM webhook_attempts WHERE event_id = 'evt_1' AND status_code IS NULL") == 12);
     // Every table reported, with a digest of its rows.
-    REQUIRE(copied.size() == 11);
+    REQUIRE(copied.size() == 12);
     for (const auto& t : copied) CHECK(t.digest.size() == 64);
 
     // A second copy into the same database is refused: it is not empty.

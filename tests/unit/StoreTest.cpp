@@ -65,9 +65,11 @@ struct Fixture : test::TestStore {
 
 /// Takes back what schema version 8 added: the counts by status.
 void dropStatusCounts(sql::Statements& w) { w("DROP TABLE status_counts").exec(); }
-/// Takes back what schema version 9 added: the webhook endpoints and log.
+/// Takes back what schema versions 9 and 10 added: the webhook endpoints,
+/// log and outbox.
 void dropWebhookTables(sql::Statements& w)
 {
+    w("DROP TABLE webhook_outbox").exec();
     w("DROP TABLE webhook_attempts").exec();
     w("DROP TABLE webhook_endpoints").exec();
 }
@@ -682,13 +684,14 @@ TEST_CASE("a status change queues one webhook delivery per endpoint subscribed t
         if (queue == "webhooks") ++woken;
     });
     const auto instant = test::plan(std::chrono::milliseconds(0));
+    // On SQLite a delivery is announced in webhook_outbox, not as a message.
     auto deliveries = [&](const std::string& endpoint) {
-        return f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks' AND body LIKE '%" + endpoint + "%'");
+        return f.count("SELECT COUNT(*) FROM webhook_outbox WHERE body LIKE '%" + endpoint + "%'");
     };
     // No endpoint: nothing queued, nothing told.
     const Order before = f.newOrder();
     REQUIRE(test::advance(f.work(), before.id, "", instant).finished);
-    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks'") == 0);
+    CHECK(f.count("SELECT COUNT(*) FROM webhook_outbox") == 0);
     CHECK(woken == 0);
 
     WebhookStore& webhooks = f.store->webhooks();
@@ -724,5 +727,88 @@ TEST_CASE("a status change queues one webhook delivery per endpoint subscribed t
     const Order after = f.newOrder();
     REQUIRE(test::advance(f.work(), after.id, "", instant).finished);
     CHECK(deliveries("we_all") == 2);
-    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks' AND body LIKE '%" + after.id + "%'") == 0);
+    CHECK(f.count("SELECT COUNT(*) FROM webhook_outbox WHERE body LIKE '%" + after.id + "%'") == 0);
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks'") == 0);
+}
+
+TEST_CASE("a delivery announced in webhook_outbox leaves it when delivered or dropped, and becomes a message "
+          "when it has to wait or is given up on",
+          "[store][webhooks]")
+{
+    Fixture f;
+    f.committer().write([](sql::Statements& w) {
+        for (int i = 1; i <= 6; ++i)
+            w("INSERT INTO webhook_outbox (body, created_at) VALUES (?, ?)")
+                .send(R"({"endpoint_id":"we_1","n":)" + std::to_string(i) + "}", std::int64_t{1000} * i);
+    });
+    WebhookStore& webhooks = f.store->webhooks();
+    const auto announced = webhooks.announced(10);
+    REQUIRE(announced.size() == 6);
+    for (std::size_t i = 0; i < announced.size(); ++i) {
+        INFO(i);
+        CHECK(announced[i].id < 0);  // never a message's id
+        CHECK(announced[i].queue == "webhooks");
+        CHECK(announced[i].attempt == 1);
+        CHECK(announced[i].createdAt == 1000 * static_cast<std::int64_t>(i + 1));
+        if (i > 0) CHECK(announced[i].id < announced[i - 1].id);  // oldest first
+    }
+    CHECK(webhooks.announced(2).size() == 2);
+    // Counted as ready in the queue's depth, the oldest's age with it.
+    const QueueDepth depth = f.store->queue().depths().at("webhooks");
+    CHECK(depth.ready == 6);
+    CHECK(depth.oldestAgeMs > clock::nowMillis() - 1001 - 60'000);
+
+    using Kind = WebhookSettlement::Kind;
+    auto settlement = [](Kind kind, std::chrono::milliseconds delay = {}) {
+        WebhookSettlement s;
+        s.kind = kind;
+        s.delay = delay;
+        s.reason = "answered 500";
+        return s;
+    };
+    std::vector<std::pair<StoredMessage, WebhookAttempt>> attempts;
+    for (const auto& m : announced) {
+        WebhookAttempt a;
+        a.endpointId = "we_1";
+        a.eventId = "evt_" + std::to_string(-m.id);
+        a.eventType = "order.paid";
+        a.attempt = 1;
+        a.at = clock::nowRfc3339();
+        attempts.emplace_back(m, a);
+    }
+    const std::vector<WebhookSettlement> settlements{
+        settlement(Kind::Delivered),  settlement(Kind::Drop),
+        settlement(Kind::Retry, 5s),  settlement(Kind::Postpone, 1s),
+        settlement(Kind::GiveUp),     settlement(Kind::Postpone)};  // the last handed back as it was
+    std::promise<void> committed;
+    webhooks.settle(attempts, settlements, [&] { committed.set_value(); });
+    REQUIRE(committed.get_future().wait_for(10s) == std::future_status::ready);
+
+    // Delivered, dropped and moved out are gone from the outbox; the one
+    // handed back stays, first in line.
+    const auto left = webhooks.announced(10);
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].id == announced[5].id);
+    auto message = [&](int n, const std::string& column) {
+        return f.text("SELECT " + column + " FROM messages WHERE queue = 'webhooks' AND body LIKE '%\"n\":" +
+                      std::to_string(n) + "}%'");
+    };
+    CHECK(f.count("SELECT COUNT(*) FROM messages WHERE queue = 'webhooks'") == 3);
+    // The retry: ready in about 5 s, its attempt counted, its error kept.
+    CHECK(message(3, "state") == "ready");
+    CHECK(message(3, "attempts") == "1");
+    CHECK(message(3, "last_error") == "answered 500");
+    CHECK(message(3, "created_at") == "3000");  // max_age counts from the announcement
+    CHECK(std::stoll(message(3, "due_at")) >= clock::nowMillis() + 3000);
+    // Put off: ready in about a second, the attempt not counted.
+    CHECK(message(4, "state") == "ready");
+    CHECK(message(4, "attempts") == "0");
+    // Given up on: a dead letter of the webhooks queue.
+    CHECK(message(5, "state") == "dead");
+    CHECK(message(5, "last_error") == "answered 500");
+    const auto dead = f.store->admin().deadLetters("webhooks", 10, 0);
+    REQUIRE(dead.size() == 1);
+    // Attempts logged for the three that were tried (a drop or a delivery
+    // put off was not).
+    CHECK(f.count("SELECT COUNT(*) FROM webhook_attempts") == 3);
 }

@@ -4,6 +4,7 @@
 #include "app/Config.h"
 #include "webhooks/AddressPolicy.h"
 #include "webhooks/Dispatcher.h"
+#include "webhooks/Pacer.h"
 #include "webhooks/Signature.h"
 
 #include <catch2/catch.hpp>
@@ -130,4 +131,69 @@ TEST_CASE("webhooks.* keys: defaults and checks", "[config][webhooks]")
         INFO(key << " = " << value);
         CHECK_THROWS_AS(Config::load(ORDERPAY_CONFIG_PATH, true, {{key, value}}), ConfigError);
     }
+}
+
+TEST_CASE("deliveries yield while the writers are saturated: at most the pacer's rate a second, full speed after",
+          "[webhooks]")
+{
+    webhooks::Pacer pacer(2000);
+    std::int64_t now = 1'000'000;
+    std::uint64_t busy = 0;  // the writers' busy microseconds so far
+    // One writer busy `share` of each 100 ms interval, for `intervals`.
+    auto load = [&](double share, int intervals) {
+        for (int i = 0; i < intervals; ++i) {
+            now += webhooks::Pacer::kWatchEveryMs;
+            busy += static_cast<std::uint64_t>(share * 100'000);
+            pacer.watch(now, busy, 1);
+        }
+    };
+    // Starts taken in one simulated second, trying every millisecond, the
+    // writers as busy as `share` meanwhile.
+    auto startsInASecond = [&](double share) {
+        int started = 0;
+        for (int ms = 0; ms < 1000; ++ms) {
+            ++now;
+            busy += static_cast<std::uint64_t>(share * 1000);
+            pacer.watch(now, busy, 1);
+            while (pacer.take(now)) {
+                if (++started > 100'000) return started;  // not paced at all
+            }
+        }
+        return started;
+    };
+
+    pacer.watch(now, busy, 1);
+    load(0.5, 3);
+    CHECK_FALSE(pacer.yielding());
+    CHECK(pacer.lastShare() == Approx(0.5));
+    CHECK(pacer.take(now));
+    CHECK(pacer.waitMs(now, 100, 100) == 100);
+
+    load(0.95, 1);
+    REQUIRE(pacer.yielding());
+    const int paced = startsInASecond(0.95);
+    CHECK(paced >= 1900);
+    CHECK(paced <= 2000 + 200);  // the rate, and at most one burst (100 ms) over it
+    // Out of tokens: the wait is until a few may start, within the longest.
+    while (pacer.take(now)) {
+    }
+    const int wait = pacer.waitMs(now, 100, 100);
+    CHECK(wait >= 1);
+    CHECK(wait <= 10);
+    CHECK(pacer.waitMs(now, 0, 100) == 100);  // nothing waits: no reason to wake
+
+    // Between the two thresholds it keeps yielding (no flapping at the edge)...
+    load(0.8, 2);
+    CHECK(pacer.yielding());
+    // ... and under the lower one deliveries go at full speed again.
+    load(0.6, 1);
+    CHECK_FALSE(pacer.yielding());
+    CHECK(startsInASecond(0.6) > 100'000);
+
+    // Several writers: the share is per writer (two, each 95 % busy).
+    webhooks::Pacer shared(2000);
+    shared.watch(now, 0, 2);
+    shared.watch(now + 100, 190'000, 2);
+    CHECK(shared.yielding());
+    CHECK(shared.lastShare() == Approx(0.95));
 }

@@ -1,6 +1,7 @@
 #include "store/copy/SqliteToPostgresql.h"
 
 #include "domain/Errors.h"
+#include "domain/Queues.h"
 #include "store/postgresql/PgConnection.h"
 #include "store/postgresql/PgSchema.h"
 #include "store/sqlite/Database.h"
@@ -203,6 +204,42 @@ std::vector<CopiedTable> copySqliteToPostgresql(const StoreSettings& settings, s
                                      "; nothing was committed");
             }
         }
+
+        // Then webhook deliveries announced and not yet tried (SQLite's
+        // webhook_outbox) are, on PostgreSQL, messages of the webhooks
+        // queue from the start: each becomes one, ready, in the same order.
+        const std::int64_t before = out.exec("SELECT COALESCE(MAX(id), 0) FROM messages").integer(0, 0);
+        CopiedTable announced;
+        announced.table = "webhook_outbox";
+        {
+            Poco::SHA2Engine digest(Poco::SHA2Engine::SHA_256);
+            in("SELECT body, created_at FROM webhook_outbox ORDER BY id").query([&](sql::Statement& row) {
+                const std::vector<std::optional<std::string>> values{row.text(0), std::to_string(row.integer(1))};
+                addRow(digest, values);
+                out.exec("INSERT INTO messages (queue, body, state, attempts, lease, due_at, created_at) "
+                         "VALUES ('" + std::string(kWebhooksQueue) + "', $1, 'ready', 0, 0, $2::bigint, $2::bigint)",
+                         {values[0], values[1]});
+                ++announced.rows;
+            });
+            announced.digest = Poco::DigestEngine::digestToHex(digest.digest());
+        }
+        progress << "  webhook_outbox: " << announced.rows << " rows, as messages of the " << kWebhooksQueue
+                 << " queue\n";
+
+        {
+            Poco::SHA2Engine digest(Poco::SHA2Engine::SHA_256);
+            const pg::Result rows = out.exec(
+                "SELECT body, created_at FROM messages WHERE id > $1 ORDER BY id", {before});
+            for (int r = 0; r < rows.rows(); ++r)
+                addRow(digest, std::vector<std::optional<std::string>>{rows.text(r, 0), rows.text(r, 1)});
+            const std::string check = Poco::DigestEngine::digestToHex(digest.digest());
+            if (rows.rows() != announced.rows || check != announced.digest) {
+                throw PermanentError("the copy of table webhook_outbox does not match: " +
+                                     std::to_string(announced.rows) + " rows in SQLite, " +
+                                     std::to_string(rows.rows()) + " messages in PostgreSQL; nothing was committed");
+            }
+        }
+        copied.push_back(std::move(announced));
         out.run("COMMIT");
         in("COMMIT").exec();
     } catch (...) {

@@ -12,7 +12,7 @@ namespace orderpay::pg {
 /// orderpay_schema.
 class PgSchema {
 public:
-    static constexpr int kVersion = 9;
+    static constexpr int kVersion = 10;
 
     /// Migrates the database `c` is connected to up to kVersion. Each step
     /// runs in a transaction of its own holding an advisory lock, and reads

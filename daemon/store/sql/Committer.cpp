@@ -5,6 +5,7 @@
 #include "domain/Errors.h"
 #include "logging/Log.h"
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <random>
@@ -152,6 +153,7 @@ void Committer::run(Writer& writer)
                 queue_.pop_front();
             }
         }
+        const auto began = std::chrono::steady_clock::now();
         runBatch(writer, batch);
         for (Unit* u : batch) {
             // A waited-for unit belongs to its waiter, who may end it as
@@ -170,6 +172,8 @@ void Committer::run(Writer& writer)
             delete u;
         }
         batch.clear();
+        busyMicros_ += static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
     }
 }
 

@@ -3,6 +3,7 @@
 #include "store/sql/Statement.h"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <condition_variable>
@@ -127,6 +128,11 @@ public:
 
     void stop();
     Stats stats() const;
+    /// Microseconds the writers spent on batches (running, committing,
+    /// telling), all writers together: over an interval and per writer, the
+    /// share of the time the database's writing was busy.
+    std::uint64_t busyMicros() const { return busyMicros_; }
+    std::size_t writerCount() const { return writers_.size(); }
     /// False from a transaction the database refused until one commits.
     bool writable() const;
 
@@ -173,6 +179,7 @@ private:
     std::deque<Unit*> queue_;
     bool stopping_ = false;
     Stats stats_;
+    std::atomic<std::uint64_t> busyMicros_{0};
     bool writable_ = true;  // the last commit's outcome; under writableMutex_
     mutable std::mutex writableMutex_;
     std::vector<std::thread> threads_;

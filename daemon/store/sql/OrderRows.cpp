@@ -121,7 +121,10 @@ void announceWebhooks(Statements& w, const std::string& orderId, std::int64_t se
         std::string body = R"({"endpoint_id":")" + endpoint + R"(","order_id":")" + orderId +
                            R"(","seq":)" + std::to_string(seq) + R"(,"type":")" + eventType + '"';
         if (!f.paymentId.empty()) body += R"(,"payment_id":")" + f.paymentId + '"';
-        queueMessage(w, kWebhooksQueue, body + "}");
+        if (w.webhooks->outboxTable())
+            w("INSERT INTO webhook_outbox (body, created_at) VALUES (?, ?)").send(body + "}", clock::nowMillis());
+        else
+            queueMessage(w, kWebhooksQueue, body + "}");
         w.webhooksQueued = true;
     }
 }

@@ -63,6 +63,10 @@ void SqlHealth::renderMetrics(std::ostream& out)
         << "# HELP orderpay_store_writes_total Units of work committed; over transactions, the mean group-commit batch.\n"
         << "# TYPE orderpay_store_writes_total counter\n"
         << "orderpay_store_writes_total " << commits.units << "\n"
+        << "# HELP orderpay_store_writer_busy_seconds_total Time the writers spent on transactions, all writers "
+           "together; its rate over the writers' count is how busy writing is (1: always).\n"
+        << "# TYPE orderpay_store_writer_busy_seconds_total counter\n"
+        << "orderpay_store_writer_busy_seconds_total " << static_cast<double>(committer_.busyMicros()) / 1e6 << "\n"
         << "# HELP orderpay_store_batch_size Units of work per committed transaction (group commit).\n"
         << "# TYPE orderpay_store_batch_size histogram\n";
     for (std::size_t i = 0; i < Committer::kBatchBounds.size(); ++i) {

@@ -168,6 +168,15 @@ QueueDepths SqlQueueStore::depths()
                 [&](Statement& row) { depth.oldestAgeMs = std::max(depth.oldestAgeMs, at - row.integer(0)); },
                 group.second);
         }
+        if (soleUser_) {
+            // SQLite: webhook deliveries announced and not yet tried are
+            // rows of webhook_outbox (SqlWebhookStore::announced), ready.
+            QueueDepth& webhooks = result[kWebhooksQueue];
+            q("SELECT COUNT(*) FROM webhook_outbox").query([&](Statement& row) { webhooks.ready += row.integer(0); });
+            q("SELECT created_at FROM webhook_outbox ORDER BY id LIMIT 1").query([&](Statement& row) {
+                webhooks.oldestAgeMs = std::max(webhooks.oldestAgeMs, at - row.integer(0));
+            });
+        }
     });
     return result;
 }

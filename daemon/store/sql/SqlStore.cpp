@@ -6,7 +6,8 @@ namespace orderpay::sql {
 
 SqlStore::SqlStore(Readers& readers, std::vector<std::unique_ptr<Writer>> writers, const StoreSettings& settings,
                    bool soleUser, std::function<void(std::ostream&)> extraMetrics)
-    : committer_(std::move(writers), settings.groupCommit, settings.maxBatch, "writer", &subscriptions_),
+    : subscriptions_(soleUser),
+      committer_(std::move(writers), settings.groupCommit, settings.maxBatch, "writer", &subscriptions_),
       api_(readers, committer_, published_),
       work_(readers, committer_, published_),
       queue_(readers, committer_, soleUser, settings.instance),

@@ -153,6 +153,22 @@ void SqlWebhookStore::queueTest(const std::string& endpointId, const std::string
     published_(kWebhooksQueue);
 }
 
+std::vector<StoredMessage> SqlWebhookStore::announced(std::size_t max)
+{
+    std::vector<StoredMessage> found;
+    if (!subscriptions_.outboxTable()) return found;
+    readers_.readOutsideTransaction([&](Statements& q) {
+        found.clear();
+        q("SELECT id, body, created_at FROM webhook_outbox ORDER BY id LIMIT ?")
+            .query(
+                [&](Statement& row) {
+                    found.push_back(StoredMessage{-row.integer(0), kWebhooksQueue, row.text(1), 1, 0, row.integer(2)});
+                },
+                static_cast<std::int64_t>(max));
+    });
+    return found;
+}
+
 std::optional<OrderEventSnapshot> SqlWebhookStore::orderEvent(const std::string& orderId, std::int64_t seq,
                                                               const std::string& paymentId)
 {
@@ -213,7 +229,9 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
                           code ? std::optional<std::string>(std::to_string(*code)) : std::nullopt, a.error,
                           a.durationMs);
             }
-            switch (s.kind) {
+            if (m.id < 0) {
+                settleAnnounced(w, m, s, now);
+            } else switch (s.kind) {
             case WebhookSettlement::Kind::Delivered:
             case WebhookSettlement::Kind::Drop:
                 w("DELETE FROM messages WHERE id = ? AND lease = ?").send(m.id, m.lease);
@@ -237,6 +255,25 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
             }
         }
     }, [done = std::move(done)](std::exception_ptr) { done(); });
+}
+
+void SqlWebhookStore::settleAnnounced(Statements& w, const StoredMessage& m, const WebhookSettlement& s,
+                                      std::int64_t now)
+{
+    using Kind = WebhookSettlement::Kind;
+    // Handed back as it was: it stays first in line.
+    if (s.kind == Kind::Postpone && s.delay.count() == 0) return;
+    if (w("DELETE FROM webhook_outbox WHERE id = ?").exec(-m.id) == 0) return;
+    if (s.kind == Kind::Delivered || s.kind == Kind::Drop) return;
+    // What has to wait, or is given up on, becomes a message of the queue:
+    // the retries' schedule and the dead letters live there.
+    const bool dead = s.kind == Kind::GiveUp;
+    const int attempts = s.kind == Kind::Postpone ? std::max(0, m.attempt - 1) : m.attempt;
+    const std::optional<std::string> error = s.kind == Kind::Postpone ? std::nullopt : std::optional<std::string>(s.reason);
+    w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, last_error, created_at) "
+      "VALUES (?, ?, ?, ?, 0, ?, ?, ?)")
+        .send(kWebhooksQueue, m.body, dead ? "dead" : "ready", static_cast<std::int64_t>(attempts),
+              dead ? now : now + s.delay.count(), error, m.createdAt);
 }
 
 void SqlWebhookStore::pruneAttempts(std::int64_t before)

@@ -21,7 +21,7 @@ namespace orderpay::sqlite {
 /// reads.
 class Database : public sql::Readers {
 public:
-    static constexpr int kSchemaVersion = 9;
+    static constexpr int kSchemaVersion = 10;
 
     /// SQLite's multi-thread mode, for the whole process: no mutex around
     /// each call on a connection (locking and unlocking them was a visible

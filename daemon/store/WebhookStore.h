@@ -151,10 +151,11 @@ public:
     /// Queues a webhook.test event for one endpoint.
     virtual void queueTest(const std::string& endpointId, const std::string& eventId) = 0;
 
-    /// SQLite: the first `max` deliveries announced and not yet tried, oldest
-    /// first, as messages whose id is the outbox row's, negated (so never
-    /// one of a message's). Nothing where instances share the database.
-    virtual std::vector<StoredMessage> announced(std::size_t max) = 0;
+    /// SQLite: the first `max` deliveries announced and not yet tried after
+    /// outbox row `afterId`, oldest first, as messages whose id is the
+    /// outbox row's, negated (so never one of a message's). Nothing where
+    /// instances share the database.
+    virtual std::vector<StoredMessage> announced(std::int64_t afterId, std::size_t max) = 0;
     /// The order event `seq` of `orderId` as it was: nothing if either is gone.
     virtual std::optional<OrderEventSnapshot> orderEvent(const std::string& orderId, std::int64_t seq,
                                                          const std::string& paymentId) = 0;
@@ -163,9 +164,13 @@ public:
     /// one more delivery, which receivers deduplicate); `done` is told on
     /// the writer's thread once it committed or failed. A message's attempt
     /// count becomes its `attempt` (the delivery's number; one less when
-    /// put off), whether or not it was leased.
+    /// put off, or given up on untried: an attempt naming no endpoint, which
+    /// is not logged), whether or not it was leased.
     virtual void settle(const std::vector<std::pair<StoredMessage, WebhookAttempt>>& attempts,
                         const std::vector<WebhookSettlement>& settlements, std::function<void()> done) = 0;
+    /// Makes every delivery to `endpointId` waiting for a later time due now
+    /// (it answers again after a rest), without waiting for the commit.
+    virtual void resume(const std::string& endpointId) = 0;
     /// Forgets log entries older than `before` (milliseconds since the epoch).
     virtual void pruneAttempts(std::int64_t before) = 0;
     /// Microseconds the database's writers spent on transactions so far, and

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <string_view>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -32,6 +33,12 @@ Poco::Logger& logger() { return Poco::Logger::get("orderpay.webhooks"); }
 constexpr std::int64_t kRefreshEveryMs = 1000;  // other instances' endpoint changes
 constexpr std::int64_t kPruneEveryMs = 3600 * 1000;
 constexpr int kPollMs = 100;  // for messages queued by other units and instances
+constexpr int kRestAfter = 3;  // failures with no answer in a row
+// As the retry schedule's first delays: a rest is never shorter than the
+// wait of the deliveries it puts off would have been.
+constexpr std::int64_t kFirstRestMs = 5'000;
+constexpr std::int64_t kLongestRestMs = 300'000;
+constexpr std::int64_t kRescanMs = 5000;  // the outbox from its start
 constexpr int kNice = 19;  // the delivering thread's
 
 CURLM* multiOf(void* p) { return static_cast<CURLM*>(p); }
@@ -290,22 +297,83 @@ bool Dispatcher::slow(const std::string& endpointId, std::int64_t now) const
     return b != busy_.end() && !b->second.empty() && now - *std::min_element(b->second.begin(), b->second.end()) > 1000;
 }
 
+bool Dispatcher::resting(const std::string& endpointId) const
+{
+    const auto r = rests_.find(endpointId);
+    return r != rests_.end() && r->second.failures >= kRestAfter;
+}
+
+std::int64_t Dispatcher::restFor(const std::string& endpointId, std::int64_t now) const
+{
+    const auto r = rests_.find(endpointId);
+    if (r == rests_.end() || r->second.failures < kRestAfter) return 0;
+    return std::max<std::int64_t>(r->second.until - now, 0);
+}
+
+std::int64_t Dispatcher::putOffFor(const std::string& endpointId, std::int64_t now) const
+{
+    // Resting: for the longest rest (the first answer makes it due again:
+    // resume()). Slow: until its oldest delivery in flight has its answer
+    // or times out. Read again sooner, a backlog of thousands would be read
+    // and put off again every second.
+    if (resting(endpointId)) return kLongestRestMs;
+    std::int64_t until = now;
+    if (const auto b = busy_.find(endpointId); b != busy_.end() && !b->second.empty())
+        until = std::max(until, *std::min_element(b->second.begin(), b->second.end()) + settings_.timeout.count());
+    return std::max<std::int64_t>(1000, until - now);
+}
+
+bool Dispatcher::keepFor(const std::string& endpointId, std::int64_t now) const
+{
+    if (slow(endpointId, now)) return false;
+    const auto r = rests_.find(endpointId);
+    if (r == rests_.end() || r->second.failures < kRestAfter) return true;
+    // Resting: one delivery, the probe, once its rest is over and nothing
+    // of it is in flight.
+    const auto w = waiting_.find(endpointId);
+    return r->second.until <= now && !busy_.count(endpointId) && (w == waiting_.end() || w->second.empty());
+}
+
 void Dispatcher::fetch(std::int64_t now)
 {
-    // An endpoint slow to answer gives back what waits for it, put off a
-    // second and not counted: it would hold the buffer, and so every other
-    // endpoint's deliveries.
-    WebhookSettlement putOff;
-    putOff.kind = WebhookSettlement::Kind::Postpone;
-    putOff.delay = std::chrono::seconds(1);
+    // An endpoint slow to answer, or resting, gives back what waits for it,
+    // put off (a second, or the rest of its rest) and not counted: it would
+    // hold the buffer, and so every other endpoint's deliveries.
+    // One past webhooks.max_age meanwhile is given up on (a dead letter) as
+    // it is put off: an endpoint that never answers again would keep it.
+    auto putOff = [&](const StoredMessage& m, const std::string& endpointId) {
+        WebhookSettlement s;
+        if (now > m.createdAt + settings_.maxAge.count()) {
+            s.kind = WebhookSettlement::Kind::GiveUp;
+            s.reason = "gave up (webhooks.max_age) while its endpoint rested, after " +
+                       std::to_string(std::max(0, m.attempt - 1)) + " attempts: it kept failing with no answer";
+            std::lock_guard lock(statsMutex_);
+            ++stats_.gaveUp;
+        } else {
+            s.kind = WebhookSettlement::Kind::Postpone;
+            s.delay = std::chrono::milliseconds(putOffFor(endpointId, now));
+        }
+        settleLater(m, WebhookAttempt{}, s);
+    };
     for (auto it = waiting_.begin(); it != waiting_.end();) {
-        if (!slow(it->first, now)) {
+        auto& messages = it->second;
+        std::size_t keep = 0;
+        if (slow(it->first, now)) keep = 0;
+        else if (resting(it->first)) keep = restFor(it->first, now) == 0 && !busy_.count(it->first) ? 1 : 0;
+        else keep = messages.size();
+        if (keep >= messages.size()) {
             ++it;
             continue;
         }
-        for (const auto& m : it->second) settleLater(m, WebhookAttempt{}, putOff);
-        waitingCount_ -= it->second.size();
-        it = waiting_.erase(it);
+        while (messages.size() > keep) {
+            // An announced delivery is only let go: it stays in the outbox,
+            // read again at the next rescan. A message is put off.
+            if (messages.back().id < 0) held_.erase(messages.back().id);
+            else putOff(messages.back(), it->first);
+            messages.pop_back();
+            --waitingCount_;
+        }
+        it = messages.empty() ? waiting_.erase(it) : std::next(it);
     }
     if (static_cast<int>(waitingCount_) > buffer_ / 2) return;
     const std::int64_t fetchedAt = clock::nowMillis();
@@ -319,15 +387,39 @@ void Dispatcher::fetch(std::int64_t now)
         fetched = queue_.lease(kWebhooksQueue, want, leaseTime_);
     } else {
         fetched = queue_.due(kWebhooksQueue, want + held_.size());
-        auto announced = store_.announced(want + held_.size());
+        // The outbox is read on from where the last read ended, and again
+        // from its start every kRescanMs (what was let go meanwhile: an
+        // endpoint's rest, a settlement that failed), or when an endpoint
+        // answers again. Its rows of an endpoint slow or resting are passed
+        // over, not written: a backlog of a dead endpoint costs no write.
+        if (now - rescannedAt_ >= kRescanMs) {
+            rescannedAt_ = now;
+            outboxAfter_ = 0;
+        }
+        // Read on in large steps while every row read is passed over (a
+        // resting endpoint's backlog), so the others' rows are soon reached.
+        auto announced = store_.announced(outboxAfter_, passingOver_ ? std::max<std::size_t>(want, 1024) : want);
+        passingOver_ = !announced.empty();
         fetched.insert(fetched.end(), std::make_move_iterator(announced.begin()), std::make_move_iterator(announced.end()));
     }
     for (auto& m : fetched) {
+        if (static_cast<int>(waitingCount_) >= buffer_) break;  // the rest is read again
+        if (m.id < 0) outboxAfter_ = std::max(outboxAfter_, -m.id);
         if (!held_.insert(m.id).second) continue;
         std::string endpointId;
         try {
-            Poco::JSON::Parser parser;
-            endpointId = parser.parse(m.body).extract<Poco::JSON::Object::Ptr>()->optValue<std::string>("endpoint_id", "");
+            // The daemon writes the endpoint first (announceWebhooks,
+            // queueTest): read without a parse, as thousands of a resting
+            // endpoint's may be passed over at each rescan.
+            static constexpr std::string_view kPrefix = R"({"endpoint_id":")";
+            const auto end = m.body.find('"', kPrefix.size());
+            if (m.body.compare(0, kPrefix.size(), kPrefix) == 0 && end != std::string::npos) {
+                endpointId = m.body.substr(kPrefix.size(), end - kPrefix.size());
+            } else {
+                Poco::JSON::Parser parser;
+                endpointId =
+                    parser.parse(m.body).extract<Poco::JSON::Object::Ptr>()->optValue<std::string>("endpoint_id", "");
+            }
         } catch (const Poco::Exception& e) {
             logLine(logger(), Poco::Message::PRIO_ERROR,
                     "webhooks: a message that cannot be read is dropped: " + e.message(),
@@ -350,6 +442,12 @@ void Dispatcher::fetch(std::int64_t now)
             settleLater(m, WebhookAttempt{}, dropped());
             continue;
         }
+        if (!keepFor(endpointId, now)) {
+            if (m.id < 0 && now <= m.createdAt + settings_.maxAge.count()) held_.erase(m.id);  // passed over
+            else putOff(m, endpointId);
+            continue;
+        }
+        if (m.id < 0) passingOver_ = false;
         waiting_[endpointId].push_back(std::move(m));
         ++waitingCount_;
     }
@@ -365,7 +463,9 @@ void Dispatcher::pump(std::int64_t now)
             if (static_cast<int>(transfers_.size()) >= settings_.concurrency) return;
             const auto b = busy_.find(it->first);
             const int inFlight = b == busy_.end() ? 0 : static_cast<int>(b->second.size());
-            if (inFlight >= (slow(it->first, now) ? perSlowEndpoint_ : perEndpoint_)) {
+            const int share = resting(it->first) ? (restFor(it->first, now) == 0 ? 1 : 0)
+                                                 : (slow(it->first, now) ? perSlowEndpoint_ : perEndpoint_);
+            if (inFlight >= share) {
                 ++it;
                 continue;
             }
@@ -485,6 +585,35 @@ void Dispatcher::finish(Transfer& t, int curlCode)
     long status = 0;
     if (curlCode == CURLE_OK) curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
     if (status > 0) a.statusCode = static_cast<int>(status);
+    // An answer, whatever it says, ends a rest; failures with none add up
+    // to one (and a failed probe doubles it).
+    if (status > 0) {
+        if (const auto r = rests_.find(a.endpointId); r != rests_.end()) {
+            if (r->second.failures >= kRestAfter) {
+                logLine(logger(), Poco::Message::PRIO_NOTICE,
+                        "webhook endpoint " + a.endpointId + " answers again: its deliveries resume",
+                        {{"QUEUE", kWebhooksQueue}, {"WEBHOOK_ENDPOINT", a.endpointId}});
+                outboxAfter_ = 0;  // what was passed over for the rest, now
+                try {
+                    store_.resume(a.endpointId);  // and what was put off
+                } catch (const std::exception& e) {
+                    logLine(logger(), Poco::Message::PRIO_DEBUG, std::string("webhooks: ") + e.what());
+                }
+            }
+            rests_.erase(r);
+        }
+    } else if (Rest& r = rests_[a.endpointId]; ++r.failures >= kRestAfter && r.until <= t.startedMs) {
+        // The rest begins, or a probe (begun after it) failed: a longer one.
+        // Deliveries begun before it, failing meanwhile, change nothing.
+        r.lengthMs = r.lengthMs == 0 ? kFirstRestMs : std::min(2 * r.lengthMs, kLongestRestMs);
+        r.until = now + r.lengthMs;
+        if (r.failures == kRestAfter)
+            logLine(logger(), Poco::Message::PRIO_WARNING,
+                    "webhook endpoint " + a.endpointId + " failed " + std::to_string(kRestAfter) +
+                        " deliveries in a row with no answer: it rests, one delivery tried at a time, "
+                        "5 s to 5 min apart, until it answers",
+                    {{"QUEUE", kWebhooksQueue}, {"WEBHOOK_ENDPOINT", a.endpointId}});
+    }
 
     WebhookSettlement s;
     Fields fields{{"QUEUE", kWebhooksQueue}, {"WEBHOOK_ENDPOINT", a.endpointId}, {"WEBHOOK_EVENT", a.eventId}};

@@ -104,6 +104,14 @@ private:
     void begin(const StoredMessage& m, std::int64_t now);
     void finish(Transfer& t, int curlCode);
     bool slow(const std::string& endpointId, std::int64_t now) const;
+    /// How long what waits for an endpoint resting (it kept failing with no
+    /// answer) is put off; 0 when it is not resting, or its probe may go.
+    std::int64_t restFor(const std::string& endpointId, std::int64_t now) const;
+    bool resting(const std::string& endpointId) const;
+    /// How long to put off what waits for an endpoint slow or resting.
+    std::int64_t putOffFor(const std::string& endpointId, std::int64_t now) const;
+    /// Whether `m` is kept to wait for its endpoint, or put off (resting).
+    bool keepFor(const std::string& endpointId, std::int64_t now) const;
     /// Every Pacer::kWatchEveryMs: whether the writers are saturated.
     void watchWriters(std::int64_t now);
     void settleLater(const StoredMessage& m, const WebhookAttempt& attempt, const WebhookSettlement& settlement);
@@ -124,6 +132,16 @@ private:
     std::int64_t refreshedAt_ = 0;
     std::uint64_t seenGeneration_ = 0;  // of the subscriptions, at the last read
     std::int64_t prunedAt_ = 0;
+    /// An endpoint whose deliveries failed kRestAfter times in a row with no
+    /// answer (refused, unreachable, timed out) rests: nothing goes to it
+    /// until `until`, then one delivery, a probe; the rest grows from 5 s to
+    /// 5 min while probes fail, and ends with the first answer.
+    struct Rest {
+        int failures = 0;
+        std::int64_t until = 0;
+        std::int64_t lengthMs = 0;
+    };
+    std::map<std::string, Rest> rests_;
     /// Endpoint -> when each of its deliveries in flight began.
     std::map<std::string, std::vector<std::int64_t>> busy_;
     /// Messages taken in hand, by endpoint, waiting for a slot.
@@ -132,6 +150,10 @@ private:
     /// Every message in hand (waiting, in flight, or settled but not yet
     /// committed): a read of the due messages skips them.
     std::set<std::int64_t> held_;
+    /// SQLite: the outbox row the last read ended at (0: read from the start).
+    std::int64_t outboxAfter_ = 0;
+    std::int64_t rescannedAt_ = 0;
+    bool passingOver_ = false;  // the last outbox read took none of its rows
     std::shared_ptr<Settled> settled_ = std::make_shared<Settled>();
     std::int64_t flushedAt_ = 0;
     Pacer pacer_{kYieldingRate};

@@ -17,6 +17,7 @@
 #include <csignal>
 #include <map>
 #include <set>
+#include <thread>
 
 using namespace e2e;
 
@@ -309,6 +310,50 @@ TEST_CASE("A receiver that never answers delays neither the other endpoints nor 
     CHECK(isNull(attempt, "status_code"));
     CHECK(getString(attempt, "error").value_or("").find("no answer within webhooks.timeout") != std::string::npos);
     CHECK(getInt(attempt, "duration_ms").value_or(0) >= 2900);
+}
+
+TEST_CASE("An endpoint that keeps failing with no answer rests: one probe at a time, and every event arrives "
+          "once it answers")
+{
+    WebhookReceiver receiver;
+    Daemon d(webhookDefines({"webhooks.timeout=1s"}));
+    HttpClient c(d.port());
+    const Endpoint down = registerEndpoint(c, receiver.url("/down"));
+    receiver.configure("/down", "hang", {down.secret});
+    for (int i = 0; i < 10; ++i) createOrder(c, "rest-" + std::to_string(i));
+
+    // The first attempts time out; after three failures in a row with no
+    // answer the endpoint rests (5 s), and says so.
+    REQUIRE(eventually([&] { return d.log().find("it rests") != std::string::npos; }, 15s, 50ms));
+    const std::size_t tried = deliveries(c, down.id).size();
+    INFO(tried << " attempts when the rest began");
+    CHECK(tried >= 3);
+    CHECK(tried <= 8);  // what was in flight then (half the slots)
+    // During the rest nothing more is tried (those in flight when it began
+    // end meanwhile): without it the endpoint would take 4 timed-out
+    // attempts a second (its slow share of the slots), over 20 in all by
+    // the end of these 3 s.
+    const auto restBegan = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - restBegan < 3s) {
+        REQUIRE(deliveries(c, down.id).size() <= 12);
+        std::this_thread::sleep_for(100ms);  // sampling the log over the rest, not waiting for something
+    }
+    for (const auto& a : deliveries(c, down.id)) CHECK(isNull(a, "status_code"));
+
+    // It answers again: the next probe gets through, and then every event.
+    receiver.configure("/down", "ok", {down.secret});
+    REQUIRE(eventually(
+        [&] {
+            std::set<std::string> ids;
+            for (const auto& e : receiver.log("/down"))
+                if (e.answered == 204) ids.insert(e.webhookId);
+            return ids.size() >= 20;
+        },
+        30s, 100ms));
+    for (const auto& e : receiver.log("/down"))
+        if (e.answered == 204) checkSigned(e);
+    REQUIRE(eventually([&] { return d.log().find("answers again") != std::string::npos; }, 5s, 50ms));
+    waitQueueEmpty(c);
 }
 
 TEST_CASE("A redirect is not followed: the attempt fails and is retried")

@@ -742,7 +742,7 @@ TEST_CASE("a delivery announced in webhook_outbox leaves it when delivered or dr
                 .send(R"({"endpoint_id":"we_1","n":)" + std::to_string(i) + "}", std::int64_t{1000} * i);
     });
     WebhookStore& webhooks = f.store->webhooks();
-    const auto announced = webhooks.announced(10);
+    const auto announced = webhooks.announced(0, 10);
     REQUIRE(announced.size() == 6);
     for (std::size_t i = 0; i < announced.size(); ++i) {
         INFO(i);
@@ -752,7 +752,11 @@ TEST_CASE("a delivery announced in webhook_outbox leaves it when delivered or dr
         CHECK(announced[i].createdAt == 1000 * static_cast<std::int64_t>(i + 1));
         if (i > 0) CHECK(announced[i].id < announced[i - 1].id);  // oldest first
     }
-    CHECK(webhooks.announced(2).size() == 2);
+    CHECK(webhooks.announced(0, 2).size() == 2);
+    // After a row: those after it (the dispatcher reads on from where it was).
+    const auto later = webhooks.announced(-announced[1].id, 10);
+    REQUIRE(later.size() == 4);
+    CHECK(later.front().id == announced[2].id);
     // Counted as ready in the queue's depth, the oldest's age with it.
     const QueueDepth depth = f.store->queue().depths().at("webhooks");
     CHECK(depth.ready == 6);
@@ -786,7 +790,7 @@ TEST_CASE("a delivery announced in webhook_outbox leaves it when delivered or dr
 
     // Delivered, dropped and moved out are gone from the outbox; the one
     // handed back stays, first in line.
-    const auto left = webhooks.announced(10);
+    const auto left = webhooks.announced(0, 10);
     REQUIRE(left.size() == 1);
     CHECK(left[0].id == announced[5].id);
     auto message = [&](int n, const std::string& column) {

@@ -153,18 +153,18 @@ void SqlWebhookStore::queueTest(const std::string& endpointId, const std::string
     published_(kWebhooksQueue);
 }
 
-std::vector<StoredMessage> SqlWebhookStore::announced(std::size_t max)
+std::vector<StoredMessage> SqlWebhookStore::announced(std::int64_t afterId, std::size_t max)
 {
     std::vector<StoredMessage> found;
     if (!subscriptions_.outboxTable()) return found;
     readers_.readOutsideTransaction([&](Statements& q) {
         found.clear();
-        q("SELECT id, body, created_at FROM webhook_outbox ORDER BY id LIMIT ?")
+        q("SELECT id, body, created_at FROM webhook_outbox WHERE id > ? ORDER BY id LIMIT ?")
             .query(
                 [&](Statement& row) {
                     found.push_back(StoredMessage{-row.integer(0), kWebhooksQueue, row.text(1), 1, 0, row.integer(2)});
                 },
-                static_cast<std::int64_t>(max));
+                afterId, static_cast<std::int64_t>(max));
     });
     return found;
 }
@@ -220,7 +220,10 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
             const StoredMessage& m = attempts[i].first;
             const WebhookAttempt& a = attempts[i].second;
             const WebhookSettlement& s = settlements[i];
-            if (s.kind != WebhookSettlement::Kind::Drop && s.kind != WebhookSettlement::Kind::Postpone) {
+            // Logged if it was tried (not a drop, a delivery put off, or one
+            // given up on untried).
+            if (s.kind != WebhookSettlement::Kind::Drop && s.kind != WebhookSettlement::Kind::Postpone &&
+                !a.endpointId.empty()) {
                 const std::optional<std::int64_t> code =
                     a.statusCode ? std::optional<std::int64_t>(*a.statusCode) : std::nullopt;
                 w("INSERT INTO webhook_attempts (endpoint_id, event_id, event_type, attempt, at, at_ms, status_code, "
@@ -230,7 +233,7 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
                           a.durationMs);
             }
             if (m.id < 0) {
-                settleAnnounced(w, m, s, now);
+                settleAnnounced(w, m, s, !a.endpointId.empty(), now);
             } else switch (s.kind) {
             case WebhookSettlement::Kind::Delivered:
             case WebhookSettlement::Kind::Drop:
@@ -246,7 +249,8 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
                 break;
             case WebhookSettlement::Kind::GiveUp:
                 w("UPDATE messages SET state = 'dead', last_error = ?, due_at = ?, attempts = ? WHERE id = ? AND lease = ?")
-                    .send(s.reason, now, static_cast<std::int64_t>(m.attempt), m.id, m.lease);
+                    .send(s.reason, now, static_cast<std::int64_t>(a.endpointId.empty() ? std::max(0, m.attempt - 1) : m.attempt),
+                          m.id, m.lease);
                 break;
             }
             if (s.disableReason) {
@@ -257,7 +261,7 @@ void SqlWebhookStore::settle(const std::vector<std::pair<StoredMessage, WebhookA
     }, [done = std::move(done)](std::exception_ptr) { done(); });
 }
 
-void SqlWebhookStore::settleAnnounced(Statements& w, const StoredMessage& m, const WebhookSettlement& s,
+void SqlWebhookStore::settleAnnounced(Statements& w, const StoredMessage& m, const WebhookSettlement& s, bool tried,
                                       std::int64_t now)
 {
     using Kind = WebhookSettlement::Kind;
@@ -268,12 +272,25 @@ void SqlWebhookStore::settleAnnounced(Statements& w, const StoredMessage& m, con
     // What has to wait, or is given up on, becomes a message of the queue:
     // the retries' schedule and the dead letters live there.
     const bool dead = s.kind == Kind::GiveUp;
-    const int attempts = s.kind == Kind::Postpone ? std::max(0, m.attempt - 1) : m.attempt;
+    const int attempts = tried && s.kind != Kind::Postpone ? m.attempt : std::max(0, m.attempt - 1);
     const std::optional<std::string> error = s.kind == Kind::Postpone ? std::nullopt : std::optional<std::string>(s.reason);
     w("INSERT INTO messages (queue, body, state, attempts, lease, due_at, last_error, created_at) "
       "VALUES (?, ?, ?, ?, 0, ?, ?, ?)")
         .send(kWebhooksQueue, m.body, dead ? "dead" : "ready", static_cast<std::int64_t>(attempts),
               dead ? now : now + s.delay.count(), error, m.createdAt);
+}
+
+void SqlWebhookStore::resume(const std::string& endpointId)
+{
+    // A scan of the queue's waiting messages, once per recovery: the
+    // endpoint is in the body (announceWebhooks writes it first).
+    committer_.submit(
+        [endpointId](Statements& w) {
+            const std::int64_t now = clock::nowMillis();
+            w("UPDATE messages SET due_at = ? WHERE queue = ? AND state = 'ready' AND due_at > ? AND body LIKE ?")
+                .send(now, kWebhooksQueue, now, R"({"endpoint_id":")" + endpointId + R"(",%)");
+        },
+        [&published = published_](std::exception_ptr) { published(kWebhooksQueue); });
 }
 
 void SqlWebhookStore::pruneAttempts(std::int64_t before)

@@ -25,11 +25,12 @@ public:
                                           std::int64_t previousUntil) override;
     std::vector<WebhookAttempt> attempts(const std::string& endpointId, int limit, std::int64_t after) override;
     void queueTest(const std::string& endpointId, const std::string& eventId) override;
-    std::vector<StoredMessage> announced(std::size_t max) override;
+    std::vector<StoredMessage> announced(std::int64_t afterId, std::size_t max) override;
     std::optional<OrderEventSnapshot> orderEvent(const std::string& orderId, std::int64_t seq,
                                                  const std::string& paymentId) override;
     void settle(const std::vector<std::pair<StoredMessage, WebhookAttempt>>& attempts,
                 const std::vector<WebhookSettlement>& settlements, std::function<void()> done) override;
+    void resume(const std::string& endpointId) override;
     void pruneAttempts(std::int64_t before) override;
     std::pair<std::uint64_t, std::size_t> writersBusy() const override
     {
@@ -39,7 +40,8 @@ public:
 
 private:
     /// Settles a delivery read from webhook_outbox (its id negated).
-    static void settleAnnounced(Statements& w, const StoredMessage& m, const WebhookSettlement& s, std::int64_t now);
+    static void settleAnnounced(Statements& w, const StoredMessage& m, const WebhookSettlement& s, bool tried,
+                                std::int64_t now);
     /// Reads the enabled endpoints into the subscriptions.
     void refresh(const std::vector<WebhookEndpoint>& all);
 

@@ -337,16 +337,17 @@ bool Dispatcher::keepFor(const std::string& endpointId, std::int64_t now) const
 void Dispatcher::fetch(std::int64_t now)
 {
     // An endpoint slow to answer, or resting, gives back what waits for it,
-    // put off (a second, or the rest of its rest) and not counted: it would
-    // hold the buffer, and so every other endpoint's deliveries.
+    // not counted: it would hold the buffer, and so every other endpoint's
+    // deliveries. A message is put off (putOffFor); an announced delivery
+    // (SQLite's outbox) is only let go, and read again at the next rescan.
     // One past webhooks.max_age meanwhile is given up on (a dead letter) as
     // it is put off: an endpoint that never answers again would keep it.
     auto putOff = [&](const StoredMessage& m, const std::string& endpointId) {
         WebhookSettlement s;
         if (now > m.createdAt + settings_.maxAge.count()) {
             s.kind = WebhookSettlement::Kind::GiveUp;
-            s.reason = "gave up (webhooks.max_age) while its endpoint rested, after " +
-                       std::to_string(std::max(0, m.attempt - 1)) + " attempts: it kept failing with no answer";
+            s.reason = "gave up (webhooks.max_age) while its endpoint was slow to answer or resting, after " +
+                       std::to_string(std::max(0, m.attempt - 1)) + " attempts";
             std::lock_guard lock(statsMutex_);
             ++stats_.gaveUp;
         } else {
@@ -366,8 +367,6 @@ void Dispatcher::fetch(std::int64_t now)
             continue;
         }
         while (messages.size() > keep) {
-            // An announced delivery is only let go: it stays in the outbox,
-            // read again at the next rescan. A message is put off.
             if (messages.back().id < 0) held_.erase(messages.back().id);
             else putOff(messages.back(), it->first);
             messages.pop_back();

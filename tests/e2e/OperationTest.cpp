@@ -329,13 +329,14 @@ TEST_CASE("An upgrade migrates the database before READY=1, with systemd's start
     REQUIRE(d.terminate() == 0);
 
     // The database as a version 2 daemon left it: with its step ledger
-    // table, without what versions 3 to 9 added.
+    // table, without what versions 3 to 10 added.
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open_v2(d.dbPath().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
     const int rc = sqlite3_exec(db,
                                 "ALTER TABLE messages DROP COLUMN holder; ALTER TABLE order_events DROP COLUMN instance; "
                                 "ALTER TABLE orders DROP COLUMN step_due_at; DROP TABLE work_counters; "
                                 "DROP TABLE status_counts; DROP TABLE webhook_attempts; DROP TABLE webhook_endpoints; "
+                                "DROP TABLE webhook_outbox; "
                                 "CREATE TABLE order_steps (order_id TEXT NOT NULL, step TEXT NOT NULL, "
                                 "completed_at TEXT NOT NULL, PRIMARY KEY (order_id, step)) WITHOUT ROWID; "
                                 "PRAGMA user_version = 2",

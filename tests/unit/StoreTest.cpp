@@ -105,7 +105,7 @@ TEST_CASE("a version 2 database loses its step ledger table and keeps resuming o
     REQUIRE(test::advance(f.work(), o.id, "validate", test::slowPlan()).completed ==
             std::vector<std::string>{"validate"});
     f.committer().write([&](sql::Statements& w) {
-        // What versions 3 to 9 added, taken back.
+        // What versions 3 to 10 added, taken back.
         dropWebhookTables(w);
         dropStatusCounts(w);
         w("ALTER TABLE messages DROP COLUMN holder").exec();

@@ -312,12 +312,13 @@ std::int64_t Dispatcher::restFor(const std::string& endpointId, std::int64_t now
 
 std::int64_t Dispatcher::putOffFor(const std::string& endpointId, std::int64_t now) const
 {
-    // Resting: for the longest rest (the first answer makes it due again:
-    // resume()). Slow: until its oldest delivery in flight has its answer
-    // or times out. Read again sooner, a backlog of thousands would be read
-    // and put off again every second.
-    if (resting(endpointId)) return kLongestRestMs;
-    std::int64_t until = now;
+    // Resting: until its rest ends (the rest grows, so a backlog is read
+    // and put off again ever less often; put off longer, one put off just
+    // as a probe succeeds - its settlement committed after resume() - would
+    // wait all that time). Slow: until its oldest delivery in flight has its
+    // answer or times out. Read again sooner, a backlog of thousands would
+    // be read and put off again every second.
+    std::int64_t until = now + restFor(endpointId, now);
     if (const auto b = busy_.find(endpointId); b != busy_.end() && !b->second.empty())
         until = std::max(until, *std::min_element(b->second.begin(), b->second.end()) + settings_.timeout.count());
     return std::max<std::int64_t>(1000, until - now);
